@@ -1,1 +1,8 @@
+//! End-to-end tests against the real local cluster (`slurm-conf/cluster`).
+//! One binary, one module per area; the harness lives in `harness/`.
 
+mod bridge;
+mod cluster;
+mod lifecycle;
+mod mpi;
+mod spank;

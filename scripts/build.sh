@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build the workspace in release mode and install what the cluster runs:
+# odyssey-mpi on the shared filesystem, the SPANK plugin into plugstack.conf.d.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_cargo
+step "building the workspace (release)"
+cargo build --release --workspace --manifest-path "$REPO/Cargo.toml"
+
+step "installing odyssey-mpi and the SPANK plugin into the cluster"
+install -d -m 0755 "$SHARED_DIR/bin"
+# A new file renamed over the old one, so running jobs keep a whole binary.
+install -m 0755 "$REPO/target/release/odyssey-mpi" "$SHARED_DIR/bin/.odyssey-mpi.new"
+mv -f "$SHARED_DIR/bin/.odyssey-mpi.new" "$SHARED_DIR/bin/odyssey-mpi"
+bash "$CLUSTER" plugin install "$REPO/target/release/libodyssey_spank.so"

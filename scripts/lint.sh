@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# shellcheck on every shell script in the repo; `vagrant validate`.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+# Every tracked file that is a shell script by name or by its #! line.
+mapfile -t scripts < <(git ls-files | while read -r f; do
+  [[ -f $f ]] || continue
+  if [[ $f == *.sh ]] || head -n1 "$f" | grep -qE '^#!.*\b(ba)?sh\b'; then echo "$f"; fi
+done)
+echo "shellcheck: ${#scripts[@]} scripts" >&2
+shellcheck --external-sources "${scripts[@]}"
+
+echo "vagrant validate" >&2
+(cd vagrant && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine, as root: packages, build,
+# the local cluster, shell and Vagrant checks, then every Rust test (the e2e
+# ones against the real cluster).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+step "installing packages"
+bash "$CLUSTER" install shellcheck
+# Vagrant only validates the Vagrantfile here; without recommends it stays
+# small (cluster-notes.md, "Vagrant and shell checks offline").
+if ! command -v vagrant >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends vagrant >/dev/null
+fi
+
+step "bringing the cluster up"
+bash "$CLUSTER" up
+bash "$REPO/scripts/build.sh"
+
+step "checking shell scripts and the Vagrantfile"
+bash "$REPO/scripts/lint.sh"
+
+step "running the tests"
+ensure_cargo
+cd "$REPO"
+cargo test --release --workspace -- --test-threads="${ODYSSEY_TEST_THREADS:-4}"
+step "all tests passed"
