@@ -2,6 +2,7 @@
 # Build the workspace in release mode and install what the cluster runs:
 # odyssey-mpi on the shared filesystem, the SPANK plugin into plugstack.conf.d.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_cargo

@@ -1,5 +1,5 @@
 # Shared by scripts/*.sh: paths, logging and the Rust toolchain. Source it.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER=$REPO/slurm-conf/cluster

@@ -3,6 +3,7 @@
 # the local cluster, shell and Vagrant checks, then every Rust test (the e2e
 # ones against the real cluster).
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "installing packages"

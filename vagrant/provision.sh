@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Vagrant's shell provisioner for every VM. The cluster itself comes from
+# slurm-conf/cluster in its "vm" mode, the same script the namespace cluster
+# uses; this only adds what a VM needs around it: the host's munge key, the
+# Rust build on the controller, and the plugin on every node.
+set -euo pipefail
+
+REPO=${ODYSSEY_REPO:-/vagrant}
+CLUSTER=$REPO/slurm-conf/cluster
+STATE_DIR=${ODYSSEY_STATE_DIR:-/var/lib/odyssey-cluster}
+SHARED_DIR=$STATE_DIR/shared
+
+bash "$CLUSTER" provision --mode vm
+
+if [[ $ODYSSEY_ROLE == controller ]]; then
+  # The controller builds once for every node and publishes the results on
+  # the shared filesystem (NFS from here).
+  if ! command -v cargo >/dev/null && [[ ! -x $HOME/.cargo/bin/cargo ]]; then
+    curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal
+  fi
+  export PATH=$HOME/.cargo/bin:$PATH
+  export CARGO_TARGET_DIR=/var/lib/odyssey-build
+  cargo build --release --workspace --manifest-path "$REPO/Cargo.toml"
+  install -d -m 0755 "$SHARED_DIR/bin" "$SHARED_DIR/lib"
+  install -m 0755 "$CARGO_TARGET_DIR/release/odyssey-mpi" "$SHARED_DIR/bin/odyssey-mpi"
+  install -m 0755 "$CARGO_TARGET_DIR/release/libodyssey_spank.so" "$SHARED_DIR/lib/odyssey_spank.so"
+  install -m 0755 "$CARGO_TARGET_DIR/release/bridge" /usr/local/bin/bridge
+fi
+bash "$CLUSTER" plugin install "$SHARED_DIR/lib/odyssey_spank.so" --mode vm
