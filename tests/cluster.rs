@@ -12,7 +12,8 @@ fn every_node_is_idle_after_up() {
     let names: Vec<String> = states.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(names, expected, "sinfo lists {states:?}");
     for (name, state) in &states {
-        assert!(matches!(state.as_str(), "idle" | "mixed" | "allocated"), "{name} is {state}");
+        // Other tests run jobs meanwhile, so busy states count as healthy.
+        assert!(matches!(state.as_str(), "idle" | "mixed" | "allocated" | "completing"), "{name} is {state}");
     }
 }
 

@@ -79,10 +79,12 @@ impl TestCluster {
         run_bounded(command)
     }
 
-    /// A SLURM command (or anything else) with this cluster's SLURM_CONF.
+    /// A SLURM command (or anything else) with this cluster's SLURM_CONF,
+    /// run from the shared scratch directory: jobs start in the submitter's
+    /// directory, and the checkout may sit under /tmp, which no node shares.
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
-        command.env("SLURM_CONF", &self.slurm_conf);
+        command.env("SLURM_CONF", &self.slurm_conf).current_dir(self.shared_dir.join("scratch"));
         command
     }
 
