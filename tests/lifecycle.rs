@@ -17,6 +17,16 @@ fn daemon_pids(cluster: &TestCluster) -> Vec<Option<u32>> {
     files.iter().map(|f| daemon_pid(cluster, f)).collect()
 }
 
+/// `up`, then every node idle and a step across all of them runs.
+fn up_and_assert_healed(cluster: &TestCluster) {
+    cluster.up();
+    let states = cluster.node_states();
+    assert!(states.iter().all(|(_, s)| s == "idle"), "{states:?}");
+    let n = cluster.n_nodes.to_string();
+    let out = cluster.ok("srun", &["-N", &n, "hostname"]);
+    assert_eq!(out.lines().count(), cluster.n_nodes, "{out}");
+}
+
 /// Everything `up` creates that `down` must remove, as found on the machine.
 fn leftovers(cluster: &TestCluster) -> Vec<String> {
     let mut found = Vec::new();
@@ -76,11 +86,7 @@ fn a_killed_slurmd_marks_its_node_down_and_up_heals_it() {
     let status = cluster.cluster_script(&["status"]);
     assert!(!status.status.success(), "status calls a cluster with a dead slurmd healthy");
     assert!(text(&status.stdout).contains("node c2:"), "{}", text(&status.stdout));
-    cluster.up();
-    let states = cluster.node_states();
-    assert!(states.iter().all(|(_, s)| s == "idle"), "{states:?}");
-    let out = cluster.ok("srun", &["-N3", "hostname"]);
-    assert_eq!(out.lines().count(), 3, "{out}");
+    up_and_assert_healed(cluster);
 }
 
 #[test]
@@ -96,11 +102,7 @@ fn up_heals_a_crash_that_left_namespaces_and_stale_pid_files() {
     cluster.ok("kill", &args);
     // Also break one node's network the way a half-finished run could.
     cluster.ok("ip", &["link", "delete", "odv-c3"]);
-    cluster.up();
-    let states = cluster.node_states();
-    assert!(states.iter().all(|(_, s)| s == "idle"), "{states:?}");
-    let out = cluster.ok("srun", &["-N3", "hostname"]);
-    assert_eq!(out.lines().count(), 3, "{out}");
+    up_and_assert_healed(cluster);
 }
 
 #[test]
@@ -132,7 +134,5 @@ fn down_leaves_nothing_behind_and_up_restores() {
     // down twice is harmless too.
     let out = cluster.cluster_script(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    cluster.up();
-    let states = cluster.node_states();
-    assert!(states.iter().all(|(_, s)| s == "idle"), "{states:?}");
+    up_and_assert_healed(cluster);
 }

@@ -1,25 +1,11 @@
 //! The SPANK plugin loads into srun, sbatch and salloc and handles its option.
 
-use std::path::PathBuf;
-
 use e2e::{text, unique_name, TestCluster};
-
-/// The installed plugin, failing with the fix when it is missing or stale.
-fn installed_plugin(cluster: &TestCluster) -> PathBuf {
-    let installed = cluster.state_dir.join("lib/odyssey_spank.so");
-    let built = cluster.repo.join("target/release/libodyssey_spank.so");
-    let modified = |p: &PathBuf| p.metadata().and_then(|m| m.modified()).ok();
-    match (modified(&installed), modified(&built)) {
-        (None, _) => panic!("{} is missing: run scripts/build.sh", installed.display()),
-        (Some(i), Some(b)) if b > i => panic!("{} is stale: run scripts/build.sh", installed.display()),
-        _ => installed,
-    }
-}
 
 #[test]
 fn srun_and_sbatch_list_the_option() {
     let (cluster, _guard) = TestCluster::ensure();
-    installed_plugin(cluster);
+    cluster.spank_plugin();
     for program in ["srun", "sbatch", "salloc"] {
         let help = cluster.ok(program, &["--help"]);
         assert!(help.contains("--health-report=MODE"), "{program} --help:\n{help}");
@@ -29,7 +15,7 @@ fn srun_and_sbatch_list_the_option() {
 #[test]
 fn the_mode_reaches_every_task_of_the_step() {
     let (cluster, _guard) = TestCluster::ensure();
-    installed_plugin(cluster);
+    cluster.spank_plugin();
     let out = cluster.ok("srun", &["-N3", "--health-report=full", "printenv", "ODYSSEY_HEALTH_REPORT"]);
     assert_eq!(out, "full\nfull\nfull\n");
     // Without the option the plugin stays out of the job.
@@ -41,7 +27,7 @@ fn the_mode_reaches_every_task_of_the_step() {
 #[test]
 fn sbatch_forwards_the_mode_to_the_steps_of_its_script() {
     let (cluster, _guard) = TestCluster::ensure();
-    installed_plugin(cluster);
+    cluster.spank_plugin();
     let out_path = cluster.user_dir("alice").join(format!("{}.out", unique_name("spank")));
     let out_arg = format!("--output={}", out_path.display());
     let id = cluster.sbatch_wait(
@@ -55,7 +41,7 @@ fn sbatch_forwards_the_mode_to_the_steps_of_its_script() {
 #[test]
 fn an_unknown_mode_is_refused_before_anything_runs() {
     let (cluster, _guard) = TestCluster::ensure();
-    installed_plugin(cluster);
+    cluster.spank_plugin();
     for program in ["srun", "sbatch"] {
         let args: &[&str] = if program == "srun" {
             &["-N1", "--health-report=bogus", "true"]

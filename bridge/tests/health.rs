@@ -11,6 +11,10 @@ fn state(health: SlurmHealth) -> (watch::Sender<SlurmHealth>, AppState) {
     (tx, AppState { slurm_health: rx })
 }
 
+fn unprobed() -> SlurmHealth {
+    SlurmHealth { reachable: false, controller: None, error: Some("not probed yet".into()), checked_at: None }
+}
+
 async fn call(state: AppState, method: &str, uri: &str) -> (StatusCode, String, serde_json::Value) {
     let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
     let response = app(state).oneshot(request).await.unwrap();
@@ -52,21 +56,18 @@ async fn healthz_reports_the_latest_probe() {
 }
 
 #[tokio::test]
-async fn unknown_path_is_a_problem_json_404() {
-    let (_tx, state) = state(SlurmHealth { reachable: true, controller: None, error: None, checked_at: None });
-    let (status, content_type, body) = call(state, "GET", "/v1/nothing-here").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(content_type, "application/problem+json");
-    assert_eq!(body["status"], 404);
-    assert_eq!(body["title"], "Not Found");
-    assert_eq!(body["detail"], "no resource at /v1/nothing-here");
-}
-
-#[tokio::test]
-async fn wrong_method_is_a_problem_json_405() {
-    let (_tx, state) = state(SlurmHealth { reachable: true, controller: None, error: None, checked_at: None });
-    let (status, content_type, body) = call(state, "DELETE", "/healthz").await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(content_type, "application/problem+json");
-    assert_eq!(body["status"], 405);
+async fn unknown_paths_and_methods_are_problem_json() {
+    let cases = [
+        ("GET", "/v1/nothing-here", StatusCode::NOT_FOUND, "no resource at /v1/nothing-here"),
+        ("DELETE", "/healthz", StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    ];
+    for (method, uri, expected, detail) in cases {
+        let (_tx, state) = state(unprobed());
+        let (status, content_type, body) = call(state, method, uri).await;
+        assert_eq!(status, expected, "{method} {uri}");
+        assert_eq!(content_type, "application/problem+json", "{method} {uri}");
+        assert_eq!(body["status"], expected.as_u16());
+        assert_eq!(body["title"], expected.canonical_reason().unwrap());
+        assert_eq!(body["detail"], detail);
+    }
 }

@@ -133,12 +133,21 @@ impl TestCluster {
         self.shared_dir.join("users").join(user)
     }
 
-    /// The MPI kernel binary as installed on the shared filesystem. It is put
-    /// there by `scripts/build.sh`; a missing or stale copy fails the test
-    /// with that instruction rather than testing an old build.
+    /// The MPI kernel binary as installed on the shared filesystem.
     pub fn mpi_binary(&self) -> PathBuf {
-        let installed = self.shared_dir.join("bin/odyssey-mpi");
-        let built = self.repo.join("target/release/odyssey-mpi");
+        self.installed(self.shared_dir.join("bin/odyssey-mpi"), "target/release/odyssey-mpi")
+    }
+
+    /// The SPANK plugin as installed into the cluster's plugin stack.
+    pub fn spank_plugin(&self) -> PathBuf {
+        self.installed(self.state_dir.join("lib/odyssey_spank.so"), "target/release/libodyssey_spank.so")
+    }
+
+    /// An artifact `scripts/build.sh` installs into the cluster. A missing
+    /// copy, or one older than the build, fails the test with that
+    /// instruction rather than testing an old build.
+    fn installed(&self, installed: PathBuf, built: &str) -> PathBuf {
+        let built = self.repo.join(built);
         let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
         match (modified(&installed), modified(&built)) {
             (None, _) => panic!("{} is missing: run scripts/build.sh (or scripts/test.sh)", installed.display()),
