@@ -1,16 +1,38 @@
+//! Command line, environment and config file -> validated `Settings`.
+//!
+//! Precedence: command line, then environment (`BRIDGE_*`), then the TOML
+//! file given by `--config` (keys are the long flag names with `_`), then
+//! the defaults below.
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::auth::password::PasswordCost;
+use crate::store::users::Role;
 
 /// Cloud Odyssey bridge: REST service in front of a SLURM cluster.
 #[derive(Debug, Parser)]
 #[command(name = "bridge", version)]
 pub struct Cli {
+    /// TOML file with settings (keys as the long flags, `-` written `_`).
+    #[arg(long, env = "BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to serve HTTP on. Loopback by default: expose it deliberately.
     #[arg(long, env = "BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Address for Prometheus /metrics, kept off the API listener so it
+    /// need not be exposed with it.
+    #[arg(long, env = "BRIDGE_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// Directory for the database (bridge.db) and the JWT key (jwt.key).
+    #[arg(long, env = "BRIDGE_DATA_DIR", default_value = "/var/lib/odyssey-bridge")]
+    pub data_dir: PathBuf,
 
     /// slurm.conf the SLURM commands use. Unset means SLURM's own default
     /// lookup, which fails on machines with no /etc/slurm/slurm.conf.
@@ -22,14 +44,118 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_SLURM_PROBE_INTERVAL", default_value_t = 5.0)]
     pub slurm_probe_interval: f64,
 
+    /// Seconds between job polls (one squeue for everybody). 1 s: job states
+    /// are at most a second old, at one cheap RPC per second.
+    #[arg(long, env = "BRIDGE_POLL_INTERVAL", default_value_t = 1.0)]
+    pub poll_interval: f64,
+
     /// Seconds any SLURM command may take before it counts as failed. SLURM's
-    /// own MessageTimeout is 10 s; a probe should give up sooner.
+    /// own MessageTimeout is 10 s; a request should give up sooner.
     #[arg(long, env = "BRIDGE_SLURM_TIMEOUT", default_value_t = 5.0)]
     pub slurm_timeout: f64,
+
+    /// Lifetime of an access token in seconds (15 min: a stolen token is
+    /// short-lived; refresh tokens keep sessions going).
+    #[arg(long, env = "BRIDGE_ACCESS_TTL", default_value_t = 900)]
+    pub access_ttl: u64,
+
+    /// Lifetime of a refresh token in seconds (30 days).
+    #[arg(long, env = "BRIDGE_REFRESH_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_ttl: u64,
+
+    /// Whether anyone may register (as role user). Closed means only admins
+    /// create accounts (`bridge user add`).
+    #[arg(long, env = "BRIDGE_REGISTRATION", value_enum, default_value_t = Registration::Open)]
+    pub registration: Registration,
+
+    /// Lowest Unix uid a job may run as: system accounts stay out of reach.
+    #[arg(long, env = "BRIDGE_UID_FLOOR", default_value_t = 1000)]
+    pub uid_floor: u32,
+
+    /// Largest request body in bytes (1 MiB: room for a script).
+    #[arg(long, env = "BRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest job script in bytes.
+    #[arg(long, env = "BRIDGE_MAX_SCRIPT_BYTES", default_value_t = 256 * 1024)]
+    pub max_script_bytes: usize,
+
+    /// Longest single field (name, path, env value, argv element) in bytes.
+    #[arg(long, env = "BRIDGE_MAX_FIELD_BYTES", default_value_t = 4096)]
+    pub max_field_bytes: usize,
+
+    /// Most environment entries per job.
+    #[arg(long, env = "BRIDGE_MAX_ENV_ENTRIES", default_value_t = 128)]
+    pub max_env_entries: usize,
+
+    /// Job submissions per user per minute; more get 429 with Retry-After.
+    #[arg(long, env = "BRIDGE_SUBMIT_RATE", default_value_t = 120)]
+    pub submit_rate: u32,
+
+    /// sbatch processes at once; more submissions wait for a slot.
+    #[arg(long, env = "BRIDGE_MAX_CONCURRENT_SBATCH", default_value_t = 8)]
+    pub max_concurrent_sbatch: usize,
+
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "BRIDGE_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "BRIDGE_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
 
     /// Log format: text for people, json for log collectors.
     #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Manage accounts from the machine, e.g. the first admin.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Write a consistent copy of the live database to a file.
+    Backup {
+        /// Destination file; must not exist.
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account; the password is read from stdin (one line).
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value_t = CliRole::User)]
+        role: CliRole,
+        /// Unix account for the user's jobs (default: the same name).
+        #[arg(long)]
+        unix_user: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliRole {
+    Admin,
+    User,
+    Viewer,
+}
+
+impl From<CliRole> for Role {
+    fn from(role: CliRole) -> Role {
+        match role {
+            CliRole::Admin => Role::Admin,
+            CliRole::User => Role::User,
+            CliRole::Viewer => Role::Viewer,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,47 +164,145 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
 /// Checked settings: what the rest of the bridge reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
     pub slurm_conf: Option<PathBuf>,
     pub slurm_probe_interval: Duration,
+    pub poll_interval: Duration,
     pub slurm_timeout: Duration,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub registration: Registration,
+    pub uid_floor: u32,
+    pub limits: Limits,
+    pub password_cost: PasswordCost,
     pub log_format: LogFormat,
+}
+
+/// Every size and rate limit, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_script_bytes: usize,
+    pub max_field_bytes: usize,
+    pub max_env_entries: usize,
+    pub submit_rate_per_minute: u32,
+    pub max_concurrent_sbatch: usize,
 }
 
 /// A setting that is out of range, named as on the command line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--{name} must be between {min} and {max} seconds, not {value}")]
+    #[error("--{name} must be between {min} and {max}, not {value}")]
     OutOfRange { name: &'static str, min: f64, max: f64, value: f64 },
     #[error("--slurm-conf {0} does not exist")]
     MissingSlurmConf(PathBuf),
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
 }
 
-fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+fn range(name: &'static str, value: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
     if !(min..=max).contains(&value) {
         return Err(ConfigError::OutOfRange { name, min, max, value });
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(value)
+}
+
+fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    range(name, value, min, max).map(Duration::from_secs_f64)
 }
 
 impl Settings {
-    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
         if let Some(path) = &cli.slurm_conf {
             if !path.is_file() {
                 return Err(ConfigError::MissingSlurmConf(path.clone()));
             }
         }
+        let limits = Limits {
+            max_body_bytes: range("max-body-bytes", cli.max_body_bytes as f64, 1024.0, 64.0 * 1024.0 * 1024.0)?
+                as usize,
+            max_script_bytes: range("max-script-bytes", cli.max_script_bytes as f64, 64.0, cli.max_body_bytes as f64)?
+                as usize,
+            max_field_bytes: range("max-field-bytes", cli.max_field_bytes as f64, 64.0, 65536.0)? as usize,
+            max_env_entries: range("max-env-entries", cli.max_env_entries as f64, 0.0, 4096.0)? as usize,
+            submit_rate_per_minute: range("submit-rate", f64::from(cli.submit_rate), 1.0, 1e6)? as u32,
+            max_concurrent_sbatch: range("max-concurrent-sbatch", cli.max_concurrent_sbatch as f64, 1.0, 256.0)?
+                as usize,
+        };
         Ok(Settings {
             listen: cli.listen,
-            slurm_conf: cli.slurm_conf,
+            metrics_listen: Some(cli.metrics_listen),
+            data_dir: cli.data_dir.clone(),
+            slurm_conf: cli.slurm_conf.clone(),
             slurm_probe_interval: seconds("slurm-probe-interval", cli.slurm_probe_interval, 0.1, 3600.0)?,
+            poll_interval: seconds("poll-interval", cli.poll_interval, 0.05, 3600.0)?,
             slurm_timeout: seconds("slurm-timeout", cli.slurm_timeout, 0.1, 600.0)?,
+            access_ttl: seconds("access-ttl", cli.access_ttl as f64, 10.0, 86400.0)?,
+            refresh_ttl: seconds("refresh-ttl", cli.refresh_ttl as f64, 60.0, 365.0 * 86400.0)?,
+            registration: cli.registration,
+            // Never 0: whatever the configuration, no job runs as root.
+            uid_floor: range("uid-floor", f64::from(cli.uid_floor), 1.0, f64::from(u32::MAX))? as u32,
+            limits,
+            password_cost: PasswordCost {
+                memory_kib: range("argon2-memory-kib", f64::from(cli.argon2_memory_kib), 8.0, 4194304.0)? as u32,
+                iterations: range("argon2-iterations", f64::from(cli.argon2_iterations), 1.0, 100.0)? as u32,
+            },
             log_format: cli.log_format,
         })
     }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("bridge.db")
+    }
+
+    pub fn jwt_key_path(&self) -> PathBuf {
+        self.data_dir.join("jwt.key")
+    }
+}
+
+/// Reads the TOML file named by `--config` (or BRIDGE_CONFIG) and returns
+/// `(BRIDGE_<KEY>, value)` pairs for the keys the environment does not set,
+/// so clap sees them as environment values. Call before threads start.
+pub fn config_file_env(args: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    let path = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--config=") {
+            Some(p) => Some(p.to_owned()),
+            None if a == "--config" => args.get(i + 1).cloned(),
+            None => None,
+        })
+        .or_else(|| std::env::var("BRIDGE_CONFIG").ok());
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let file_err = |reason: String| ConfigError::File { path: path.clone(), reason };
+    let text = std::fs::read_to_string(Path::new(&path)).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    let mut pairs = Vec::new();
+    for (key, value) in table {
+        let env = if key == "slurm_conf" { "SLURM_CONF".to_owned() } else { format!("BRIDGE_{}", key.to_uppercase()) };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => return Err(file_err(format!("{key}: unsupported value {other}"))),
+        };
+        if std::env::var_os(&env).is_none() {
+            pairs.push((env, value));
+        }
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]
@@ -91,20 +315,38 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let settings = Settings::from_cli(cli(&[])).unwrap();
+        let settings = Settings::from_cli(&cli(&[])).unwrap();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(settings.slurm_probe_interval, Duration::from_secs(5));
+        assert_eq!(settings.access_ttl, Duration::from_secs(900));
+        assert_eq!(settings.limits.max_body_bytes, 1024 * 1024);
     }
 
     #[test]
-    fn out_of_range_interval_is_rejected_with_its_flag_name() {
-        let err = Settings::from_cli(cli(&["--slurm-probe-interval", "0"])).unwrap_err();
+    fn out_of_range_values_are_rejected_with_their_flag_name() {
+        let err = Settings::from_cli(&cli(&["--slurm-probe-interval", "0"])).unwrap_err();
         assert!(err.to_string().starts_with("--slurm-probe-interval must be"), "{err}");
+        let err = Settings::from_cli(&cli(&["--max-concurrent-sbatch", "0"])).unwrap_err();
+        assert!(err.to_string().starts_with("--max-concurrent-sbatch must be"), "{err}");
     }
 
     #[test]
     fn missing_slurm_conf_is_rejected() {
-        let err = Settings::from_cli(cli(&["--slurm-conf", "/nonexistent/slurm.conf"])).unwrap_err();
+        let err = Settings::from_cli(&cli(&["--slurm-conf", "/nonexistent/slurm.conf"])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingSlurmConf(_)));
+    }
+
+    #[test]
+    fn config_file_values_become_environment_defaults() {
+        let dir = std::env::temp_dir().join(format!("bridge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(&path, "submit_rate = 7\nregistration = \"closed\"\n").unwrap();
+        let args = vec!["bridge".to_owned(), "--config".to_owned(), path.display().to_string()];
+        let pairs = config_file_env(&args).unwrap();
+        assert!(pairs.contains(&("BRIDGE_SUBMIT_RATE".to_owned(), "7".to_owned())), "{pairs:?}");
+        assert!(pairs.contains(&("BRIDGE_REGISTRATION".to_owned(), "closed".to_owned())), "{pairs:?}");
+        std::fs::write(&path, "submit_rate = [1]\n").unwrap();
+        assert!(config_file_env(&args).unwrap_err().to_string().contains("submit_rate"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

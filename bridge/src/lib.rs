@@ -1,27 +1,80 @@
 //! Cloud Odyssey bridge: a REST service in front of a SLURM cluster.
 
-/// Command line and environment -> validated `Settings`.
+/// Passwords, access and refresh tokens, revocation.
+pub mod auth;
+/// Command line, environment and config file -> validated `Settings`.
 pub mod config;
 /// `ApiError`: every error answer, rendered as RFC 9457 problem+json.
 pub mod error;
 /// The HTTP surface: `AppState`, `app(state) -> Router`, one module per resource.
 pub mod http;
-/// The only code that runs SLURM commands, and the task that probes the controller.
+/// A job request and the rules that turn it into sbatch options.
+pub mod jobspec;
+/// Prometheus metrics and their registry.
+pub mod metrics;
+/// The only code that runs SLURM commands; the poller and the controller probe.
 pub mod slurm;
+/// SQLite: accounts, tokens, jobs and their timelines.
+pub mod store;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 
+use crate::auth::jwt::Keys;
+use crate::auth::revocation::Revocations;
 use crate::config::Settings;
 use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::slurm::poller::NodeSnapshot;
+use crate::slurm::probe::SlurmHealth;
+use crate::slurm::Slurm;
+use crate::store::Store;
 
-/// Binds the configured address and serves until `shutdown` completes.
+/// Opens the store and keys and builds the state every handler shares.
+/// Background tasks are not started: `serve` does that, tests may not.
+pub async fn build_state(
+    settings: Settings,
+    slurm_health: watch::Receiver<SlurmHealth>,
+    nodes: watch::Receiver<Arc<NodeSnapshot>>,
+    store: Store,
+    metrics: Metrics,
+) -> anyhow::Result<AppState> {
+    let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
+    let revoked = store.call(|conn| store::tokens::live_revocations(conn)).await?;
+    let dummy_hash = auth::password::dummy_hash(settings.password_cost).await?;
+    Ok(AppState {
+        slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
+        sbatch_slots: Arc::new(Semaphore::new(settings.limits.max_concurrent_sbatch)),
+        settings: Arc::new(settings),
+        store,
+        keys,
+        revocations: Revocations::from_list(revoked),
+        slurm_health,
+        nodes,
+        metrics,
+        submit_limiter: Default::default(),
+        dummy_hash: Arc::new(dummy_hash),
+    })
+}
+
+/// Opens (creating) the data directory and the database.
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
+    // The database and key are secrets: nobody else may list or read them.
+    std::fs::set_permissions(&settings.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("chmod 700 {}", settings.data_dir.display()))?;
+    Ok(Store::open(&settings.db_path())?)
+}
+
+/// Binds the configured addresses and serves until `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("bind {}", settings.listen))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("bind {}", settings.listen))?;
     serve(listener, settings, shutdown).await
 }
 
@@ -31,15 +84,36 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let slurm = slurm::Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
-    let (probe, slurm_health) = slurm::probe::spawn(slurm, settings.slurm_probe_interval);
-    let state = AppState { slurm_health };
+    let store = open_store(&settings)?;
+    let metrics = Metrics::new();
+    let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
+    let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval);
+    let (poller, nodes) = slurm::poller::spawn(
+        slurm,
+        store.clone(),
+        metrics.clone(),
+        settings.poll_interval,
+        settings.slurm_timeout * 4,
+    );
+    let metrics_listen = settings.metrics_listen;
+    let state = build_state(settings, slurm_health, nodes, store, metrics.clone()).await?;
+    let metrics_server = match metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
+            tracing::info!(%addr, "metrics listening");
+            let router = axum::Router::new()
+                .route("/metrics", axum::routing::get(move || async move { metrics.render() }));
+            Some(tokio::spawn(async move { axum::serve(listener, router).await }))
+        }
+        None => None,
+    };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    let result = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serve http");
+    let result = axum::serve(listener, http::app(state)).with_graceful_shutdown(shutdown).await.context("serve http");
     probe.abort();
+    poller.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     result
 }
 

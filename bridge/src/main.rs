@@ -1,27 +1,86 @@
-//! The bridge binary: parse the command line, set up logging, serve.
+//! The bridge binary: settings from the command line, environment and
+//! config file; then serve, or run an administrative command.
 
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::Context;
 use clap::Parser;
 
-use bridge::config::{Cli, LogFormat, Settings};
+use bridge::config::{Cli, Command, LogFormat, Settings, UserAction};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    // The config file's values become environment defaults before clap
+    // reads the environment, and before any thread exists (set_var is only
+    // sound single-threaded).
+    let args: Vec<String> = std::env::args().collect();
+    match bridge::config::config_file_env(&args) {
+        Ok(pairs) => {
+            for (key, value) in pairs {
+                std::env::set_var(key, value);
+            }
+        }
+        Err(err) => {
+            eprintln!("bridge: {err}");
+            return ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse();
-    let settings = match Settings::from_cli(cli) {
+    let settings = match Settings::from_cli(&cli) {
         Ok(settings) => settings,
         Err(err) => {
-            eprintln!("bridge: {err:#}");
-            return std::process::ExitCode::from(2);
+            eprintln!("bridge: {err}");
+            return ExitCode::from(2);
         }
     };
     init_tracing(settings.log_format);
-    match bridge::run(settings, bridge::shutdown_signal()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bridge: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None | Some(Command::Serve) => bridge::run(settings, bridge::shutdown_signal()).await,
+            Some(Command::User { action }) => user_command(settings, action).await,
+            Some(Command::Backup { dest }) => backup(settings, dest).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("bridge: {err:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<()> {
+    let UserAction::Add { name, role, unix_user } = action;
+    let store = bridge::open_store(&settings)?;
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password).context("read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(password.chars().count() >= 8, "the password must be at least 8 characters");
+    let hash = bridge::auth::password::hash(password, settings.password_cost).await?;
+    let role = role.into();
+    let created = {
+        let name = name.clone();
+        store.call(move |conn| bridge::store::users::create(conn, &name, &hash, role, unix_user.as_deref())).await?
+    };
+    anyhow::ensure!(created.is_some(), "the name {name:?} is taken");
+    println!("created {} {name}", role.as_str());
+    Ok(())
+}
+
+async fn backup(settings: Settings, dest: std::path::PathBuf) -> anyhow::Result<()> {
+    anyhow::ensure!(!dest.exists(), "{} exists; choose a new file", dest.display());
+    let store = bridge::open_store(&settings)?;
+    store.backup(dest.clone()).await?;
+    println!("backed up {} to {}", settings.db_path().display(), dest.display());
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

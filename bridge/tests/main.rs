@@ -1,4 +1,10 @@
-//! Router tests: the HTTP surface without a socket (axum `examples/testing`).
-//! Everything that needs SLURM itself lives in the e2e crate (`tests/`).
+//! Router tests: the HTTP surface through `tower::ServiceExt::oneshot`,
+//! without a socket (axum `examples/testing`). Nothing here reaches SLURM:
+//! everything that does lives in the e2e crate (`tests/`).
 
+mod support;
+
+mod auth;
 mod health;
+mod jobs;
+mod users;

@@ -1,36 +1,110 @@
-//! The HTTP surface. Only this module knows HTTP; handlers read state that
-//! background tasks keep fresh and never run SLURM commands themselves.
+//! The HTTP surface. Only this module knows HTTP; handlers extract their
+//! inputs, call the store or `slurm`, and map the result. Reads come from the
+//! store and the poller's snapshots, never from SLURM directly.
 
+mod auth;
+mod extract;
 mod health;
+mod jobs;
+mod nodes;
+mod openapi;
+mod users;
 
-use axum::extract::Request;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::Router;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
-use crate::slurm::probe::SlurmHealth;
+pub use extract::{ApiJson, ApiQuery, AuthUser};
 
-/// Shared by every handler; cheap to clone.
+use crate::auth::jwt::Keys;
+use crate::auth::revocation::Revocations;
+use crate::config::Settings;
+use crate::error::{ApiError, InternalErrorMessage};
+use crate::metrics::Metrics;
+use crate::slurm::poller::NodeSnapshot;
+use crate::slurm::probe::SlurmHealth;
+use crate::slurm::Slurm;
+use crate::store::Store;
+
+/// Shared by every handler; cheap to clone. Built once by `bridge::serve`
+/// (or a test) and alive as long as the server.
 #[derive(Clone)]
 pub struct AppState {
-    /// Latest controller probe, written only by `slurm::probe`; lives as
-    /// long as the server.
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keys: Keys,
+    pub revocations: Revocations,
+    pub slurm: Slurm,
+    /// Latest controller probe, written only by `slurm::probe`.
     pub slurm_health: watch::Receiver<SlurmHealth>,
+    /// Latest node picture, written only by `slurm::poller`.
+    pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
+    pub metrics: Metrics,
+    /// Per-user submission rate.
+    pub submit_limiter: jobs::RateLimiter,
+    /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
+    pub sbatch_slots: Arc<Semaphore>,
+    /// A hash of a random password: logins for unknown names verify
+    /// against it, so they take as long as real ones.
+    pub dummy_hash: Arc<String>,
 }
 
 /// The whole router, without a socket: tests drive it with `oneshot`.
 pub fn app(state: AppState) -> Router {
+    let body_limit = state.settings.limits.max_body_bytes;
     Router::new()
         .merge(health::router())
+        .nest(
+            "/v1",
+            Router::new()
+                .merge(auth::router())
+                .merge(users::router())
+                .merge(jobs::router())
+                .merge(nodes::router())
+                .merge(openapi::router()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
+/// Records latency by matched route and logs the cause of every 500.
+async fn observe(axum::extract::State(state): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    if let Some(InternalErrorMessage(message)) = response.extensions().get::<InternalErrorMessage>() {
+        tracing::error!(%route, error = %message, "internal error");
+    }
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), &route, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 async fn not_found(request: Request) -> ApiError {
-    ApiError::NotFound { path: request.uri().path().to_owned() }
+    ApiError::NotFound(format!("no resource at {}", request.uri().path()))
 }
 
 async fn method_not_allowed() -> ApiError {

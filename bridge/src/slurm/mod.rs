@@ -1,11 +1,17 @@
-//! The only code that runs SLURM commands. Nothing here knows HTTP.
+//! The only code that runs SLURM commands (sbatch, scancel, squeue, sinfo,
+//! scontrol). Nothing here knows HTTP.
 
+pub mod hostlist;
+pub mod parse;
+pub mod poller;
 pub mod probe;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// Why a SLURM command gave no usable answer.
@@ -15,10 +21,16 @@ pub enum SlurmError {
     Spawn { command: &'static str, reason: String },
     #[error("{command} did not finish within {timeout:?}")]
     Timeout { command: &'static str, timeout: Duration },
-    #[error("{command} failed: {stderr}")]
-    Failed { command: &'static str, stderr: String },
+    /// SLURM answered and refused: the request is at fault.
+    #[error("{stderr}")]
+    Rejected { command: &'static str, stderr: String },
+    /// The controller could not be reached.
+    #[error("{command}: slurmctld does not answer: {stderr}")]
+    Unreachable { command: &'static str, stderr: String },
     #[error("slurmctld is not up: {0}")]
     ControllerDown(String),
+    #[error("{command} printed something unexpected: {output:?}")]
+    Unexpected { command: &'static str, output: String },
 }
 
 /// How to reach the cluster: which slurm.conf, how long to wait.
@@ -35,6 +47,27 @@ pub struct Controller {
     pub summary: String,
 }
 
+/// One sbatch call, built from validated values only. Every option is
+/// passed as `--name=value`, so no value can become another option.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub uid: u32,
+    pub gid: u32,
+    pub user_name: String,
+    pub home: PathBuf,
+    /// sbatch's working directory and the job's (`--chdir`).
+    pub working_dir: PathBuf,
+    /// `(option, value)` pairs, e.g. `("job-name", "x")`.
+    pub options: Vec<(&'static str, String)>,
+    /// The job's environment, exactly (sbatch exports its own environment).
+    pub env: BTreeMap<String, String>,
+    pub script: String,
+}
+
+/// Messages that mean the controller was not reached, not that it refused.
+const UNREACHABLE: &[&str] =
+    &["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes were transmitted"];
+
 impl Slurm {
     pub fn new(conf: Option<PathBuf>, timeout: Duration) -> Self {
         Slurm { conf, timeout }
@@ -45,61 +78,147 @@ impl Slurm {
         if let Some(conf) = &self.conf {
             command.env("SLURM_CONF", conf);
         }
+        // Epoch seconds in every time field (squeue, scontrol).
+        command.env("SLURM_TIME_FORMAT", "%s");
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         command
     }
 
     /// Runs a command to completion within the timeout; stdout on success.
-    async fn output(&self, program: &'static str, args: &[&str]) -> Result<String, SlurmError> {
-        let child = self
-            .command(program)
-            .args(args)
-            .spawn()
-            .map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
-        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+    async fn run(&self, program: &'static str, mut command: Command, stdin: Option<&str>) -> Result<(String, String), SlurmError> {
+        if stdin.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.spawn().map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
+        let work = async {
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                pipe.write_all(text.as_bytes()).await?;
+                drop(pipe);
+            }
+            child.wait_with_output().await
+        };
+        let output = tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| SlurmError::Timeout { command: program, timeout: self.timeout })?
             .map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
-        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let stderr = last_line(&stderr).unwrap_or(&stdout);
-            return Err(SlurmError::Failed { command: program, stderr: stderr.to_owned() });
+            let message = clean_stderr(&stderr, &stdout);
+            if UNREACHABLE.iter().any(|m| stderr.contains(m)) {
+                return Err(SlurmError::Unreachable { command: program, stderr: message });
+            }
+            return Err(SlurmError::Rejected { command: program, stderr: message });
         }
-        Ok(stdout)
+        Ok((stdout, stderr))
+    }
+
+    async fn output(&self, program: &'static str, args: &[&str]) -> Result<String, SlurmError> {
+        let mut command = self.command(program);
+        command.args(args);
+        self.run(program, command, None).await.map(|(stdout, _)| stdout)
     }
 
     /// Asks the controller whether it is up (`scontrol ping`).
     pub async fn ping(&self) -> Result<Controller, SlurmError> {
-        let stdout = self.output("scontrol", &["ping"]).await?;
-        parse_ping(&stdout)
+        let stdout = match self.output("scontrol", &["ping"]).await {
+            Ok(stdout) => stdout,
+            // scontrol ping exits 1 when the controller is down, with its
+            // verdict on stdout.
+            Err(SlurmError::Rejected { stderr, .. }) => stderr,
+            Err(e) => return Err(e),
+        };
+        parse::ping(&stdout)
+    }
+
+    /// `sbatch --parsable` (or `--test-only` when `dry_run`): the SLURM job
+    /// id, or for a dry run SLURM's estimate line.
+    pub async fn sbatch(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
+        let mut command = self.command("sbatch");
+        command
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &submission.home)
+            .env("USER", &submission.user_name)
+            .env("LOGNAME", &submission.user_name)
+            .env("SLURM_TIME_FORMAT", "%s")
+            .envs(&submission.env)
+            .current_dir(&submission.working_dir)
+            .arg("--parsable")
+            .arg(format!("--uid={}", submission.uid))
+            .arg(format!("--gid={}", submission.gid));
+        if let Some(conf) = &self.conf {
+            command.env("SLURM_CONF", conf);
+        }
+        for (option, value) in &submission.options {
+            command.arg(format!("--{option}={value}"));
+        }
+        if dry_run {
+            command.arg("--test-only");
+        }
+        let (stdout, stderr) = self.run("sbatch", command, Some(&submission.script)).await?;
+        if dry_run {
+            // "sbatch: Job 12 to start at ... using 2 processors on nodes c1 in partition debug"
+            let line = stderr.lines().rfind(|l| l.contains("to start at")).unwrap_or(stderr.as_str());
+            return Ok(SbatchOutcome::DryRun(line.trim_start_matches("sbatch: ").to_owned()));
+        }
+        parse::parsable_job_id(&stdout)
+            .map(SbatchOutcome::Submitted)
+            .ok_or(SlurmError::Unexpected { command: "sbatch", output: stdout })
+    }
+
+    /// `scancel <id>`: SLURM signals every step and records CANCELLED.
+    pub async fn scancel(&self, slurm_job_id: i64) -> Result<(), SlurmError> {
+        self.output("scancel", &[&slurm_job_id.to_string()]).await.map(|_| ())
+    }
+
+    /// Every job slurmctld still holds, in the compact form the poller reads.
+    pub async fn squeue_all(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
+        let stdout = self.output("squeue", &["-h", "-t", "all", "-O", parse::SQUEUE_FORMAT]).await?;
+        parse::squeue(&stdout)
+    }
+
+    /// `(slurm job id, comment)` of every job slurmctld holds: finds a job by
+    /// the tag the bridge put into its comment.
+    pub async fn squeue_comments(&self) -> Result<Vec<(i64, String)>, SlurmError> {
+        let stdout = self.output("squeue", &["-h", "-t", "all", "-O", "JobID:|,Comment:|"]).await?;
+        Ok(parse::comments(&stdout))
+    }
+
+    /// `scontrol show job -o <id>`; `None` once SLURM has forgotten the job.
+    pub async fn show_job(&self, slurm_job_id: i64) -> Result<Option<parse::JobDetail>, SlurmError> {
+        match self.output("scontrol", &["show", "job", "-o", &slurm_job_id.to_string()]).await {
+            Ok(stdout) => Ok(Some(parse::show_job(&stdout))),
+            Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("Invalid job id") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every node, from sinfo.
+    pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
+        let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;
+        Ok(parse::sinfo(&stdout))
     }
 }
 
-fn last_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).rfind(|l| !l.is_empty())
+/// What sbatch answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SbatchOutcome {
+    Submitted(i64),
+    DryRun(String),
 }
 
-/// `scontrol ping` prints one line per controller, e.g.
-/// `Slurmctld(primary) at vm is UP`; the primary must be UP.
-fn parse_ping(stdout: &str) -> Result<Controller, SlurmError> {
-    let primary = stdout.lines().map(str::trim).find(|l| l.starts_with("Slurmctld(primary)"));
-    match primary {
-        Some(line) if line.ends_with(" is UP") => Ok(Controller { summary: line.to_owned() }),
-        Some(line) => Err(SlurmError::ControllerDown(line.to_owned())),
-        None => Err(SlurmError::ControllerDown(format!("unexpected scontrol ping output: {stdout:?}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ping_output_is_parsed() {
-        let up = parse_ping("Slurmctld(primary) at vm is UP\n").unwrap();
-        assert_eq!(up.summary, "Slurmctld(primary) at vm is UP");
-        assert!(matches!(parse_ping("Slurmctld(primary) at vm is DOWN"), Err(SlurmError::ControllerDown(_))));
-        assert!(matches!(parse_ping(""), Err(SlurmError::ControllerDown(_))));
-    }
+/// SLURM's own words, without the "sbatch: error: " prefixes, on one line.
+fn clean_stderr(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            let l = l.split_once(": error: ").map_or(l, |(_, rest)| rest);
+            l.strip_prefix("error: ").unwrap_or(l)
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }

@@ -1,0 +1,431 @@
+//! A job request and its validation into sbatch options. Nothing here knows
+//! HTTP or runs a command: the rules that keep user input from becoming
+//! sbatch directives, extra options or shell live in one place.
+//!
+//! The defence: every option is passed as one `--name=value` argument (no
+//! shell), values that could read as options or directives are refused, the
+//! job's environment travels NUL-separated through `--export-file`, never
+//! through sbatch's own environment, and the script goes on stdin.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+
+/// The body of `POST /v1/jobs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub name: Option<String>,
+    /// A whole batch script starting with `#!`; or give `command`.
+    pub script: Option<String>,
+    /// argv of one program to run; the bridge writes the script.
+    pub command: Option<Vec<String>>,
+    pub partition: Option<String>,
+    pub nodes: Option<u32>,
+    pub ntasks: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    /// SLURM memory per node: a number with an optional K, M, G or T suffix.
+    pub memory: Option<String>,
+    /// Minutes, or SLURM's `[D-]HH:MM:SS`, `MM:SS`.
+    pub time_limit: Option<TimeLimit>,
+    pub working_dir: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    /// SLURM array spec, e.g. `1-10%2`.
+    pub array: Option<String>,
+    /// Bridge job ids of the caller's earlier jobs (afterok).
+    pub dependencies: Option<Vec<i64>>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    /// Free text kept in the bridge's record (SLURM's comment carries the tag).
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TimeLimit {
+    Minutes(u32),
+    Slurm(String),
+}
+
+/// A field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {detail}")]
+pub struct SpecError {
+    pub field: String,
+    pub detail: String,
+}
+
+fn bad(field: impl Into<String>, detail: impl Into<String>) -> SpecError {
+    SpecError { field: field.into(), detail: detail.into() }
+}
+
+/// A request that passed every check, ready to become a `Submission`.
+#[derive(Debug, Clone)]
+pub struct ValidJob {
+    pub name: String,
+    pub partition: Option<String>,
+    pub options: Vec<(&'static str, String)>,
+    pub env: BTreeMap<String, String>,
+    pub script: String,
+    pub working_dir: PathBuf,
+    /// Absolute, with SLURM's %-patterns still in.
+    pub stdout: String,
+    pub stderr: String,
+    pub is_array: bool,
+    pub dependencies: Vec<i64>,
+}
+
+/// Environment names a job may not set: they steer SLURM itself.
+const RESERVED_ENV_PREFIXES: &[&str] = &["SLURM_", "SBATCH_", "SPANK_", "_SLURM", "SALLOC_", "SRUN_"];
+
+/// Checks shared by every single-line field: no NUL, line breaks or other
+/// control characters, nothing that reads as an option or a directive.
+fn line(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
+    if value.is_empty() {
+        return Err(bad(field, "must not be empty"));
+    }
+    if value.len() > limits.max_field_bytes {
+        return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
+    }
+    if value.contains('\0') {
+        return Err(bad(field, "contains a NUL byte"));
+    }
+    if value.contains(['\n', '\r']) {
+        return Err(bad(field, "contains a line break"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad(field, "contains a control character"));
+    }
+    if value.starts_with('-') {
+        return Err(bad(field, "must not start with '-' (it would read as an option)"));
+    }
+    if value.to_ascii_uppercase().contains("#SBATCH") {
+        return Err(bad(field, "must not contain an #SBATCH directive"));
+    }
+    Ok(())
+}
+
+fn token(field: &str, value: &str, max: usize, extra: &[char], limits: &Limits) -> Result<(), SpecError> {
+    line(field, value, limits)?;
+    if value.len() > max || !value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c)) {
+        let extra: String = extra.iter().collect();
+        return Err(bad(field, format!("must be at most {max} characters of letters, digits and {extra:?}")));
+    }
+    Ok(())
+}
+
+fn path(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
+    line(field, value, limits)?;
+    if !value.starts_with('/') {
+        return Err(bad(field, "must be an absolute path"));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(bad(field, "must not contain whitespace"));
+    }
+    if value.split('/').any(|part| part == "..") {
+        return Err(bad(field, "must not contain '..'"));
+    }
+    Ok(())
+}
+
+fn count(field: &str, value: Option<u32>, max: u32) -> Result<Option<u32>, SpecError> {
+    match value {
+        Some(0) => Err(bad(field, "must be at least 1")),
+        Some(n) if n > max => Err(bad(field, format!("must be at most {max}"))),
+        other => Ok(other),
+    }
+}
+
+fn memory(value: &str, limits: &Limits) -> Result<(), SpecError> {
+    line("memory", value, limits)?;
+    let digits = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
+    if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_ascii_digit()) || digits == "0" {
+        return Err(bad("memory", "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
+    }
+    Ok(())
+}
+
+fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<String, SpecError> {
+    match value {
+        TimeLimit::Minutes(0) => Err(bad("time_limit", "must be at least 1 minute")),
+        TimeLimit::Minutes(m) => Ok(m.to_string()),
+        TimeLimit::Slurm(s) => {
+            line("time_limit", s, limits)?;
+            let (days, rest) = match s.split_once('-') {
+                Some((d, rest)) => (Some(d), rest),
+                None => (None, s.as_str()),
+            };
+            let parts: Vec<&str> = rest.split(':').collect();
+            let numeric = |p: &str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
+            if days.is_some_and(|d| !numeric(d)) || parts.len() > 3 || !parts.iter().all(|p| numeric(p)) {
+                return Err(bad("time_limit", "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00"));
+            }
+            Ok(s.clone())
+        }
+    }
+}
+
+fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
+    line("array", value, limits)?;
+    let valid = value.len() <= 256
+        && value.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | '-' | ':' | '%'))
+        && value.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(bad("array", "must be a SLURM array spec like 1-10, 1,3,5 or 0-15%4"));
+    }
+    Ok(())
+}
+
+/// Single-quotes a word for sh: the only character that needs care inside
+/// single quotes is the single quote itself.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// Validates `request` for a job running as a user whose home is `home`.
+pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<ValidJob, SpecError> {
+    let name = request.name.clone().unwrap_or_else(|| "job".to_owned());
+    token("name", &name, 128, &['.', '_', '-', '+'], limits)?;
+    let mut options: Vec<(&'static str, String)> = vec![("job-name", name.clone())];
+
+    if let Some(partition) = &request.partition {
+        token("partition", partition, 64, &['_', '-'], limits)?;
+        options.push(("partition", partition.clone()));
+    }
+    if let Some(n) = count("nodes", request.nodes, 100_000)? {
+        options.push(("nodes", n.to_string()));
+    }
+    if let Some(n) = count("ntasks", request.ntasks, 1_000_000)? {
+        options.push(("ntasks", n.to_string()));
+    }
+    if let Some(n) = count("cpus_per_task", request.cpus_per_task, 4096)? {
+        options.push(("cpus-per-task", n.to_string()));
+    }
+    if let Some(mem) = &request.memory {
+        memory(mem, limits)?;
+        options.push(("mem", mem.clone()));
+    }
+    if let Some(limit) = &request.time_limit {
+        options.push(("time", time_limit(limit, limits)?));
+    }
+    let is_array = request.array.is_some();
+    if let Some(spec) = &request.array {
+        array(spec, limits)?;
+        options.push(("array", spec.clone()));
+    }
+
+    let working_dir = match &request.working_dir {
+        Some(dir) => {
+            path("working_dir", dir, limits)?;
+            PathBuf::from(dir)
+        }
+        None => home.to_path_buf(),
+    };
+    options.push(("chdir", working_dir.display().to_string()));
+
+    let default_out = if is_array { "slurm-%A_%a.out" } else { "slurm-%j.out" };
+    let stdout = output_path("stdout", request.stdout.as_deref(), &working_dir, default_out, limits)?;
+    let stderr = match &request.stderr {
+        Some(_) => output_path("stderr", request.stderr.as_deref(), &working_dir, default_out, limits)?,
+        None => stdout.clone(),
+    };
+    options.push(("output", stdout.clone()));
+    options.push(("error", stderr.clone()));
+
+    if let Some(comment) = &request.comment {
+        line("comment", comment, limits)?;
+    }
+
+    let env = request.env.clone().unwrap_or_default();
+    if env.len() > limits.max_env_entries {
+        return Err(bad("env", format!("has {} entries; at most {} are allowed", env.len(), limits.max_env_entries)));
+    }
+    for (key, value) in &env {
+        let field = format!("env.{key}");
+        let valid_key = key.len() <= 256
+            && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(bad(field, "names must be letters, digits and _, not starting with a digit"));
+        }
+        if let Some(prefix) = RESERVED_ENV_PREFIXES.iter().find(|p| key.starts_with(**p)) {
+            return Err(bad(field, format!("names starting with {prefix} are reserved for SLURM")));
+        }
+        if value.contains('\0') {
+            return Err(bad(field, "contains a NUL byte"));
+        }
+        if value.len() > limits.max_field_bytes {
+            return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
+        }
+    }
+
+    let script = match (&request.script, &request.command) {
+        (Some(_), Some(_)) => return Err(bad("script", "give either script or command, not both")),
+        (None, None) => return Err(bad("script", "give a script (starting with #!) or a command")),
+        (Some(script), None) => {
+            if script.len() > limits.max_script_bytes {
+                return Err(bad("script", format!("is longer than {} bytes", limits.max_script_bytes)));
+            }
+            if !script.starts_with("#!") {
+                return Err(bad("script", "must start with an interpreter line such as #!/bin/bash"));
+            }
+            if script.contains('\0') {
+                return Err(bad("script", "contains a NUL byte"));
+            }
+            script.clone()
+        }
+        (None, Some(argv)) => {
+            if argv.is_empty() || argv.len() > 1024 {
+                return Err(bad("command", "must have 1 to 1024 words"));
+            }
+            for (idx, word) in argv.iter().enumerate() {
+                if word.contains('\0') || word.len() > limits.max_field_bytes {
+                    return Err(bad(format!("command[{idx}]"), "contains a NUL byte or is too long"));
+                }
+            }
+            let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+            format!("#!/bin/sh\nexec {}\n", words.join(" "))
+        }
+    };
+
+    let dependencies = request.dependencies.clone().unwrap_or_default();
+    if dependencies.len() > 64 {
+        return Err(bad("dependencies", "at most 64 dependencies"));
+    }
+
+    Ok(ValidJob {
+        name,
+        partition: request.partition.clone(),
+        options,
+        env,
+        script,
+        working_dir,
+        stdout,
+        stderr,
+        is_array,
+        dependencies,
+    })
+}
+
+fn output_path(
+    field: &str,
+    value: Option<&str>,
+    working_dir: &Path,
+    default: &str,
+    limits: &Limits,
+) -> Result<String, SpecError> {
+    match value {
+        Some(p) => {
+            path(field, p, limits)?;
+            Ok(p.to_owned())
+        }
+        None => Ok(working_dir.join(default).display().to_string()),
+    }
+}
+
+/// An output path with SLURM's patterns filled in for one (non-array) job.
+pub fn resolve_output(pattern: &str, slurm_job_id: i64, name: &str, user: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'j' | 'A' => out.push_str(&slurm_job_id.to_string()),
+            'x' => out.push_str(name),
+            'u' => out.push_str(user),
+            '%' => out.push('%'),
+            // %N, %n, %t, %s, %a... differ per node, task or array index:
+            // no single file to serve.
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_script_bytes: 1 << 16,
+            max_field_bytes: 256,
+            max_env_entries: 4,
+            submit_rate_per_minute: 10,
+            max_concurrent_sbatch: 2,
+        }
+    }
+
+    fn request() -> JobRequest {
+        JobRequest { command: Some(vec!["hostname".into()]), ..Default::default() }
+    }
+
+    fn field_of(req: &JobRequest) -> String {
+        validate(req, Path::new("/home/alice"), &limits()).unwrap_err().field
+    }
+
+    #[test]
+    fn a_plain_command_becomes_a_quoted_script_with_defaults() {
+        let job = validate(
+            &JobRequest { command: Some(vec!["echo".into(), "it's; rm -rf /".into()]), ..Default::default() },
+            Path::new("/home/alice"),
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(job.script, "#!/bin/sh\nexec 'echo' 'it'\\''s; rm -rf /'\n");
+        assert_eq!(job.stdout, "/home/alice/slurm-%j.out");
+        assert!(job.options.contains(&("chdir", "/home/alice".into())));
+    }
+
+    #[test]
+    fn injection_attempts_are_refused_by_field() {
+        let cases: Vec<(JobRequest, &str)> = vec![
+            (JobRequest { name: Some("x\n#SBATCH --uid=0".into()), ..request() }, "name"),
+            (JobRequest { name: Some("--uid=0".into()), ..request() }, "name"),
+            (JobRequest { partition: Some("debug --uid=0".into()), ..request() }, "partition"),
+            (JobRequest { memory: Some("1G --uid=0".into()), ..request() }, "memory"),
+            (JobRequest { working_dir: Some("/tmp\0x".into()), ..request() }, "working_dir"),
+            (JobRequest { stdout: Some("-o/etc/passwd".into()), ..request() }, "stdout"),
+            (JobRequest { comment: Some("#SBATCH --exclusive".into()), ..request() }, "comment"),
+            (JobRequest { array: Some("1-3; reboot".into()), ..request() }, "array"),
+            (JobRequest { time_limit: Some(TimeLimit::Slurm("10\n#SBATCH".into())), ..request() }, "time_limit"),
+        ];
+        for (req, field) in cases {
+            assert_eq!(field_of(&req), field, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn environment_rules() {
+        let env = |k: &str, v: &str| JobRequest { env: Some([(k.to_owned(), v.to_owned())].into()), ..request() };
+        assert_eq!(field_of(&env("LD_PRELOAD=", "x")), "env.LD_PRELOAD=");
+        assert_eq!(field_of(&env("SBATCH_ACCOUNT", "x")), "env.SBATCH_ACCOUNT");
+        assert_eq!(field_of(&env("OK", "a\0b")), "env.OK");
+        let many: BTreeMap<String, String> = (0..5).map(|i| (format!("V{i}"), "x".into())).collect();
+        assert_eq!(field_of(&JobRequest { env: Some(many), ..request() }), "env");
+        // Newlines inside a value are data, not syntax: it travels NUL-separated.
+        assert!(validate(&env("MULTI", "a\nb"), Path::new("/h"), &limits()).is_ok());
+    }
+
+    #[test]
+    fn script_rules() {
+        let script = |s: &str| JobRequest { script: Some(s.into()), command: None, ..Default::default() };
+        assert_eq!(field_of(&script("echo hi")), "script");
+        assert_eq!(field_of(&JobRequest { script: Some("#!/bin/sh".into()), ..request() }), "script");
+        assert_eq!(field_of(&JobRequest { command: None, ..Default::default() }), "script");
+        assert!(validate(&script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"), Path::new("/h"), &limits()).is_ok());
+    }
+
+    #[test]
+    fn output_patterns_resolve_for_single_jobs_only() {
+        assert_eq!(resolve_output("/o/%x-%j.out", 7, "n", "alice").as_deref(), Some("/o/n-7.out"));
+        assert_eq!(resolve_output("/o/%N.out", 7, "n", "alice"), None);
+    }
+}

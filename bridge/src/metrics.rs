@@ -1,0 +1,91 @@
+//! Prometheus metrics, served on their own listener.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the bridge exports; cheap to clone (handles are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Labelled by the matched route, never the raw URI, so ids in paths
+    /// do not explode the label set.
+    pub http_requests: HistogramVec,
+    pub sbatch_duration: HistogramVec,
+    pub poll_duration: HistogramVec,
+    /// Unix time of the last poll that reached SLURM; staleness is now minus this.
+    pub poll_last_success: Gauge,
+    pub jobs_by_state: IntGaugeVec,
+    pub job_transitions: IntCounterVec,
+    pub nodes_by_state: GaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let latency = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let http_requests = HistogramVec::new(
+            HistogramOpts::new("bridge_http_request_duration_seconds", "HTTP requests by route, method and status")
+                .buckets(latency.clone()),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let sbatch_duration = HistogramVec::new(
+            HistogramOpts::new("bridge_sbatch_duration_seconds", "sbatch calls by outcome").buckets(latency.clone()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let poll_duration = HistogramVec::new(
+            HistogramOpts::new("bridge_poll_duration_seconds", "SLURM poll rounds by outcome").buckets(latency),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let poll_last_success =
+            Gauge::new("bridge_poll_last_success_timestamp_seconds", "Unix time of the last successful SLURM poll")
+                .expect("valid metric");
+        let jobs_by_state =
+            IntGaugeVec::new(Opts::new("bridge_jobs", "Jobs in the history by state"), &["state"]).expect("valid metric");
+        let job_transitions = IntCounterVec::new(
+            Opts::new("bridge_job_transitions_total", "Job state transitions recorded, by new state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        let nodes_by_state =
+            GaugeVec::new(Opts::new("bridge_nodes", "Cluster nodes by state"), &["state"]).expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sbatch_duration.clone()),
+            Box::new(poll_duration.clone()),
+            Box::new(poll_last_success.clone()),
+            Box::new(jobs_by_state.clone()),
+            Box::new(job_transitions.clone()),
+            Box::new(nodes_by_state.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            http_requests,
+            sbatch_duration,
+            poll_duration,
+            poll_last_success,
+            jobs_by_state,
+            job_transitions,
+            nodes_by_state,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,230 @@
+//! Parsers for SLURM's command output. Fields are `|`-separated, and the
+//! formats put no free text (job names, comments) before the last field, so
+//! a `|` inside a name cannot shift the columns.
+
+use super::{Controller, SlurmError};
+
+/// `squeue -O` fields the poller reads: raw job id, the array's id (the id
+/// sbatch returned), state, reason, start and end (epoch seconds under
+/// SLURM_TIME_FORMAT=%s) and nodes.
+pub const SQUEUE_FORMAT: &str = "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,NodeList:|";
+
+/// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
+/// memory MB, free memory MB, load, and the free-text reason last.
+pub const SINFO_FORMAT: &str = "NodeList:|,StateLong:|,CPUsState:|,Memory:|,FreeMem:|,CPUsLoad:|,Reason:|";
+
+/// `scontrol ping` prints one line per controller, e.g.
+/// `Slurmctld(primary) at vm is UP`; the primary must be UP.
+pub fn ping(stdout: &str) -> Result<Controller, SlurmError> {
+    let primary = stdout.lines().map(str::trim).find(|l| l.starts_with("Slurmctld(primary)"));
+    match primary {
+        Some(line) if line.ends_with(" is UP") => Ok(Controller { summary: line.to_owned() }),
+        Some(line) => Err(SlurmError::ControllerDown(line.to_owned())),
+        None => Err(SlurmError::ControllerDown(format!("unexpected scontrol ping output: {stdout:?}"))),
+    }
+}
+
+/// `sbatch --parsable` prints `id` or `id;cluster`.
+pub fn parsable_job_id(stdout: &str) -> Option<i64> {
+    stdout.trim().split(';').next()?.parse().ok().filter(|id| *id > 0)
+}
+
+/// One line of `squeue -O SQUEUE_FORMAT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEntry {
+    pub job_id: i64,
+    /// The id sbatch returned: the array's id for array tasks, else `job_id`.
+    pub array_job_id: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub nodes: Option<String>,
+}
+
+fn time(field: &str) -> Option<f64> {
+    field.parse::<f64>().ok().filter(|t| *t > 0.0)
+}
+
+fn non_empty(field: &str) -> Option<String> {
+    match field.trim() {
+        "" | "None" | "none" | "(null)" | "N/A" => None,
+        f => Some(f.to_owned()),
+    }
+}
+
+pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
+    let mut entries = Vec::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('|').collect();
+        let unexpected = || SlurmError::Unexpected { command: "squeue", output: line.to_owned() };
+        if fields.len() < 7 {
+            return Err(unexpected());
+        }
+        let job_id = fields[0].trim().parse().map_err(|_| unexpected())?;
+        entries.push(QueueEntry {
+            job_id,
+            array_job_id: fields[1].trim().parse().unwrap_or(job_id),
+            state: fields[2].trim().to_owned(),
+            reason: non_empty(fields[3]),
+            start: time(fields[4].trim()),
+            end: time(fields[5].trim()),
+            nodes: non_empty(fields[6]),
+        });
+    }
+    Ok(entries)
+}
+
+/// `JobID|Comment|` lines; the comment may itself contain `|`.
+pub fn comments(stdout: &str) -> Vec<(i64, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (id, rest) = line.split_once('|')?;
+            let comment = rest.strip_suffix('|').unwrap_or(rest);
+            Some((id.trim().parse().ok()?, comment.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The fields of `scontrol show job -o` the poller needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobDetail {
+    pub state: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub nodes: Option<String>,
+}
+
+/// Reads `Key=Value` words. Values of the fields read here hold no spaces;
+/// free-text fields the bridge did not validate come after them or are
+/// matched only as whole ` Key=` words.
+pub fn show_job(stdout: &str) -> JobDetail {
+    let first = stdout.lines().next().unwrap_or("");
+    let field = |key: &str| -> Option<&str> {
+        let needle = format!("{key}=");
+        let start = if first.starts_with(&needle) {
+            needle.len()
+        } else {
+            first.find(&format!(" {needle}"))? + needle.len() + 1
+        };
+        first[start..].split(' ').next()
+    };
+    let (exit_code, signal) = match field("ExitCode").and_then(|v| v.split_once(':')) {
+        Some((code, signal)) => (code.parse().ok(), signal.parse().ok()),
+        None => (None, None),
+    };
+    JobDetail {
+        state: field("JobState").map(str::to_owned),
+        reason: field("Reason").and_then(non_empty),
+        exit_code,
+        signal,
+        start: field("StartTime").and_then(time),
+        end: field("EndTime").and_then(time),
+        nodes: field("NodeList").and_then(non_empty),
+    }
+}
+
+/// One node from `sinfo -N -O SINFO_FORMAT`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub state: String,
+    pub cpus_total: u32,
+    pub cpus_allocated: u32,
+    pub memory_mb: u64,
+    pub free_memory_mb: Option<u64>,
+    pub load: Option<f64>,
+    pub reason: Option<String>,
+}
+
+pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
+    let mut nodes: Vec<NodeInfo> = Vec::new();
+    for line in stdout.lines() {
+        let fields: Vec<&str> = line.splitn(7, '|').collect();
+        if fields.len() < 7 {
+            continue;
+        }
+        let cpus: Vec<u32> = fields[2].trim().split('/').map(|n| n.parse().unwrap_or(0)).collect();
+        let reason = fields[6].strip_suffix('|').unwrap_or(fields[6]);
+        let node = NodeInfo {
+            name: fields[0].trim().to_owned(),
+            state: fields[1].trim().to_owned(),
+            cpus_allocated: cpus.first().copied().unwrap_or(0),
+            cpus_total: cpus.get(3).copied().unwrap_or(0),
+            memory_mb: fields[3].trim().parse().unwrap_or(0),
+            free_memory_mb: fields[4].trim().parse().ok(),
+            load: fields[5].trim().parse().ok(),
+            reason: non_empty(reason),
+        };
+        // A node in several partitions is listed once per partition.
+        if !nodes.iter().any(|n| n.name == node.name) {
+            nodes.push(node);
+        }
+    }
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_output_is_parsed() {
+        assert_eq!(ping("Slurmctld(primary) at vm is UP\n").unwrap().summary, "Slurmctld(primary) at vm is UP");
+        assert!(matches!(ping("Slurmctld(primary) at vm is DOWN"), Err(SlurmError::ControllerDown(_))));
+        assert!(matches!(ping(""), Err(SlurmError::ControllerDown(_))));
+    }
+
+    #[test]
+    fn squeue_lines_are_parsed() {
+        let out = "23|21|RUNNING|None|1795851072|NONE|c1|\n22|22|PENDING|Priority|N/A|N/A||\n";
+        let entries = squeue(out).unwrap();
+        assert_eq!(entries[0].array_job_id, 21);
+        assert_eq!(entries[0].start, Some(1795851072.0));
+        assert_eq!(entries[0].end, None);
+        assert_eq!(entries[0].reason, None);
+        assert_eq!(entries[1].reason.as_deref(), Some("Priority"));
+        assert_eq!(entries[1].nodes, None);
+        assert!(squeue("garbage\n").is_err());
+    }
+
+    #[test]
+    fn comments_keep_pipes() {
+        assert_eq!(comments("17|odyssey:abc|x|\n19|(null)|\n"), [(17, "odyssey:abc|x".into()), (19, "(null)".into())]);
+    }
+
+    #[test]
+    fn show_job_reads_exit_code_and_signal() {
+        let out = "JobId=18 JobName=wrap UserId=root(0) JobState=FAILED Reason=JobLaunchFailure Dependency=(null) \
+                   ExitCode=0:9 StartTime=1795850864 EndTime=1795850865 NodeList=c1 Command=(null)\n";
+        let detail = show_job(out);
+        assert_eq!(detail.state.as_deref(), Some("FAILED"));
+        assert_eq!(detail.reason.as_deref(), Some("JobLaunchFailure"));
+        assert_eq!((detail.exit_code, detail.signal), (Some(0), Some(9)));
+        assert_eq!(detail.nodes.as_deref(), Some("c1"));
+        // A job name cannot fake a field: only whole " Key=" words match.
+        let spoof = show_job("JobId=1 JobName=xExitCode=7:0 JobState=COMPLETED ExitCode=0:0\n");
+        assert_eq!(spoof.exit_code, Some(0));
+    }
+
+    #[test]
+    fn sinfo_lines_are_parsed() {
+        let nodes = sinfo("c1|idle|0/2/0/2|7231|22176|0.84|none|\nc2|drained|0/0/2/2|7231|N/A|0.10|maint | now|\n");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].cpus_total, 2);
+        assert_eq!(nodes[0].reason, None);
+        assert_eq!(nodes[1].reason.as_deref(), Some("maint | now"));
+        assert_eq!(nodes[1].free_memory_mb, None);
+    }
+
+    #[test]
+    fn parsable_ids() {
+        assert_eq!(parsable_job_id("42\n"), Some(42));
+        assert_eq!(parsable_job_id("42;odyssey\n"), Some(42));
+        assert_eq!(parsable_job_id("Submitted batch job 42"), None);
+    }
+}

@@ -1,0 +1,328 @@
+//! The poller: one task asks SLURM about every job and node at an interval,
+//! for everybody, and stores each transition. Request handlers read the
+//! store and the node snapshot; they never run squeue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::parse::{JobDetail, NodeInfo, QueueEntry};
+use super::{hostlist, Slurm, SlurmError};
+use crate::metrics::Metrics;
+use crate::store::jobs::{self, Observation, Tracked, SUBMITTING};
+use crate::store::{now, Store, StoreError};
+
+/// States after which SLURM does nothing more with a job.
+const TERMINAL: &[&str] = &[
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+    "SPECIAL_EXIT", "REVOKED",
+];
+
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL.contains(&state)
+}
+
+/// A node as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    #[serde(flatten)]
+    pub info: NodeInfo,
+    /// SLURM job ids running on the node.
+    pub running_jobs: Vec<i64>,
+}
+
+/// The last poll's picture of the nodes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeSnapshot {
+    pub nodes: Vec<NodeView>,
+    /// Unix time of the poll; None before the first one.
+    pub polled_at: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Lifecycle: spawned once by `bridge::serve`, aborted at shutdown.
+pub struct Poller {
+    slurm: Slurm,
+    store: Store,
+    metrics: Metrics,
+    /// Submissions older than this with no SLURM id are orphans of an
+    /// earlier process (or of a hung sbatch) and get reconciled by tag.
+    process_started: f64,
+    submit_grace: Duration,
+    nodes: watch::Sender<Arc<NodeSnapshot>>,
+}
+
+pub fn spawn(
+    slurm: Slurm,
+    store: Store,
+    metrics: Metrics,
+    interval: Duration,
+    submit_grace: Duration,
+) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
+    let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
+    let poller = Poller { slurm, store, metrics, process_started: now(), submit_grace, nodes: tx };
+    (tokio::spawn(poller.run(interval)), rx)
+}
+
+impl Poller {
+    #[tracing::instrument(name = "poller", skip_all)]
+    async fn run(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            ticker.tick().await;
+            let started = Instant::now();
+            match self.round().await {
+                Ok(()) => {
+                    self.metrics.poll_duration.with_label_values(&["ok"]).observe(started.elapsed().as_secs_f64());
+                    self.metrics.poll_last_success.set(now());
+                    if failing {
+                        tracing::info!("polling SLURM works again");
+                        failing = false;
+                    }
+                }
+                Err(err) => {
+                    self.metrics.poll_duration.with_label_values(&["error"]).observe(started.elapsed().as_secs_f64());
+                    if !failing {
+                        tracing::warn!(%err, "polling SLURM failed; retrying every interval");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round: read the queue and nodes once, update every tracked job.
+    pub async fn round(&self) -> Result<(), PollError> {
+        let tracked = self.store.call(|conn| jobs::unfinished(conn)).await?;
+        let queue = self.slurm.squeue_all().await?;
+        let nodes = self.slurm.sinfo_nodes().await?;
+        self.publish_nodes(nodes, &queue);
+
+        let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
+        for entry in &queue {
+            by_job.entry(entry.array_job_id).or_default().push(entry);
+        }
+        let mut observations = Vec::new();
+        let mut need_detail = Vec::new();
+        let mut orphans = Vec::new();
+        let grace_cutoff = now() - self.submit_grace.as_secs_f64();
+        for job in &tracked {
+            match job.slurm_job_id {
+                None if job.state == SUBMITTING => {
+                    if self.is_orphan(job, grace_cutoff).await? {
+                        orphans.push(job.clone());
+                    }
+                }
+                None => {}
+                Some(slurm_id) => match by_job.get(&slurm_id) {
+                    Some(entries) => {
+                        let obs = aggregate(entries);
+                        // squeue has no exit code: ask scontrol once, as the job ends.
+                        if obs.finished && entries.len() == 1 {
+                            need_detail.push((job.id, slurm_id, Some(obs)));
+                        } else {
+                            observations.push((job.id, obs));
+                        }
+                    }
+                    None => need_detail.push((job.id, slurm_id, None)),
+                },
+            }
+        }
+        let details: Vec<_> = stream::iter(need_detail)
+            .map(|(id, slurm_id, obs)| async move { (id, obs, self.slurm.show_job(slurm_id).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (id, obs, detail) in details {
+            observations.push((id, merge_detail(obs, detail?)));
+        }
+        if !orphans.is_empty() {
+            self.reconcile(orphans).await?;
+        }
+        if !observations.is_empty() {
+            let changed: Vec<String> = observations.iter().map(|(_, o)| o.state.clone()).collect();
+            let n = self.store.call(move |conn| jobs::observe(conn, &observations)).await?;
+            if n > 0 {
+                for state in changed {
+                    self.metrics.job_transitions.with_label_values(&[&state]).inc();
+                }
+            }
+        }
+        let counts = self.store.call(|conn| jobs::count_by_state(conn)).await?;
+        self.metrics.jobs_by_state.reset();
+        for (state, count) in counts {
+            self.metrics.jobs_by_state.with_label_values(&[&state]).set(count);
+        }
+        Ok(())
+    }
+
+    /// A SUBMITTING row from before this process started, or one whose
+    /// sbatch has had far longer than its timeout.
+    async fn is_orphan(&self, job: &Tracked, grace_cutoff: f64) -> Result<bool, PollError> {
+        let id = job.id;
+        let submitted = self.store.call(move |conn| jobs::by_id(conn, id)).await?.map(|j| j.submitted_at);
+        Ok(submitted.is_some_and(|t| t < self.process_started || t < grace_cutoff))
+    }
+
+    /// Finds orphaned submissions in SLURM by the tag in their comment.
+    async fn reconcile(&self, orphans: Vec<Tracked>) -> Result<(), PollError> {
+        let comments = self.slurm.squeue_comments().await?;
+        for job in orphans {
+            let wanted = comment_tag(&job.tag);
+            let found = comments.iter().find(|(_, c)| *c == wanted).map(|(id, _)| *id);
+            let id = job.id;
+            match found {
+                Some(slurm_id) => {
+                    tracing::info!(job = id, slurm_job_id = slurm_id, "reconciled a submission whose reply was lost");
+                    self.store.call(move |conn| jobs::set_slurm_id(conn, id, slurm_id)).await?;
+                }
+                None => {
+                    tracing::warn!(job = id, "submission lost before SLURM accepted it");
+                    self.store
+                        .call(move |conn| {
+                            jobs::mark_lost(conn, id, "the submission did not reach SLURM (the bridge stopped first)")
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry]) {
+        let mut running: HashMap<String, Vec<i64>> = HashMap::new();
+        for entry in queue.iter().filter(|e| e.state == "RUNNING") {
+            for node in entry.nodes.as_deref().map(hostlist::expand).unwrap_or_default() {
+                running.entry(node).or_default().push(entry.job_id);
+            }
+        }
+        self.metrics.nodes_by_state.reset();
+        for node in &nodes {
+            self.metrics.nodes_by_state.with_label_values(&[&node.state]).inc();
+        }
+        let nodes = nodes
+            .into_iter()
+            .map(|info| {
+                let running_jobs = running.remove(&info.name).unwrap_or_default();
+                NodeView { info, running_jobs }
+            })
+            .collect();
+        self.nodes.send_replace(Arc::new(NodeSnapshot { nodes, polled_at: Some(now()) }));
+    }
+}
+
+/// The `--comment` the bridge gives a job with this tag.
+pub fn comment_tag(tag: &str) -> String {
+    format!("odyssey:{tag}")
+}
+
+/// One observation for a job from its squeue lines (several for an array):
+/// running if any task runs, pending if any waits, else finished, failed if
+/// any task did not complete.
+fn aggregate(entries: &[&QueueEntry]) -> Observation {
+    let active: Vec<&&QueueEntry> = entries.iter().filter(|e| !is_terminal(&e.state)).collect();
+    let finished = active.is_empty();
+    let lead = if finished {
+        entries.iter().find(|e| e.state != "COMPLETED").unwrap_or(&entries[0])
+    } else {
+        active.iter().find(|e| e.state == "RUNNING").copied().unwrap_or(active[0])
+    };
+    let mut nodes: Vec<&str> = entries.iter().filter_map(|e| e.nodes.as_deref()).collect();
+    nodes.dedup();
+    let started_at = entries.iter().filter_map(|e| e.start).reduce(f64::min);
+    let ended_at = if finished { entries.iter().filter_map(|e| e.end).reduce(f64::max) } else { None };
+    Observation {
+        state: lead.state.clone(),
+        reason: lead.reason.clone(),
+        nodes: (!nodes.is_empty()).then(|| nodes.join(",")),
+        started_at,
+        ended_at,
+        exit_code: None,
+        signal: None,
+        finished,
+        event_at: if finished { ended_at } else if lead.state == "RUNNING" { started_at } else { None },
+    }
+}
+
+/// Completes an observation with `scontrol show job`, or builds one from it
+/// when squeue no longer lists the job. `None` detail: SLURM forgot the job.
+fn merge_detail(obs: Option<Observation>, detail: Option<JobDetail>) -> Observation {
+    match (obs, detail) {
+        (Some(mut obs), Some(detail)) => {
+            obs.exit_code = detail.exit_code;
+            obs.signal = detail.signal.filter(|s| *s != 0);
+            obs
+        }
+        (None, Some(detail)) => {
+            let state = detail.state.clone().unwrap_or_else(|| jobs::UNKNOWN.to_owned());
+            let finished = is_terminal(&state);
+            Observation {
+                finished,
+                reason: detail.reason,
+                nodes: detail.nodes,
+                started_at: detail.start,
+                ended_at: detail.end.filter(|_| finished),
+                exit_code: detail.exit_code.filter(|_| finished),
+                signal: detail.signal.filter(|s| finished && *s != 0),
+                event_at: if finished { detail.end } else { None },
+                state,
+            }
+        }
+        (obs, None) => Observation {
+            state: jobs::UNKNOWN.to_owned(),
+            reason: Some("SLURM purged the job before the bridge saw it end".to_owned()),
+            finished: true,
+            ..obs.unwrap_or_default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(job_id: i64, array: i64, state: &str) -> QueueEntry {
+        QueueEntry {
+            job_id,
+            array_job_id: array,
+            state: state.into(),
+            reason: None,
+            start: Some(10.0 + job_id as f64),
+            end: is_terminal(state).then_some(20.0 + job_id as f64),
+            nodes: Some(format!("c{job_id}")),
+        }
+    }
+
+    #[test]
+    fn array_tasks_aggregate_to_one_state() {
+        let (a, b, c) = (entry(1, 1, "COMPLETED"), entry(2, 1, "RUNNING"), entry(3, 1, "PENDING"));
+        let obs = aggregate(&[&a, &b, &c]);
+        assert_eq!(obs.state, "RUNNING");
+        assert!(!obs.finished);
+        let failed = entry(2, 1, "FAILED");
+        let obs = aggregate(&[&a, &failed]);
+        assert_eq!((obs.state.as_str(), obs.finished, obs.ended_at), ("FAILED", true, Some(22.0)));
+    }
+
+    #[test]
+    fn a_forgotten_job_is_unknown_with_a_reason() {
+        let obs = merge_detail(None, None);
+        assert_eq!(obs.state, "UNKNOWN");
+        assert!(obs.finished);
+        assert!(obs.reason.unwrap().contains("purged"));
+    }
+}

@@ -1,0 +1,329 @@
+//! Jobs and their timelines.
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::{now, StoreError};
+
+/// The state of a job whose sbatch has not answered yet.
+pub const SUBMITTING: &str = "SUBMITTING";
+/// The state of a job SLURM forgot before the bridge saw it end.
+pub const UNKNOWN: &str = "UNKNOWN";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub user: String,
+    pub slurm_job_id: Option<i64>,
+    #[serde(skip)]
+    pub tag: String,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+    #[serde(skip)]
+    pub request_hash: Option<String>,
+    pub name: String,
+    pub partition: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub nodes: Option<String>,
+    pub submitted_at: f64,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub spec: serde_json::Value,
+    pub script: String,
+    pub stdout_path: Option<String>,
+    pub stderr_path: Option<String>,
+    pub unix_user: String,
+    #[serde(skip)]
+    pub uid: u32,
+    pub finished: bool,
+}
+
+const COLUMNS: &str = "j.id, j.user_id, u.name, j.slurm_job_id, j.tag, j.idempotency_key, j.request_hash, j.name,
+    j.partition, j.state, j.reason, j.exit_code, j.signal, j.nodes, j.submitted_at, j.started_at, j.ended_at,
+    j.spec, j.script, j.stdout_path, j.stderr_path, j.unix_user, j.uid, j.finished";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let spec: String = row.get(17)?;
+    Ok(Job {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        user: row.get(2)?,
+        slurm_job_id: row.get(3)?,
+        tag: row.get(4)?,
+        idempotency_key: row.get(5)?,
+        request_hash: row.get(6)?,
+        name: row.get(7)?,
+        partition: row.get(8)?,
+        state: row.get(9)?,
+        reason: row.get(10)?,
+        exit_code: row.get(11)?,
+        signal: row.get(12)?,
+        nodes: row.get(13)?,
+        submitted_at: row.get(14)?,
+        started_at: row.get(15)?,
+        ended_at: row.get(16)?,
+        spec: serde_json::from_str(&spec).unwrap_or(serde_json::Value::Null),
+        script: row.get(18)?,
+        stdout_path: row.get(19)?,
+        stderr_path: row.get(20)?,
+        unix_user: row.get(21)?,
+        uid: row.get(22)?,
+        finished: row.get(23)?,
+    })
+}
+
+/// A job about to be handed to sbatch.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub user_id: i64,
+    pub tag: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub name: String,
+    pub partition: Option<String>,
+    pub spec: serde_json::Value,
+    pub script: String,
+    pub stdout_path: Option<String>,
+    pub stderr_path: Option<String>,
+    pub unix_user: String,
+    pub uid: u32,
+}
+
+/// The outcome of `insert`: a new row, or the job an earlier request with
+/// the same idempotency key made.
+pub enum Inserted {
+    New(Job),
+    Existing(Job),
+}
+
+/// Inserts a job in state SUBMITTING, with its first timeline entry.
+pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreError> {
+    let tx = conn.transaction()?;
+    if let Some(key) = &job.idempotency_key {
+        let sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.user_id = ?1 AND j.idempotency_key = ?2");
+        if let Some(existing) = tx.query_row(&sql, params![job.user_id, key], from_row).optional()? {
+            return Ok(Inserted::Existing(existing));
+        }
+    }
+    let at = now();
+    tx.execute(
+        "INSERT INTO jobs (user_id, tag, idempotency_key, request_hash, name, partition, state, submitted_at,
+                           spec, script, stdout_path, stderr_path, unix_user, uid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            job.user_id,
+            job.tag,
+            job.idempotency_key,
+            job.request_hash,
+            job.name,
+            job.partition,
+            SUBMITTING,
+            at,
+            job.spec.to_string(),
+            job.script,
+            job.stdout_path,
+            job.stderr_path,
+            job.unix_user,
+            job.uid
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)", params![id, at, SUBMITTING])?;
+    tx.commit()?;
+    Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
+}
+
+/// Drops a job whose submission SLURM refused: nothing exists to track.
+pub fn delete_unsubmitted(conn: &mut Connection, id: i64) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM job_events WHERE job_id = ?1", [id])?;
+    tx.execute("DELETE FROM jobs WHERE id = ?1 AND slurm_job_id IS NULL", [id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+/// Filters for `list`; all optional, combined with AND.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub user_id: Option<i64>,
+    pub state: Option<String>,
+    pub name: Option<String>,
+    pub since: Option<f64>,
+    /// Only jobs with a smaller id (the cursor: newest first).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Jobs newest first; stable under concurrent inserts (ids only grow).
+pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(user_id) = filter.user_id {
+        args.push(user_id.into());
+        sql.push_str(&format!(" AND j.user_id = ?{}", args.len()));
+    }
+    if let Some(state) = &filter.state {
+        args.push(state.clone().into());
+        sql.push_str(&format!(" AND j.state = ?{}", args.len()));
+    }
+    if let Some(name) = &filter.name {
+        args.push(name.clone().into());
+        sql.push_str(&format!(" AND j.name = ?{}", args.len()));
+    }
+    if let Some(since) = filter.since {
+        args.push(since.into());
+        sql.push_str(&format!(" AND j.submitted_at >= ?{}", args.len()));
+    }
+    if let Some(before) = filter.before_id {
+        args.push(before.into());
+        sql.push_str(&format!(" AND j.id < ?{}", args.len()));
+    }
+    args.push(i64::from(filter.limit).into());
+    sql.push_str(&format!(" ORDER BY j.id DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let jobs = stmt.query_map(params_from_iter(args), from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(jobs)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    pub at: f64,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn events(conn: &Connection, job_id: i64) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT at, state, reason FROM job_events WHERE job_id = ?1 ORDER BY seq")?;
+    let events = stmt
+        .query_map([job_id], |row| Ok(Event { at: row.get(0)?, state: row.get(1)?, reason: row.get(2)? }))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(events)
+}
+
+/// The poller's view of a job it still tracks.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub id: i64,
+    pub slurm_job_id: Option<i64>,
+    pub tag: String,
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, slurm_job_id, tag, state, reason FROM jobs WHERE finished = 0 ORDER BY id")?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(Tracked {
+                id: row.get(0)?,
+                slurm_job_id: row.get(1)?,
+                tag: row.get(2)?,
+                state: row.get(3)?,
+                reason: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Ends tracking of a job SLURM has no record of, with the reason.
+pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), StoreError> {
+    let obs = Observation { state: UNKNOWN.into(), reason: Some(reason.into()), finished: true, ..Default::default() };
+    observe(conn, &[(id, obs)]).map(|_| ())
+}
+
+/// Records the SLURM job id sbatch returned (or reconciliation found); the
+/// job is PENDING until the poller sees more.
+pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2", params![slurm_job_id, id])?;
+    let was_submitting =
+        tx.execute("UPDATE jobs SET state = 'PENDING' WHERE id = ?1 AND state = ?2", params![id, SUBMITTING])? == 1;
+    if was_submitting {
+        tx.execute(
+            "INSERT INTO job_events (job_id, seq, at, state)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, 'PENDING')",
+            params![id, now()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// What the poller learnt about a job in one round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    pub state: String,
+    pub reason: Option<String>,
+    pub nodes: Option<String>,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub finished: bool,
+    /// When the change happened, if SLURM says (start or end time); else now.
+    pub event_at: Option<f64>,
+}
+
+/// Applies observations in one transaction; a timeline entry for each job
+/// whose state or reason changed. Returns how many transitions it stored.
+pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let mut transitions = 0;
+    {
+        let mut current = tx.prepare_cached("SELECT state, reason FROM jobs WHERE id = ?1")?;
+        let mut update = tx.prepare_cached(
+            "UPDATE jobs SET state = ?2, reason = ?3, nodes = COALESCE(?4, nodes),
+                 started_at = COALESCE(?5, started_at), ended_at = COALESCE(?6, ended_at),
+                 exit_code = COALESCE(?7, exit_code), signal = COALESCE(?8, signal), finished = ?9
+             WHERE id = ?1",
+        )?;
+        let mut event = tx.prepare_cached(
+            "INSERT INTO job_events (job_id, seq, at, state, reason)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1),
+                     -- SLURM's times have whole seconds: never before the entry it follows.
+                     MAX(?2, (SELECT COALESCE(MAX(at), 0) FROM job_events WHERE job_id = ?1)), ?3, ?4)",
+        )?;
+        let at = now();
+        for (id, obs) in observations {
+            let (state, reason): (String, Option<String>) =
+                current.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            update.execute(params![
+                id,
+                obs.state,
+                obs.reason,
+                obs.nodes,
+                obs.started_at,
+                obs.ended_at,
+                obs.exit_code,
+                obs.signal,
+                obs.finished
+            ])?;
+            if state != obs.state || reason != obs.reason {
+                event.execute(params![id, obs.event_at.unwrap_or(at), obs.state, obs.reason])?;
+                transitions += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(transitions)
+}
+
+/// Counts of jobs by state, for the metrics gauge.
+pub fn count_by_state(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+    let counts = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(counts)
+}

@@ -1,0 +1,99 @@
+//! The bridge's durable state in SQLite (rusqlite only; nothing here knows
+//! HTTP or SLURM). Calls go through `Store::call`, which runs the closure on
+//! the blocking pool under a `std::sync::Mutex`: rusqlite blocks, and the
+//! lock is never held across an `.await` (mini-redis `db.rs`).
+
+pub mod jobs;
+pub mod tokens;
+pub mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database task: {0}")]
+    Task(String),
+    #[error("database file {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Cheap to clone: every clone shares one connection.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Seconds since the Unix epoch, as stored in every time column.
+pub fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // WAL lets readers proceed during writes and survives a crash between
+        // them; NORMAL sync is durable at every checkpoint and safe in WAL.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        migrate(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier closure poisons the lock; the connection
+            // itself is still sound (every write is a transaction).
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// A consistent copy of the live database at `dest` (SQLite online backup).
+    pub async fn backup(&self, dest: std::path::PathBuf) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.backup(rusqlite::DatabaseName::Main, &dest, None)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {applied} is newer than this bridge knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", idx + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Accounts: name, argon2 hash, role, Unix mapping, disabled flag.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use super::{now, StoreError};
+
+/// What an account may do. Ordered: admin > user > viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads its own jobs and the nodes; submits and cancels nothing.
+    Viewer,
+    /// Submits, reads and cancels its own jobs.
+    User,
+    /// Everything, for every account; manages accounts and nodes.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "user" => Some(Role::User),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: Role,
+    /// The Unix account jobs run as; `None` means the account named `name`.
+    pub unix_user: Option<String>,
+    pub disabled: bool,
+    pub created_at: f64,
+}
+
+impl User {
+    /// The Unix account this user's jobs run as.
+    pub fn unix_account(&self) -> &str {
+        self.unix_user.as_deref().unwrap_or(&self.name)
+    }
+}
+
+const COLUMNS: &str = "id, name, password_hash, role, unix_user, disabled, created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(3)?;
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        password_hash: row.get(2)?,
+        role: Role::parse(&role).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("role {role}").into())
+        })?,
+        unix_user: row.get(4)?,
+        disabled: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+/// Inserts an account; `Ok(None)` when the name is taken.
+pub fn create(
+    conn: &Connection,
+    name: &str,
+    password_hash: &str,
+    role: Role,
+    unix_user: Option<&str>,
+) -> Result<Option<User>, StoreError> {
+    let inserted = conn.execute(
+        "INSERT INTO users (name, password_hash, role, unix_user, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO NOTHING",
+        params![name, password_hash, role.as_str(), unix_user, now()],
+    )?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    by_id(conn, conn.last_insert_rowid())
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn by_name(conn: &Connection, name: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE name = ?1");
+    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
+    let mut stmt = conn.prepare(&sql)?;
+    let users = stmt.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(users)
+}
+
+/// What an admin may change about an account; `None` leaves a field alone.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// `Some(None)` (JSON null) returns to the same-name default.
+    #[serde(default, with = "double_option")]
+    pub unix_user: Option<Option<String>>,
+}
+
+/// Applies a change; the updated account, or `None` if there is no such name.
+pub fn update(conn: &Connection, name: &str, change: &UserChange) -> Result<Option<User>, StoreError> {
+    let Some(user) = by_name(conn, name)? else { return Ok(None) };
+    let role = change.role.unwrap_or(user.role);
+    let disabled = change.disabled.unwrap_or(user.disabled);
+    let unix_user = change.unix_user.clone().unwrap_or(user.unix_user);
+    conn.execute(
+        "UPDATE users SET role = ?1, disabled = ?2, unix_user = ?3 WHERE id = ?4",
+        params![role.as_str(), disabled, unix_user, user.id],
+    )?;
+    by_id(conn, user.id)
+}
+
+pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![password_hash, id])?;
+    Ok(())
+}
+
+/// Distinguishes a missing field from an explicit `null`.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
