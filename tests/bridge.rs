@@ -1,49 +1,17 @@
-//! The bridge in front of the real cluster.
+//! The bridge in front of the real cluster: every job goes through sbatch
+//! and the poller, nothing is faked.
 
 use std::time::Duration;
 
-use bridge::config::{LogFormat, Settings};
+use e2e::app::TestApp;
 use e2e::TestCluster;
-use tokio::net::TcpListener;
-
-/// Starts the bridge on 127.0.0.1:0 with this slurm.conf; its address.
-async fn spawn_bridge(slurm_conf: std::path::PathBuf) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let settings = Settings {
-        listen: addr,
-        slurm_conf: Some(slurm_conf),
-        slurm_probe_interval: Duration::from_millis(200),
-        slurm_timeout: Duration::from_secs(5),
-        log_format: LogFormat::Text,
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bridge::serve(listener, settings, async {
-        let _ = stopped.await;
-    }));
-    (format!("http://{addr}"), stop)
-}
-
-/// Polls /healthz until its probe has run once; the body.
-async fn probed_health(base: &str) -> serde_json::Value {
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        let response = client.get(format!("{base}/healthz")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        if !body["slurm"]["checked_at"].is_null() {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the SLURM probe never ran");
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn healthz_says_slurm_answers() {
     let (cluster, _guard) = TestCluster::ensure();
-    let (base, _stop) = spawn_bridge(cluster.slurm_conf.clone()).await;
-    let body = probed_health(&base).await;
+    let app = TestApp::spawn(cluster, &[]).await;
+    let body: serde_json::Value = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["slurm"]["reachable"], true, "{body}");
     assert!(body["slurm"]["controller"].as_str().unwrap().ends_with("is UP"), "{body}");
@@ -53,16 +21,383 @@ async fn healthz_says_slurm_answers() {
 async fn healthz_says_when_slurm_does_not_answer() {
     let (cluster, _guard) = TestCluster::ensure();
     // The same cluster's config with the controller on a port nobody serves.
-    let conf = std::fs::read_to_string(&cluster.slurm_conf).unwrap();
-    let conf = conf.replace("SlurmctldPort=6817", "SlurmctldPort=6999");
+    let conf = std::fs::read_to_string(&cluster.slurm_conf).unwrap().replace("SlurmctldPort=6817", "SlurmctldPort=6999");
     let dir = cluster.shared_dir.join("scratch").join(e2e::unique_name("deadctld"));
     std::fs::create_dir_all(&dir).unwrap();
     let dead_conf = dir.join("slurm.conf");
     std::fs::write(&dead_conf, conf).unwrap();
-    let (base, _stop) = spawn_bridge(dead_conf).await;
-    let body = probed_health(&base).await;
-    assert_eq!(body["status"], "ok");
+    let mut settings = e2e::app::test_settings(cluster, &dir.join("data"), &[]);
+    settings.slurm_conf = Some(dead_conf);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bridge::serve(listener, settings, std::future::pending()));
+    let http = reqwest::Client::new();
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            body = r.json().await.unwrap();
+            if !body["slurm"]["checked_at"].is_null() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(body["slurm"]["reachable"], false, "{body}");
-    assert!(body["slurm"]["error"].as_str().unwrap().contains("scontrol"), "{body}");
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_job_runs_as_the_mapped_account_with_its_timeline_and_output() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let uid = cluster.ok("id", &["-u", "alice"]);
+    let job = alice
+        .submit(json!({
+            "name": "whoami",
+            "command": ["sh", "-c", "id -u; id -un; echo \"$GREETING\"; echo oops >&2"],
+            "env": {"GREETING": "hello, world; $(not run)\nsecond line"},
+            "working_dir": cluster.user_dir("alice").to_str().unwrap(),
+        }))
+        .await;
+    assert_eq!(job["user"], "alice");
+    assert!(job["slurm_job_id"].as_i64().is_some(), "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let done = alice.wait_finished(id).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(done["exit_code"], 0);
+    assert_eq!(done["unix_user"], "alice");
+    assert!(done["nodes"].as_str().unwrap().starts_with('c'), "{done}");
+    assert!(done["script"].as_str().unwrap().starts_with("#!/bin/sh\nexec 'sh' '-c'"), "{done}");
+    assert_eq!(done["spec"]["name"], "whoami");
+
+    let out = alice.get(&format!("/v1/jobs/{id}/output")).await;
+    assert_eq!(out.status, 200);
+    assert_eq!(out.text, format!("{}alice\nhello, world; $(not run)\nsecond line\noops\n", uid));
+    let part = alice.get(&format!("/v1/jobs/{id}/output?offset=2&limit=3")).await;
+    assert_eq!(part.text, &out.text[2..5]);
+    assert_eq!(part.headers["x-next-offset"], "5");
+
+    let events = alice.get(&format!("/v1/jobs/{id}/events")).await.body;
+    let states: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states.first(), Some(&"SUBMITTING"), "{events}");
+    assert_eq!(states.get(1), Some(&"PENDING"), "{events}");
+    assert_eq!(states.last(), Some(&"COMPLETED"), "{events}");
+    let times: Vec<f64> = events.as_array().unwrap().iter().map(|e| e["at"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{events}");
+}
+
+#[tokio::test]
+async fn users_cannot_see_or_cancel_each_others_jobs() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let job = alice.submit(json!({"command": ["sleep", "30"], "working_dir": cluster.user_dir("alice").to_str().unwrap()})).await;
+    let id = job["id"].as_i64().unwrap();
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/events"), format!("/v1/jobs/{id}/output")] {
+        assert_eq!(bob.get(&path).await.status, 404, "{path}");
+    }
+    assert_eq!(bob.delete(&format!("/v1/jobs/{id}")).await.status, 404);
+    let bobs = bob.get("/v1/jobs").await.body;
+    assert!(bobs["jobs"].as_array().unwrap().iter().all(|j| j["user"] == "bob"), "{bobs}");
+    assert_eq!(bob.get("/v1/jobs?user=alice").await.status, 403);
+    // Alice cancels her own: 202, then CANCELLED, then cancelling again is a no-op.
+    assert_eq!(alice.delete(&format!("/v1/jobs/{id}")).await.status, 202);
+    let done = alice.wait_finished(id).await;
+    assert_eq!(done["state"], "CANCELLED", "{done}");
+    assert_eq!(alice.delete(&format!("/v1/jobs/{id}")).await.status, 200);
+}
+
+#[tokio::test]
+async fn slurm_refusals_come_back_as_422_with_slurms_reason() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let reply = alice.post("/v1/jobs", json!({"command": ["true"], "partition": "nosuchpartition", "working_dir": dir})).await;
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert!(reply.body["detail"].as_str().unwrap().contains("Invalid partition name specified"), "{}", reply.text);
+    let reply = alice.post("/v1/jobs", json!({"command": ["true"], "nodes": 50, "working_dir": dir})).await;
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert!(reply.body["detail"].as_str().unwrap().contains("Batch job submission failed"), "{}", reply.text);
+    // Nothing refused was recorded.
+    assert_eq!(alice.get("/v1/jobs").await.body["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn dry_run_validates_with_sbatch_and_submits_nothing() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let before = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
+    let reply = alice.post("/v1/jobs?dry_run=true", json!({"command": ["true"], "nodes": 2, "working_dir": cluster.user_dir("alice")})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["dry_run"], true);
+    assert!(reply.body["slurm"].as_str().unwrap().contains("to start at"), "{}", reply.text);
+    assert_eq!(alice.get("/v1/jobs").await.body["jobs"].as_array().unwrap().len(), 0);
+    let after = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
+    assert!(after <= before, "a dry run created a SLURM job");
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals_are_recorded() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let three = alice.submit(json!({"command": ["sh", "-c", "exit 3"], "working_dir": dir})).await;
+    let killed = alice.submit(json!({"script": "#!/bin/sh\nkill -KILL $$\n", "working_dir": dir})).await;
+    let three = alice.wait_finished(three["id"].as_i64().unwrap()).await;
+    assert_eq!((three["state"].as_str(), three["exit_code"].as_i64()), (Some("FAILED"), Some(3)), "{three}");
+    let killed = alice.wait_finished(killed["id"].as_i64().unwrap()).await;
+    assert_eq!(killed["signal"], 9, "{killed}");
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_job() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let body = json!({"command": ["true"], "working_dir": cluster.user_dir("alice")});
+    let key = e2e::unique_name("key");
+    let post = |body: serde_json::Value| alice.send(alice.http.post(format!("{}/v1/jobs", alice.base)).header("idempotency-key", &key).json(&body));
+    let first = post(body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let second = post(body.clone()).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(first.body["id"], second.body["id"]);
+    assert_eq!(first.body["slurm_job_id"], second.body["slurm_job_id"]);
+    let other = post(json!({"command": ["false"], "working_dir": cluster.user_dir("alice")})).await;
+    assert_eq!(other.status, 422, "{}", other.text);
+}
+
+/// The bridge exits between sbatch and its reply (fault injection); a new
+/// bridge reconciles the submission by its tag, and the retried request
+/// with the same key returns that job: exactly one SLURM job.
+#[tokio::test]
+async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let bridge = cluster.repo.join("target/release/bridge");
+    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+    let data_dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("crash"));
+    let port = free_port();
+    let spawn = |fault: bool| {
+        let mut command = std::process::Command::new(&bridge);
+        command
+            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
+            .args(["--argon2-memory-kib", "256", "--argon2-iterations", "1"])
+            .stderr(std::process::Stdio::null());
+        if fault {
+            command.arg("--fault-exit-after-sbatch");
+        }
+        command.spawn().unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn(true);
+    wait_ready(&http, &base).await;
+    let app = ExternalApp { base: base.clone(), http: http.clone() };
+    let alice = app.user("alice").await;
+    let key = e2e::unique_name("crash-key");
+    let body = json!({"name": "crashtest", "command": ["sleep", "1"], "working_dir": cluster.user_dir("alice")});
+    let lost = alice.http.post(format!("{base}/v1/jobs")).bearer_auth(&alice.token).header("idempotency-key", &key).json(&body).send().await;
+    assert!(lost.is_err(), "the faulty bridge answered: {:?}", lost.map(|r| r.status()));
+    assert_eq!(child.wait().unwrap().code(), Some(86));
+
+    let mut child = spawn(false);
+    wait_ready(&http, &base).await;
+    let mut retried = serde_json::Value::Null;
+    for _ in 0..100 {
+        let reply = alice.send(alice.http.post(format!("{base}/v1/jobs")).header("idempotency-key", &key).json(&body)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if !reply.body["slurm_job_id"].is_null() {
+            retried = reply.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slurm_id = retried["slurm_job_id"].as_i64().expect("reconciled a SLURM id");
+    // Exactly one SLURM job carries the tag, and it is this one.
+    let tagged: Vec<String> = cluster
+        .ok("squeue", &["-h", "-t", "all", "-u", "alice", "-n", "crashtest", "-o", "%i"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let ours: Vec<&String> = tagged.iter().filter(|id| **id == slurm_id.to_string()).collect();
+    assert_eq!(ours.len(), 1, "{tagged:?}");
+    let done = alice.wait_finished(retried["id"].as_i64().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_while_jobs_run_records_what_happened_meanwhile() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["sleep", "2"], "working_dir": cluster.user_dir("alice")})).await;
+    let id = job["id"].as_i64().unwrap();
+    alice.wait_state(id, "RUNNING").await;
+    let data_dir = app.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
+    let alice = app.user("alice").await;
+    let done = alice.wait_finished(id).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert!(done["ended_at"].as_f64().unwrap() > done["started_at"].as_f64().unwrap(), "{done}");
+    let events = alice.get(&format!("/v1/jobs/{id}/events")).await.body;
+    let states: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["SUBMITTING", "PENDING", "RUNNING", "COMPLETED"], "{events}");
+}
+
+#[tokio::test]
+async fn a_job_slurm_never_knew_is_kept_and_marked_unknown() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
+    let id = job["id"].as_i64().unwrap();
+    alice.wait_finished(id).await;
+    // Point the finished record at a SLURM id that does not exist and
+    // reopen it: the poller must find SLURM has no such job, keep the
+    // history and say so.
+    let data_dir = app.stop().await;
+    assert_eq!(point_at_unknown_slurm_job(&data_dir, id).await, 1);
+    let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
+    let alice = app.user("alice").await;
+    let done = alice.wait_state(id, "UNKNOWN").await;
+    assert!(done["reason"].as_str().unwrap().contains("purged"), "{done}");
+    assert_eq!(done["finished"], true);
+}
+
+#[tokio::test]
+async fn output_follow_streams_until_the_job_ends() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice
+        .submit(json!({"command": ["sh", "-c", "echo one; sleep 1; echo two"], "working_dir": cluster.user_dir("alice")}))
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let response = alice
+        .http
+        .get(format!("{}/v1/jobs/{id}/output?follow=true", alice.base))
+        .bearer_auth(&alice.token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.text().await.unwrap();
+    let data: String = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(body.contains("event: end"), "{body}");
+    assert!(data.contains("one") && data.contains("two"), "{body}");
+}
+
+#[tokio::test]
+async fn dependencies_wait_for_the_earlier_job() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let first = alice.submit(json!({"command": ["sleep", "1"], "working_dir": dir})).await;
+    let second = alice.submit(json!({"command": ["true"], "working_dir": dir, "dependencies": [first["id"]]})).await;
+    let first = alice.wait_finished(first["id"].as_i64().unwrap()).await;
+    let second = alice.wait_finished(second["id"].as_i64().unwrap()).await;
+    assert_eq!(second["state"], "COMPLETED");
+    assert!(second["started_at"].as_f64().unwrap() >= first["ended_at"].as_f64().unwrap(), "{first}\n{second}");
+    let bob = app.user("bob").await;
+    let reply = bob.post("/v1/jobs", json!({"command": ["true"], "working_dir": cluster.user_dir("bob"), "dependencies": [first["id"]]})).await;
+    assert_eq!(reply.status, 422, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn submissions_beyond_the_rate_get_429_with_retry_after() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &["--submit-rate", "2"]).await;
+    let alice = app.user("alice").await;
+    let body = json!({"command": ["true"], "working_dir": cluster.user_dir("alice")});
+    alice.submit(body.clone()).await;
+    alice.submit(body.clone()).await;
+    let third = alice.post("/v1/jobs", body).await;
+    assert_eq!(third.status, 429, "{}", third.text);
+    let retry: u64 = third.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+}
+
+#[tokio::test]
+async fn nodes_show_state_cpus_memory_and_running_jobs() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["sleep", "5"], "nodes": 1, "working_dir": cluster.user_dir("alice")})).await;
+    let running = alice.wait_state(job["id"].as_i64().unwrap(), "RUNNING").await;
+    let slurm_id = running["slurm_job_id"].as_i64().unwrap();
+    let mut seen = false;
+    for _ in 0..50 {
+        let nodes = alice.get("/v1/nodes").await.body;
+        let list = nodes["nodes"].as_array().unwrap();
+        assert_eq!(list.len(), cluster.n_nodes, "{nodes}");
+        assert!(list.iter().all(|n| n["cpus_total"].as_u64() >= Some(1) && n["memory_mb"].as_u64() > Some(0)), "{nodes}");
+        if list.iter().any(|n| n["running_jobs"].as_array().unwrap().contains(&json!(slurm_id))) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "job {slurm_id} never showed on a node");
+    alice.delete(&format!("/v1/jobs/{}", job["id"])).await;
+}
+
+struct ExternalApp {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ExternalApp {
+    async fn user(&self, name: &str) -> e2e::app::Client {
+        let password = format!("{name}-password-e2e");
+        let body = json!({"name": name, "password": password});
+        self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
+        let tokens: serde_json::Value =
+            self.http.post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap().json().await.unwrap();
+        e2e::app::Client { base: self.base.clone(), http: self.http.clone(), token: tokens["access_token"].as_str().unwrap().to_owned() }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("bridge at {base} never became ready");
+}
+
+/// Sets a job's SLURM id to one SLURM never issued and reopens it.
+async fn point_at_unknown_slurm_job(data_dir: &std::path::Path, id: i64) -> usize {
+    let store = bridge::store::Store::open(&data_dir.join("bridge.db")).unwrap();
+    store
+        .call(move |c| {
+            Ok(c.execute("UPDATE jobs SET slurm_job_id = 99999999, finished = 0, state = 'RUNNING' WHERE id = ?1", [id])?)
+        })
+        .await
+        .unwrap()
 }

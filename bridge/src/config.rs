@@ -108,6 +108,12 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Fault injection for tests: exit right after sbatch accepts a job,
+    /// before the bridge records its id or replies (see the e2e idempotency
+    /// test). Never set in production.
+    #[arg(long, hide = true)]
+    pub fault_exit_after_sbatch: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -187,6 +193,7 @@ pub struct Settings {
     pub limits: Limits,
     pub password_cost: PasswordCost,
     pub log_format: LogFormat,
+    pub fault_exit_after_sbatch: bool,
 }
 
 /// Every size and rate limit, by name.
@@ -259,6 +266,7 @@ impl Settings {
                 iterations: range("argon2-iterations", f64::from(cli.argon2_iterations), 1.0, 100.0)? as u32,
             },
             log_format: cli.log_format,
+            fault_exit_after_sbatch: cli.fault_exit_after_sbatch,
         })
     }
 

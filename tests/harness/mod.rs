@@ -5,6 +5,8 @@
 //! a bounded time. A failure prints the daemons' logs, and a missing
 //! prerequisite fails the test with the command that fixes it; nothing skips.
 
+pub mod app;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};

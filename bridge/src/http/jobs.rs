@@ -214,6 +214,10 @@ async fn submit_job(
     let id = job.id;
     match run_sbatch(&state, submission, false).await {
         Ok(SbatchOutcome::Submitted(slurm_id)) => {
+            if state.settings.fault_exit_after_sbatch {
+                tracing::error!(slurm_job_id = slurm_id, "fault injection: exiting between sbatch and the reply");
+                std::process::exit(86);
+            }
             let job = state
                 .store
                 .call(move |conn| {

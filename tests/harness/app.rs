@@ -1,0 +1,180 @@
+//! `TestApp`: the bridge in front of the real cluster, in this process,
+//! on 127.0.0.1:0 with its own data directory, and logged-in clients.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bridge::config::{Cli, Settings};
+use clap::Parser;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::{unique_name, TestCluster};
+
+/// A running bridge. Dropping it stops the server (its data stays for a
+/// restart: see `restart`).
+pub struct TestApp {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The settings every test bridge uses: fast polling, cheap hashing.
+pub fn test_settings(cluster: &TestCluster, data_dir: &std::path::Path, extra: &[&str]) -> Settings {
+    let mut args = vec![
+        "bridge".to_owned(),
+        "--data-dir".to_owned(),
+        data_dir.display().to_string(),
+        "--slurm-conf".to_owned(),
+        cluster.slurm_conf.display().to_string(),
+        "--poll-interval".to_owned(),
+        "0.2".to_owned(),
+        "--slurm-probe-interval".to_owned(),
+        "0.5".to_owned(),
+        "--argon2-memory-kib".to_owned(),
+        "256".to_owned(),
+        "--argon2-iterations".to_owned(),
+        "1".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut settings = Settings::from_cli(&Cli::parse_from(args)).expect("test settings");
+    // Each test bridge has its own metrics port (or none).
+    settings.metrics_listen = None;
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(cluster: &TestCluster, extra: &[&str]) -> TestApp {
+        let data_dir = cluster.state_dir.join("bridge-tests").join(unique_name("app"));
+        Self::spawn_on(cluster, data_dir, extra).await
+    }
+
+    /// A bridge over an existing data directory (a restart).
+    pub async fn spawn_on(cluster: &TestCluster, data_dir: PathBuf, extra: &[&str]) -> TestApp {
+        let settings = test_settings(cluster, &data_dir, extra);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bridge::serve(listener, settings, async {
+            let _ = stopped.await;
+        }));
+        let app = TestApp { base, data_dir, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
+        // Ready once the first probe saw SLURM.
+        for _ in 0..100 {
+            if let Ok(r) = app.http.get(format!("{}/readyz", app.base)).send().await {
+                if r.status() == 200 {
+                    return app;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the bridge never became ready\n{}", cluster.logs());
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) -> PathBuf {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.data_dir.clone()
+    }
+
+    /// Registers (if needed) and logs in `name`; a client for that user.
+    pub async fn user(&self, name: &str) -> Client {
+        let password = format!("{name}-password-e2e");
+        let body = json!({"name": name, "password": password});
+        let reply = self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
+        assert!(matches!(reply.status().as_u16(), 201 | 409), "register {name}: {}", reply.text().await.unwrap());
+        let reply = self.http.post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
+        assert_eq!(reply.status(), 200);
+        let tokens: Value = reply.json().await.unwrap();
+        Client {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: tokens["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An authenticated API client.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+}
+
+/// Status and JSON body of a reply.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Client {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.bearer_auth(&self.token).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), text, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// Submits and expects 201; the job.
+    pub async fn submit(&self, body: Value) -> Value {
+        let reply = self.post("/v1/jobs", body).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.body
+    }
+
+    /// Polls the job (bounded) until it is finished; the job.
+    pub async fn wait_finished(&self, id: i64) -> Value {
+        for _ in 0..600 {
+            let reply = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            if reply.body["finished"] == true {
+                return reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {id} did not finish within 60 s");
+    }
+
+    /// Polls (bounded) until the job has this state.
+    pub async fn wait_state(&self, id: i64, state: &str) -> Value {
+        for _ in 0..600 {
+            let reply = self.get(&format!("/v1/jobs/{id}")).await;
+            if reply.body["state"] == state {
+                return reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {id} never reached {state}");
+    }
+}
