@@ -24,7 +24,7 @@ if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
 fi
 
 step "installing packages"
-bash "$CLUSTER" install
+bash "$CLUSTER" install jq
 step "bringing the cluster up"
 bash "$CLUSTER" up
 bash "$REPO/scripts/build.sh"
@@ -33,44 +33,70 @@ N_NODES=$(sinfo -h -N -o '%N' | sort -u | wc -l)
 step "starting the bridge on 127.0.0.1:$PORT"
 PID_FILE=$ODYSSEY_STATE_DIR/run/bridge.pid
 LOG_FILE=$ODYSSEY_STATE_DIR/log/bridge.log
+DATA_DIR=${BRIDGE_DATA_DIR:-/var/lib/odyssey-bridge}
 # A bridge left by an earlier demo holds the port: stop it first.
 if [[ -s $PID_FILE ]] && [[ $(cat "/proc/$(cat "$PID_FILE")/comm" 2>/dev/null) == bridge ]]; then
   kill "$(cat "$PID_FILE")" && sleep 0.5
 fi
-"$REPO/target/release/bridge" --listen "127.0.0.1:$PORT" --slurm-conf "$SLURM_CONF" >"$LOG_FILE" 2>&1 &
+"$REPO/target/release/bridge" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
+  --data-dir "$DATA_DIR" --slurm-conf "$SLURM_CONF" >"$LOG_FILE" 2>&1 &
 BRIDGE_PID=$!
 echo "$BRIDGE_PID" >"$PID_FILE"
 trap 'kill "$BRIDGE_PID" 2>/dev/null || true; rm -f "$PID_FILE"' EXIT
+API=http://127.0.0.1:$PORT
 
 health=""
 for _ in $(seq 100); do
-  health=$(curl -fsS "http://127.0.0.1:$PORT/healthz" 2>/dev/null || true)
-  [[ $health == *'"reachable":true'* ]] && break
+  health=$(curl -fsS "$API/readyz" 2>/dev/null || true)
+  [[ $health == *'"ready":true'* ]] && break
   kill -0 "$BRIDGE_PID" 2>/dev/null || { cat "$LOG_FILE" >&2; fail "the bridge exited"; }
   sleep 0.1
 done
-echo "GET /healthz -> $health"
-[[ $health == *'"reachable":true'* ]] || { cat "$LOG_FILE" >&2; fail "the bridge does not see SLURM"; }
+[[ $health == *'"ready":true'* ]] || { cat "$LOG_FILE" >&2; fail "the bridge is not ready: $health"; }
+show() { printf '\n$ %s\n' "$*" >&2; }
+show "curl $API/healthz"
+curl -fsS "$API/healthz" | jq -c .
 
-step "running an MPI all-reduce as alice: $N_NODES nodes x 2 ranks, srun --mpi=pmix"
-OUT_DIR=$SHARED_DIR/users/alice
-JOB_ID=$(cd "$OUT_DIR" && runuser -u alice -- sbatch --parsable --job-name=odyssey-demo \
-  -N "$N_NODES" --ntasks-per-node=2 --output="$OUT_DIR/demo-%j.out" \
-  --wrap "srun --mpi=pmix $SHARED_DIR/bin/odyssey-mpi --output $OUT_DIR/demo-\$SLURM_JOB_ID.json allreduce --n 65536")
-echo "submitted job $JOB_ID"
-for _ in $(seq 600); do
-  state=$(squeue -h -j "$JOB_ID" -o %T 2>/dev/null || true)
-  [[ -z $state || $state == COMPLETED || $state == FAILED ]] && break
-  sleep 0.1
-done
-cat "$OUT_DIR/demo-$JOB_ID.out"
-grep -q VERIFIED "$OUT_DIR/demo-$JOB_ID.out" || fail "job $JOB_ID did not produce a verified result"
-echo "JSON result: $OUT_DIR/demo-$JOB_ID.json"
+step "registering alice and logging in through the REST API"
+CREDENTIALS='{"name": "alice", "password": "alice-demo-password"}'
+show "curl -X POST $API/v1/auth/register -d '$CREDENTIALS'"
+curl -sS -X POST "$API/v1/auth/register" -H 'content-type: application/json' -d "$CREDENTIALS" | jq -c .
+show "curl -X POST $API/v1/auth/login -d '$CREDENTIALS'"
+TOKEN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/json' -d "$CREDENTIALS" | jq -r .access_token)
+echo "access token: ${TOKEN:0:24}..."
+AUTH=(-H "authorization: Bearer $TOKEN")
+
+step "submitting an MPI all-reduce: $N_NODES nodes x 2 ranks, srun --mpi=pmix, as alice"
+WORK_DIR=$SHARED_DIR/users/alice
+JOB_SPEC=$(jq -n --arg dir "$WORK_DIR" --arg bin "$SHARED_DIR/bin/odyssey-mpi" --argjson nodes "$N_NODES" '{
+  name: "allreduce-demo", nodes: $nodes, ntasks: ($nodes * 2), working_dir: $dir, time_limit: 5,
+  script: ("#!/bin/bash\nsrun --mpi=pmix " + $bin + " --output " + $dir + "/demo-$SLURM_JOB_ID.json allreduce --n 65536\n")
+}')
+show "curl -X POST $API/v1/jobs -d '$(jq -c . <<<"$JOB_SPEC")'"
+JOB=$(curl -fsS -X POST "$API/v1/jobs" "${AUTH[@]}" -H 'content-type: application/json' -d "$JOB_SPEC")
+jq -c '{id, slurm_job_id, state, user, unix_user}' <<<"$JOB"
+JOB_ID=$(jq -r .id <<<"$JOB")
+
+step "following its output (Server-Sent Events until the job ends)"
+show "curl -N '$API/v1/jobs/$JOB_ID/output?follow=true'"
+curl -fsSN --max-time 120 "$API/v1/jobs/$JOB_ID/output?follow=true" "${AUTH[@]}" \
+  | awk '/^event:/ { event = $2 } /^data:/ && event == "output" { sub(/^data: ?/, ""); print }'
+
+step "the job's record and timeline"
+show "curl $API/v1/jobs/$JOB_ID"
+RECORD=$(curl -fsS "$API/v1/jobs/$JOB_ID" "${AUTH[@]}")
+jq -c '{id, slurm_job_id, state, exit_code, nodes, started_at, ended_at}' <<<"$RECORD"
+show "curl $API/v1/jobs/$JOB_ID/events"
+curl -fsS "$API/v1/jobs/$JOB_ID/events" "${AUTH[@]}" | jq -c '.[]'
+[[ $(jq -r .state <<<"$RECORD") == COMPLETED ]] || fail "job $JOB_ID ended $(jq -r .state <<<"$RECORD")"
+curl -fsS "$API/v1/jobs/$JOB_ID/output" "${AUTH[@]}" | grep -q VERIFIED \
+  || fail "job $JOB_ID did not produce a verified result"
+echo "JSON result: $WORK_DIR/demo-$(jq -r .slurm_job_id <<<"$RECORD").json"
 
 if ((ONCE)); then
   step "demo done"
   exit 0
 fi
-step "the bridge serves http://127.0.0.1:$PORT/healthz (log: $LOG_FILE); Ctrl-C stops it"
+step "the bridge serves $API (metrics on 127.0.0.1:$((PORT + 1))/metrics, log: $LOG_FILE); Ctrl-C stops it"
 echo "the cluster stays up: use it with  export SLURM_CONF=$SLURM_CONF ; stop it with  $CLUSTER down"
 wait "$BRIDGE_PID"
