@@ -359,6 +359,34 @@ async fn nodes_show_state_cpus_memory_and_running_jobs() {
     alice.delete(&format!("/v1/jobs/{}", job["id"])).await;
 }
 
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_jobs_by_state() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let app = TestApp::spawn(cluster, &["--metrics-listen", &listen]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
+    alice.wait_finished(job["id"].as_i64().unwrap()).await;
+    assert_eq!(alice.get(&format!("/v1/jobs/{}", job["id"])).await.status, 200);
+    // The poller refreshes the gauges each round.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = app.http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"bridge_http_request_duration_seconds_count{method="GET",route="/v1/jobs/{id}",status="200"}"#,
+        r#"bridge_http_request_duration_seconds_count{method="POST",route="/v1/jobs",status="201"}"#,
+        r#"bridge_sbatch_duration_seconds_count{outcome="ok"} 1"#,
+        r#"bridge_jobs{state="COMPLETED"} 1"#,
+        r#"bridge_poll_duration_seconds_count{outcome="ok"}"#,
+        "bridge_poll_last_success_timestamp_seconds",
+        "bridge_nodes{state=",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+    // Raw ids never become labels.
+    assert!(!metrics.contains(&format!("/v1/jobs/{}", job["id"])), "{metrics}");
+}
+
 struct ExternalApp {
     base: String,
     http: reqwest::Client,

@@ -40,8 +40,10 @@ pub fn test_settings(cluster: &TestCluster, data_dir: &std::path::Path, extra: &
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let mut settings = Settings::from_cli(&Cli::parse_from(args)).expect("test settings");
-    // Each test bridge has its own metrics port (or none).
-    settings.metrics_listen = None;
+    // Test bridges serve metrics only when a test asks for a port.
+    if !extra.contains(&"--metrics-listen") {
+        settings.metrics_listen = None;
+    }
     settings
 }
 
