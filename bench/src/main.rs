@@ -1,0 +1,361 @@
+//! `odyssey-bench`: load generators for docs/BENCHMARKS.md. Each subcommand
+//! measures one target and prints one JSON line; `bench/bridge.sh` runs the
+//! targets side by side on the same cluster and writes the table.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "odyssey-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Target {
+    /// `sbatch --parsable --uid --gid` as root: what the bridge itself runs.
+    Raw,
+    /// `POST /v1/jobs` on the bridge.
+    Bridge,
+    /// `POST /slurm/v0.0.38/job/submit` on slurmrestd (unix socket, local auth).
+    Restd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Submit jobs and report latency and throughput; every job is checked
+    /// to exist exactly once in squeue afterwards.
+    Submit {
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Concurrent clients (1 = sequential latency).
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Submissions per client.
+        #[arg(long, default_value_t = 100)]
+        per_client: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// GET one path for a while at a number of connections.
+    Read {
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Path, e.g. /v1/jobs?limit=100 or /slurm/v0.0.38/jobs.
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fill a bridge database with generated finished jobs for one user
+    /// (created if absent, password given), to measure a large history.
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value = "alice")]
+        user: String,
+        #[arg(long)]
+        password: String,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Bridge base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    bridge: String,
+    /// Bridge access token (Bearer).
+    #[arg(long, env = "BENCH_TOKEN", default_value = "")]
+    token: String,
+    /// slurmrestd unix socket.
+    #[arg(long, default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock")]
+    restd_socket: PathBuf,
+    /// Unix account jobs run as.
+    #[arg(long, default_value = "alice")]
+    user: String,
+    /// Working directory of the jobs.
+    #[arg(long, default_value = "/var/lib/odyssey-cluster/shared/users/alice")]
+    dir: String,
+    /// Job name, unique per run: used to find every job afterwards.
+    #[arg(long)]
+    name: String,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Raw => "raw sbatch",
+            Target::Bridge => "bridge",
+            Target::Restd => "slurmrestd",
+        }
+    }
+}
+
+/// An HTTP/1.1 connection to slurmrestd over its unix socket.
+struct RestdConn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl RestdConn {
+    async fn open(socket: &PathBuf) -> anyhow::Result<RestdConn> {
+        let stream = tokio::net::UnixStream::connect(socket).await.with_context(|| format!("connect {}", socket.display()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(RestdConn { sender })
+    }
+
+    async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<(u16, Bytes)> {
+        let mut builder = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// One submission by `target`; the SLURM job id.
+async fn submit_once(target: Target, common: &Common, http: &reqwest::Client, restd: &mut Option<RestdConn>) -> anyhow::Result<i64> {
+    match target {
+        Target::Raw => {
+            let out = tokio::process::Command::new("sbatch")
+                .args(["--parsable", &format!("--uid={}", common.user), &format!("--gid={}", common.user)])
+                .arg(format!("--job-name={}", common.name))
+                .arg(format!("--chdir={}", common.dir))
+                .args(["--output=/dev/null", "--error=/dev/null"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let mut child = out;
+            {
+                use tokio::io::AsyncWriteExt;
+                let mut stdin = child.stdin.take().context("stdin")?;
+                stdin.write_all(b"#!/bin/sh\nexec 'true'\n").await?;
+            }
+            let out = child.wait_with_output().await?;
+            if !out.status.success() {
+                bail!("sbatch: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or("").parse()?)
+        }
+        Target::Bridge => {
+            let body = json!({"name": common.name, "command": ["true"], "working_dir": common.dir,
+                              "stdout": "/dev/null", "stderr": "/dev/null"});
+            let reply = http.post(format!("{}/v1/jobs", common.bridge)).bearer_auth(&common.token).json(&body).send().await?;
+            let status = reply.status();
+            let body: serde_json::Value = reply.json().await?;
+            if status != 201 {
+                bail!("bridge answered {status}: {body}");
+            }
+            body["slurm_job_id"].as_i64().context("no slurm_job_id")
+        }
+        Target::Restd => {
+            let conn = match restd {
+                Some(conn) => conn,
+                None => restd.insert(RestdConn::open(&common.restd_socket).await?),
+            };
+            let body = json!({
+                "script": "#!/bin/sh\nexec 'true'\n",
+                "job": {"name": common.name, "current_working_directory": common.dir,
+                        "standard_output": "/dev/null", "standard_error": "/dev/null",
+                        "environment": {"PATH": "/usr/bin:/bin"}}
+            });
+            let (status, bytes) = conn.request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string())).await?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if status != 200 {
+                bail!("slurmrestd answered {status}: {body}");
+            }
+            body["job_id"].as_i64().context("no job_id")
+        }
+    }
+}
+
+async fn submit(target: Target, clients: usize, per_client: usize, common: Common) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (common, http) = (common.clone(), http.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut restd = None;
+            let mut latencies = Vec::with_capacity(per_client);
+            let mut ids = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let t = Instant::now();
+                ids.push(submit_once(target, &common, &http, &mut restd).await?);
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok((latencies, ids))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (l, i) = task.await??;
+        latencies.extend(l);
+        ids.extend(i);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    // Every id unique, and every job present in SLURM under this run's name.
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let listed = tokio::process::Command::new("squeue")
+        .args(["-h", "-t", "all", "-n", &common.name, "-o", "%i"])
+        .output()
+        .await?;
+    let mut present: Vec<i64> =
+        String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    present.sort_unstable();
+    present.dedup();
+    let verified = unique.len() == ids.len() && unique == present;
+    println!(
+        "{}",
+        json!({
+            "target": target.name(),
+            "clients": clients, "submitted": ids.len(), "unique": unique.len(), "present_in_squeue": present.len(),
+            "verified": verified, "seconds": elapsed, "jobs_per_s": ids.len() as f64 / elapsed,
+            "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95), "p99_ms": percentile(&latencies, 0.99),
+        })
+    );
+    if !verified {
+        bail!("verification failed: {} submitted, {} unique, {} in squeue", ids.len(), unique.len(), present.len());
+    }
+    Ok(())
+}
+
+async fn read(target: Target, path: String, connections: usize, seconds: f64, common: Common) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (common, path, stop, errors) = (common.clone(), path.clone(), stop.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            // One client (one keep-alive connection) per task.
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let mut restd = None;
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = match target {
+                    Target::Restd => {
+                        let conn = match &mut restd {
+                            Some(conn) => conn,
+                            None => restd.insert(RestdConn::open(&common.restd_socket).await?),
+                        };
+                        matches!(conn.request("GET", &path, None).await, Ok((200, _)))
+                    }
+                    _ => match http.get(format!("{}{path}", common.bridge)).bearer_auth(&common.token).send().await {
+                        Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                        _ => false,
+                    },
+                };
+                if ok {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        json!({
+            "path": path, "connections": connections, "requests": latencies.len(),
+            "errors": errors.load(Ordering::Relaxed), "req_per_s": latencies.len() as f64 / seconds,
+            "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
+        })
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Submit { target, clients, per_client, common } => submit(target, clients, per_client, common).await,
+        Cmd::Read { target, path, connections, seconds, common } => read(target, path, connections, seconds, common).await,
+        Cmd::Seed { data_dir, rows, user, password } => seed(data_dir, rows, user, password).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("odyssey-bench: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Generated history: 80 % COMPLETED, 10 % FAILED, 10 % CANCELLED, names
+/// job0..job99, one row per job as the poller would leave it.
+async fn seed(data_dir: PathBuf, rows: u64, user: String, password: String) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)?;
+    let store = bridge::store::Store::open(&data_dir.join("bridge.db"))?;
+    let hash = bridge::auth::password::hash(password, Default::default()).await?;
+    let started = Instant::now();
+    let inserted = store
+        .call(move |conn| {
+            let user_id = match bridge::store::users::by_name(conn, &user)? {
+                Some(u) => u.id,
+                None => bridge::store::users::create(conn, &user, &hash, bridge::store::users::Role::User, None)?
+                    .map(|u| u.id)
+                    .unwrap_or_default(),
+            };
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                 INSERT INTO jobs (user_id, slurm_job_id, tag, name, partition, state, exit_code, nodes, submitted_at,
+                                   started_at, ended_at, spec, script, stdout_path, stderr_path, unix_user, uid, finished)
+                 SELECT ?2, 50000000 + i, 'seed' || i, 'job' || (i % 100), 'debug',
+                        CASE i % 10 WHEN 0 THEN 'FAILED' WHEN 1 THEN 'CANCELLED' ELSE 'COMPLETED' END,
+                        CASE i % 10 WHEN 0 THEN 1 ELSE 0 END, 'c' || (1 + i % 3), 1.7e9 + i, 1.7e9 + i + 1, 1.7e9 + i + 2,
+                        '{\"command\":[\"true\"]}', '#!/bin/sh' || char(10) || 'exec ''true''' || char(10),
+                        '/dev/null', '/dev/null', 'alice', 2001, 1
+                 FROM n",
+                [rows as i64, user_id],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await?;
+    println!("{}", json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()}));
+    Ok(())
+}
