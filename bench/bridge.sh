@@ -35,7 +35,7 @@ PORT=18080
 BRIDGE_PID=$!
 SOCK=$USER_DIR/slurmrestd.sock
 rm -f "$SOCK"
-runuser -u alice -- env SLURM_CONF="$SLURM_CONF" slurmrestd -a rest_auth/local "unix:$SOCK" \
+runuser -u alice -- env SLURM_CONF="$SLURM_CONF" slurmrestd -a rest_auth/local -s openapi/v0.0.38 "unix:$SOCK" \
   >"$ODYSSEY_STATE_DIR/log/bench-slurmrestd.log" 2>&1 &
 RESTD_PID=$!
 cleanup() {
