@@ -16,9 +16,10 @@ SEQ_N=$((QUICK ? 20 : 200))
 PAR_N=$((QUICK ? 10 : 50))
 READ_S=$((QUICK ? 3 : 10))
 RPC_S=$((QUICK ? 10 : 60))
+SEED_ROWS=$((QUICK ? 100000 : 1000000))
 
 ensure_cargo
-bash "$CLUSTER" install jq
+bash "$CLUSTER" install jq wrk
 bash "$CLUSTER" up >/dev/null
 cargo build --release -q -p bridge -p odyssey-bench --manifest-path "$REPO/Cargo.toml"
 BENCH_BIN=$SHARED_DIR/bin/odyssey-bench
@@ -66,22 +67,31 @@ bench() { # <as-user|root> args...
   fi | tee -a "$OUT"
 }
 
-step "sequential submit latency ($SEQ_N each)"
-bench root submit --target raw --per-client "$SEQ_N" --name "$RUN-seq-raw" "${COMMON[@]}"
-bench root submit --target bridge --per-client "$SEQ_N" --name "$RUN-seq-bridge" "${COMMON[@]}"
-bench alice submit --target restd --per-client "$SEQ_N" --name "$RUN-seq-restd" "${COMMON[@]}"
+# Every submission runs as alice: raw is her own `sbatch --parsable`.
+step "sequential submit latency, interleaved raw/bridge/slurmrestd ($SEQ_N each)"
+bench alice submit --target raw,bridge,restd --per-client "$SEQ_N" --name "$RUN-seq" "${COMMON[@]}"
 
 step "throughput: 8 concurrent clients x $PAR_N"
-bench root submit --target raw --clients 8 --per-client "$PAR_N" --name "$RUN-par-raw" "${COMMON[@]}"
-bench root submit --target bridge --clients 8 --per-client "$PAR_N" --name "$RUN-par-bridge" "${COMMON[@]}"
-bench alice submit --target restd --clients 8 --per-client "$PAR_N" --name "$RUN-par-restd" "${COMMON[@]}"
+for target in raw bridge restd; do
+  bench alice submit --target $target --clients 8 --per-client "$PAR_N" --name "$RUN-par" "${COMMON[@]}"
+done
 
 step "reads (${READ_S}s each)"
 JOB_ID=$(curl -fsS "http://127.0.0.1:$PORT/v1/jobs?limit=1" -H "authorization: Bearer $BENCH_TOKEN" | jq -r '.jobs[0].id')
 N_SLURM_JOBS=$(squeue -h -t all -o %i | wc -l)
+# wrk for the bridge (a C load generator leaves more of the 2 cores to the
+# server); slurmrestd on its unix socket through odyssey-bench.
+wrk_read() { # <base> <path> <connections> [seconds]
+  local threads=$(($3 < 2 ? 1 : 2))
+  wrk -t"$threads" -c"$3" -d"${4:-$READ_S}"s --latency -H "authorization: Bearer $BENCH_TOKEN" "$1$2" | awk -v path="$2" -v conns="$3" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { errors = $NF }
+    END { printf "{\"path\": \"%s\", \"connections\": %d, \"req_per_s\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"errors\": %d, \"tool\": \"wrk\"}\n", path, conns, rps, p50, p99, errors + 0 }' | tee -a "$OUT"
+}
 for conns in 1 16; do
-  bench root read --target bridge --path "/v1/jobs?limit=100" --connections $conns --seconds "$READ_S" --name x "${COMMON[@]}"
-  bench root read --target bridge --path "/v1/jobs/$JOB_ID" --connections $conns --seconds "$READ_S" --name x "${COMMON[@]}"
+  wrk_read "http://127.0.0.1:$PORT" "/v1/jobs?limit=100" $conns
+  wrk_read "http://127.0.0.1:$PORT" "/v1/jobs/$JOB_ID" $conns
   bench alice read --target restd --path "/slurm/v0.0.38/jobs" --connections $conns --seconds "$READ_S" --name x "${COMMON[@]}"
 done
 
@@ -93,15 +103,34 @@ for clients in 1 100; do
   echo "{\"rpc_clients\": $clients, \"seconds\": $RPC_S, \"slurmctld_rpcs\": $(rpc_total)}" | tee -a "$OUT"
 done
 
-RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$BRIDGE_PID/status")
-echo "{\"bridge_rss_kib\": $RSS_KB, \"jobs_in_history\": $(curl -fsS "http://127.0.0.1:$PORT/v1/jobs?limit=1000" -H "authorization: Bearer $BENCH_TOKEN" | jq '.jobs | length')}" | tee -a "$OUT"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+echo "{\"rss\": \"after the run\", \"bridge_rss_kib\": $(rss_kib "$BRIDGE_PID")}" | tee -a "$OUT"
+
+step "a history of $SEED_ROWS generated jobs"
+SEED_DATA=$ODYSSEY_STATE_DIR/bench-seed-$$
+"$BENCH_BIN" seed --data-dir "$SEED_DATA" --rows "$SEED_ROWS" --password alice-bench-password | tee -a "$OUT"
+SEED_PORT=18090
+"$REPO/target/release/bridge" --listen 127.0.0.1:$SEED_PORT --metrics-listen 127.0.0.1:$((SEED_PORT + 1)) \
+  --data-dir "$SEED_DATA" --slurm-conf "$SLURM_CONF" >"$ODYSSEY_STATE_DIR/log/bench-seed-bridge.log" 2>&1 &
+SEED_PID=$!
+for _ in $(seq 300); do curl -fs "http://127.0.0.1:$SEED_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 2
+echo "{\"rss\": \"idle, $SEED_ROWS jobs in history\", \"bridge_rss_kib\": $(rss_kib "$SEED_PID")}" | tee -a "$OUT"
+BENCH_TOKEN=$(curl -fsS -X POST "http://127.0.0.1:$SEED_PORT/v1/auth/login" -H 'content-type: application/json' -d "$CRED" | jq -r .access_token)
+wrk_read "http://127.0.0.1:$SEED_PORT" "/v1/jobs?state=FAILED&limit=100" 1
+wrk_read "http://127.0.0.1:$SEED_PORT" "/v1/jobs?name=job7&limit=100" 1
+wrk_read "http://127.0.0.1:$SEED_PORT" "/v1/jobs?state=FAILED&name=job7&since=1700500000&limit=100" 1
+echo "{\"rss\": \"after filtered reads, $SEED_ROWS jobs in history\", \"bridge_rss_kib\": $(rss_kib "$SEED_PID")}" | tee -a "$OUT"
+kill "$SEED_PID"
+rm -rf "$SEED_DATA"
 
 step "summary (slurmctld held $N_SLURM_JOBS jobs during the reads)"
 jq -rs '
   def f: . * 100 | round / 100;
-  (map(select(.clients == 1)) | "| sequential submit | " + (map("\(.target): p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms") | join("; ")) + " |"),
-  (map(select(.clients == 8)) | "| 8 clients | " + (map("\(.target): \(.jobs_per_s | f) jobs/s (verified \(.verified))") | join("; ")) + " |"),
-  (map(select(.path != null)) | .[] | "| GET \(.path) x\(.connections) | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
-  (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs, \(.rpc_clients) polling clients, \(.seconds) s | \(.slurmctld_rpcs) |"),
-  (map(select(.bridge_rss_kib != null)) | .[] | "| bridge RSS after the run | \(.bridge_rss_kib / 1024 | f) MiB |")
+  (map(select(.clients == 1)) | .[] | "| sequential submit, \(.target) | p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms (\(.submitted) jobs, verified \(.verified)) |"),
+  (map(select(.clients == 8)) | .[] | "| 8 clients, \(.target) | \(.jobs_per_s | f) jobs/s (\(.submitted) jobs, verified \(.verified)) |"),
+  (map(select(.path != null)) | .[] | "| GET \(.path), \(.connections) conn | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
+  (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs in \(.seconds) s, \(.rpc_clients) clients polling the bridge | \(.slurmctld_rpcs) |"),
+  (map(select(.seeded_rows != null)) | .[] | "| generated history | \(.seeded_rows) jobs in \(.seconds | f) s |"),
+  (map(select(.bridge_rss_kib != null)) | .[] | "| bridge RSS, \(.rss) | \(.bridge_rss_kib / 1024 | f) MiB |")
 ' "$OUT"

@@ -36,12 +36,14 @@ enum Cmd {
     /// Submit jobs and report latency and throughput; every job is checked
     /// to exist exactly once in squeue afterwards.
     Submit {
-        #[arg(long, value_enum)]
-        target: Target,
+        /// One or more targets; with several, each client submits to them
+        /// in turn (interleaved), so they share the cluster's conditions.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        target: Vec<Target>,
         /// Concurrent clients (1 = sequential latency).
         #[arg(long, default_value_t = 1)]
         clients: usize,
-        /// Submissions per client.
+        /// Submissions per client and target.
         #[arg(long, default_value_t = 100)]
         per_client: usize,
         #[command(flatten)]
@@ -84,7 +86,10 @@ struct Common {
     #[arg(long, env = "BENCH_TOKEN", default_value = "")]
     token: String,
     /// slurmrestd unix socket.
-    #[arg(long, default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock")]
+    #[arg(
+        long,
+        default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock"
+    )]
     restd_socket: PathBuf,
     /// Unix account jobs run as.
     #[arg(long, default_value = "alice")]
@@ -105,7 +110,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 impl Target {
+    fn slug(self) -> &'static str {
+        match self {
+            Target::Raw => "raw",
+            Target::Bridge => "bridge",
+            Target::Restd => "restd",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Target::Raw => "raw sbatch",
@@ -122,14 +144,25 @@ struct RestdConn {
 
 impl RestdConn {
     async fn open(socket: &PathBuf) -> anyhow::Result<RestdConn> {
-        let stream = tokio::net::UnixStream::connect(socket).await.with_context(|| format!("connect {}", socket.display()))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .with_context(|| format!("connect {}", socket.display()))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         Ok(RestdConn { sender })
     }
 
-    async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<(u16, Bytes)> {
-        let mut builder = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
         }
@@ -143,12 +176,25 @@ impl RestdConn {
 }
 
 /// One submission by `target`; the SLURM job id.
-async fn submit_once(target: Target, common: &Common, http: &reqwest::Client, restd: &mut Option<RestdConn>) -> anyhow::Result<i64> {
+async fn submit_once(
+    target: Target,
+    common: &Common,
+    http: &reqwest::Client,
+    restd: &mut Option<RestdConn>,
+) -> anyhow::Result<i64> {
     match target {
         Target::Raw => {
-            let out = tokio::process::Command::new("sbatch")
-                .args(["--parsable", &format!("--uid={}", common.user), &format!("--gid={}", common.user)])
-                .arg(format!("--job-name={}", common.name))
+            let mut command = tokio::process::Command::new("sbatch");
+            command.arg("--parsable");
+            // As root, the way the bridge submits; as the user, plain sbatch.
+            if is_root() {
+                command.args([
+                    format!("--uid={}", common.user),
+                    format!("--gid={}", common.user),
+                ]);
+            }
+            let out = command
+                .arg(format!("--job-name={}-{}", common.name, target.slug()))
                 .arg(format!("--chdir={}", common.dir))
                 .args(["--output=/dev/null", "--error=/dev/null"])
                 .stdin(Stdio::piped())
@@ -165,12 +211,22 @@ async fn submit_once(target: Target, common: &Common, http: &reqwest::Client, re
             if !out.status.success() {
                 bail!("sbatch: {}", String::from_utf8_lossy(&out.stderr));
             }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or("").parse()?)
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .parse()?)
         }
         Target::Bridge => {
-            let body = json!({"name": common.name, "command": ["true"], "working_dir": common.dir,
+            let body = json!({"name": format!("{}-{}", common.name, target.slug()), "command": ["true"], "working_dir": common.dir,
                               "stdout": "/dev/null", "stderr": "/dev/null"});
-            let reply = http.post(format!("{}/v1/jobs", common.bridge)).bearer_auth(&common.token).json(&body).send().await?;
+            let reply = http
+                .post(format!("{}/v1/jobs", common.bridge))
+                .bearer_auth(&common.token)
+                .json(&body)
+                .send()
+                .await?;
             let status = reply.status();
             let body: serde_json::Value = reply.json().await?;
             if status != 201 {
@@ -185,11 +241,13 @@ async fn submit_once(target: Target, common: &Common, http: &reqwest::Client, re
             };
             let body = json!({
                 "script": "#!/bin/sh\nexec 'true'\n",
-                "job": {"name": common.name, "current_working_directory": common.dir,
+                "job": {"name": format!("{}-{}", common.name, target.slug()), "current_working_directory": common.dir,
                         "standard_output": "/dev/null", "standard_error": "/dev/null",
                         "environment": {"PATH": "/usr/bin:/bin"}}
             });
-            let (status, bytes) = conn.request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string())).await?;
+            let (status, bytes) = conn
+                .request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string()))
+                .await?;
             let body: serde_json::Value = serde_json::from_slice(&bytes)?;
             if status != 200 {
                 bail!("slurmrestd answered {status}: {body}");
@@ -199,70 +257,99 @@ async fn submit_once(target: Target, common: &Common, http: &reqwest::Client, re
     }
 }
 
-async fn submit(target: Target, clients: usize, per_client: usize, common: Common) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+async fn submit(
+    targets: Vec<Target>,
+    clients: usize,
+    per_client: usize,
+    common: Common,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (common, http) = (common.clone(), http.clone());
+        let (common, http, targets) = (common.clone(), http.clone(), targets.clone());
         tasks.push(tokio::spawn(async move {
             let mut restd = None;
-            let mut latencies = Vec::with_capacity(per_client);
-            let mut ids = Vec::with_capacity(per_client);
+            // Per target: latencies (ms) and SLURM ids.
+            let mut results: Vec<(Vec<f64>, Vec<i64>)> = vec![Default::default(); targets.len()];
             for _ in 0..per_client {
-                let t = Instant::now();
-                ids.push(submit_once(target, &common, &http, &mut restd).await?);
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                for (idx, target) in targets.iter().enumerate() {
+                    let t = Instant::now();
+                    let id = submit_once(*target, &common, &http, &mut restd).await?;
+                    results[idx].0.push(t.elapsed().as_secs_f64() * 1000.0);
+                    results[idx].1.push(id);
+                }
             }
-            anyhow::Ok((latencies, ids))
+            anyhow::Ok(results)
         }));
     }
-    let mut latencies = Vec::new();
-    let mut ids = Vec::new();
+    let mut merged: Vec<(Vec<f64>, Vec<i64>)> = vec![Default::default(); targets.len()];
     for task in tasks {
-        let (l, i) = task.await??;
-        latencies.extend(l);
-        ids.extend(i);
+        for (idx, (l, i)) in task.await??.into_iter().enumerate() {
+            merged[idx].0.extend(l);
+            merged[idx].1.extend(i);
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    // Every id unique, and every job present in SLURM under this run's name.
-    let mut unique = ids.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    let listed = tokio::process::Command::new("squeue")
-        .args(["-h", "-t", "all", "-n", &common.name, "-o", "%i"])
-        .output()
-        .await?;
-    let mut present: Vec<i64> =
-        String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    present.sort_unstable();
-    present.dedup();
-    let verified = unique.len() == ids.len() && unique == present;
-    println!(
-        "{}",
-        json!({
-            "target": target.name(),
-            "clients": clients, "submitted": ids.len(), "unique": unique.len(), "present_in_squeue": present.len(),
-            "verified": verified, "seconds": elapsed, "jobs_per_s": ids.len() as f64 / elapsed,
-            "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95), "p99_ms": percentile(&latencies, 0.99),
-        })
-    );
-    if !verified {
-        bail!("verification failed: {} submitted, {} unique, {} in squeue", ids.len(), unique.len(), present.len());
+    let mut failed = false;
+    for (target, (mut latencies, ids)) in targets.iter().zip(merged) {
+        latencies.sort_by(f64::total_cmp);
+        // Every id unique, and every job present in SLURM under this run's name.
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let name = format!("{}-{}", common.name, target.slug());
+        let listed = tokio::process::Command::new("squeue")
+            .args(["-h", "-t", "all", "-n", &name, "-o", "%i"])
+            .output()
+            .await?;
+        let mut present: Vec<i64> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        let verified = unique.len() == ids.len() && unique == present;
+        failed |= !verified;
+        let total: f64 = latencies.iter().sum::<f64>() / 1000.0;
+        println!(
+            "{}",
+            json!({
+                "target": target.name(), "clients": clients, "interleaved_with": targets.len(),
+                "submitted": ids.len(), "unique": unique.len(), "present_in_squeue": present.len(), "verified": verified,
+                // With one target the wall clock is the rate; interleaved, each
+                // target's share of the time is the sum of its latencies.
+                "jobs_per_s": if targets.len() == 1 { ids.len() as f64 / elapsed } else { ids.len() as f64 / total.max(1e-9) },
+                "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95), "p99_ms": percentile(&latencies, 0.99),
+            })
+        );
+    }
+    if failed {
+        bail!("verification failed: see the lines above");
     }
     Ok(())
 }
 
-async fn read(target: Target, path: String, connections: usize, seconds: f64, common: Common) -> anyhow::Result<()> {
+async fn read(
+    target: Target,
+    path: String,
+    connections: usize,
+    seconds: f64,
+    common: Common,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (common, path, stop, errors) = (common.clone(), path.clone(), stop.clone(), errors.clone());
+        let (common, path, stop, errors) =
+            (common.clone(), path.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             // One client (one keep-alive connection) per task.
-            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
             let mut restd = None;
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -275,7 +362,12 @@ async fn read(target: Target, path: String, connections: usize, seconds: f64, co
                         };
                         matches!(conn.request("GET", &path, None).await, Ok((200, _)))
                     }
-                    _ => match http.get(format!("{}{path}", common.bridge)).bearer_auth(&common.token).send().await {
+                    _ => match http
+                        .get(format!("{}{path}", common.bridge))
+                        .bearer_auth(&common.token)
+                        .send()
+                        .await
+                    {
                         Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                         _ => false,
                     },
@@ -311,9 +403,25 @@ async fn read(target: Target, path: String, connections: usize, seconds: f64, co
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Submit { target, clients, per_client, common } => submit(target, clients, per_client, common).await,
-        Cmd::Read { target, path, connections, seconds, common } => read(target, path, connections, seconds, common).await,
-        Cmd::Seed { data_dir, rows, user, password } => seed(data_dir, rows, user, password).await,
+        Cmd::Submit {
+            target,
+            clients,
+            per_client,
+            common,
+        } => submit(target, clients, per_client, common).await,
+        Cmd::Read {
+            target,
+            path,
+            connections,
+            seconds,
+            common,
+        } => read(target, path, connections, seconds, common).await,
+        Cmd::Seed {
+            data_dir,
+            rows,
+            user,
+            password,
+        } => seed(data_dir, rows, user, password).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -356,6 +464,9 @@ async fn seed(data_dir: PathBuf, rows: u64, user: String, password: String) -> a
             Ok(n)
         })
         .await?;
-    println!("{}", json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()}));
+    println!(
+        "{}",
+        json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()})
+    );
     Ok(())
 }

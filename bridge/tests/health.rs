@@ -22,7 +22,10 @@ async fn healthz_reports_the_latest_probe() {
         .unwrap();
     let reply = call(&t.state, "GET", "/healthz", None, None).await;
     assert_eq!(reply.body["slurm"]["reachable"], true);
-    assert_eq!(reply.body["slurm"]["controller"], "Slurmctld(primary) at vm is UP");
+    assert_eq!(
+        reply.body["slurm"]["controller"],
+        "Slurmctld(primary) at vm is UP"
+    );
     assert!(reply.body["slurm"].get("error").is_none());
 }
 
@@ -33,7 +36,12 @@ async fn readyz_needs_slurm_and_a_writable_database() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["database"], "writable");
     t.health
-        .send(SlurmHealth { reachable: true, controller: Some("up".into()), error: None, checked_at: Some(1.0) })
+        .send(SlurmHealth {
+            reachable: true,
+            controller: Some("up".into()),
+            error: None,
+            checked_at: Some(1.0),
+        })
         .unwrap();
     let reply = call(&t.state, "GET", "/readyz", None, None).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -44,8 +52,18 @@ async fn readyz_needs_slurm_and_a_writable_database() {
 async fn unknown_paths_and_methods_are_problem_json() {
     let t = test_state(&[]).await;
     let cases = [
-        ("GET", "/v1/nothing-here", StatusCode::NOT_FOUND, "no resource at /v1/nothing-here"),
-        ("DELETE", "/healthz", StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (
+            "GET",
+            "/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+            "no resource at /v1/nothing-here",
+        ),
+        (
+            "DELETE",
+            "/healthz",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
     ];
     for (method, uri, expected, detail) in cases {
         let reply = call(&t.state, method, uri, None, None).await;
@@ -62,9 +80,21 @@ async fn openapi_document_names_every_route() {
     assert_eq!(reply.body["openapi"], "3.1.0");
     let paths = reply.body["paths"].as_object().unwrap();
     for path in [
-        "/healthz", "/readyz", "/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout",
-        "/v1/auth/me", "/v1/users", "/v1/users/{name}", "/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/events",
-        "/v1/jobs/{id}/output", "/v1/nodes", "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/me",
+        "/v1/users",
+        "/v1/users/{name}",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/events",
+        "/v1/jobs/{id}/output",
+        "/v1/nodes",
+        "/v1/openapi.json",
     ] {
         assert!(paths.contains_key(path), "openapi.json lacks {path}");
     }

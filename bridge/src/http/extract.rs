@@ -26,7 +26,11 @@ impl AuthUser {
         if self.user.role >= role {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this needs the {} role; you are {}", role.as_str(), self.user.role.as_str())))
+            Err(ApiError::Forbidden(format!(
+                "this needs the {} role; you are {}",
+                role.as_str(),
+                self.user.role.as_str()
+            )))
         }
     }
 
@@ -38,27 +42,47 @@ impl AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token>".into()))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <token>".into())
+        })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
-        let claims =
-            state.keys.verify(token.trim()).map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into())
+            })?;
+        let claims = state
+            .keys
+            .verify(token.trim())
+            .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
         if state.revocations.contains(&claims.jti) {
-            return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
+            return Err(ApiError::Unauthorized(
+                "access token was revoked (logged out)".into(),
+            ));
         }
-        let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
-        let user = state
-            .store
-            .call(move |conn| users::by_id(conn, id))
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
+        let id: i64 = claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
+        let user = match state.user_cache.get(id) {
+            Some(user) => user,
+            None => {
+                let user = state
+                    .store
+                    .read(move |conn| users::by_id(conn, id))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Unauthorized("the token's account no longer exists".into())
+                    })?;
+                state.user_cache.put(user.clone());
+                user
+            }
+        };
         if user.disabled {
             return Err(ApiError::Forbidden("this account is disabled".into()));
         }
@@ -76,8 +100,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::TooLarge { limit: state.settings.limits.max_body_bytes })
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::TooLarge {
+                    limit: state.settings.limits.max_body_bytes,
+                })
             }
             Err(rejection) => Err(rejection.into()),
         }
@@ -90,8 +118,12 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(value))
     }
 }

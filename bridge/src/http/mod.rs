@@ -51,9 +51,42 @@ pub struct AppState {
     pub submit_limiter: jobs::RateLimiter,
     /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
     pub sbatch_slots: Arc<Semaphore>,
+    /// Accounts by id, so authenticating a request needs no query. Entries
+    /// are dropped whenever an account changes (`users::update_user`).
+    pub user_cache: UserCache,
     /// A hash of a random password: logins for unknown names verify
     /// against it, so they take as long as real ones.
     pub dummy_hash: Arc<String>,
+}
+
+/// Accounts by id; see `AppState::user_cache`.
+#[derive(Clone, Default)]
+pub struct UserCache {
+    users: Arc<std::sync::RwLock<std::collections::HashMap<i64, crate::store::users::User>>>,
+}
+
+impl UserCache {
+    pub fn get(&self, id: i64) -> Option<crate::store::users::User> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn put(&self, user: crate::store::users::User) {
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.id, user);
+    }
+
+    pub fn forget(&self, id: i64) {
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
 }
 
 /// The whole router, without a socket: tests drive it with `oneshot`.
@@ -84,7 +117,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Records latency by matched route and logs the cause of every 500.
-async fn observe(axum::extract::State(state): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -92,7 +129,8 @@ async fn observe(axum::extract::State(state): axum::extract::State<AppState>, re
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    if let Some(InternalErrorMessage(message)) = response.extensions().get::<InternalErrorMessage>() {
+    if let Some(InternalErrorMessage(message)) = response.extensions().get::<InternalErrorMessage>()
+    {
         tracing::error!(%route, error = %message, "internal error");
     }
     state

@@ -12,5 +12,8 @@ use super::AppState;
 pub const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], DOCUMENT).into_response() }))
+    Router::new().route(
+        "/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], DOCUMENT).into_response() }),
+    )
 }

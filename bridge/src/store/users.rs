@@ -65,7 +65,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         name: row.get(1)?,
         password_hash: row.get(2)?,
         role: Role::parse(&role).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("role {role}").into())
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("role {role}").into(),
+            )
         })?,
         unix_user: row.get(4)?,
         disabled: row.get(5)?,
@@ -105,7 +109,9 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<User>, StoreError
 pub fn list(conn: &Connection) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
     let mut stmt = conn.prepare(&sql)?;
-    let users = stmt.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let users = stmt
+        .query_map([], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(users)
 }
 
@@ -121,8 +127,14 @@ pub struct UserChange {
 }
 
 /// Applies a change; the updated account, or `None` if there is no such name.
-pub fn update(conn: &Connection, name: &str, change: &UserChange) -> Result<Option<User>, StoreError> {
-    let Some(user) = by_name(conn, name)? else { return Ok(None) };
+pub fn update(
+    conn: &Connection,
+    name: &str,
+    change: &UserChange,
+) -> Result<Option<User>, StoreError> {
+    let Some(user) = by_name(conn, name)? else {
+        return Ok(None);
+    };
     let role = change.role.unwrap_or(user.role);
     let disabled = change.disabled.unwrap_or(user.disabled);
     let unix_user = change.unix_user.clone().unwrap_or(user.unix_user);
@@ -134,7 +146,10 @@ pub fn update(conn: &Connection, name: &str, change: &UserChange) -> Result<Opti
 }
 
 pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![password_hash, id])?;
+    conn.execute(
+        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+        params![password_hash, id],
+    )?;
     Ok(())
 }
 
@@ -142,7 +157,9 @@ pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
