@@ -478,6 +478,36 @@ async fn a_job_slurm_never_knew_is_kept_and_marked_unknown() {
     assert_eq!(done["finished"], true);
 }
 
+/// SLURM forgets finished jobs after MinJobAge (60 s in slurm.conf.in);
+/// the bridge's history keeps serving them, timeline and output included.
+#[tokio::test]
+async fn history_is_served_after_slurm_purged_the_job() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["echo", "kept"], "working_dir": cluster.user_dir("alice")})).await;
+    let id = job["id"].as_i64().unwrap();
+    let done = alice.wait_finished(id).await;
+    let slurm_id = done["slurm_job_id"].as_i64().unwrap().to_string();
+    let mut purged = false;
+    for _ in 0..240 {
+        if !cluster.run("scontrol", &["show", "job", &slurm_id]).status.success() {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(purged, "SLURM kept job {slurm_id} for 4 minutes\n{}", cluster.logs());
+    let after = alice.get(&format!("/v1/jobs/{id}")).await.body;
+    assert_eq!(after["state"], "COMPLETED", "{after}");
+    assert_eq!(after["exit_code"], 0);
+    assert_eq!(alice.get(&format!("/v1/jobs/{id}/output")).await.text, "kept\n");
+    let events = alice.get(&format!("/v1/jobs/{id}/events")).await.body;
+    assert_eq!(events.as_array().unwrap().last().unwrap()["state"], "COMPLETED", "{events}");
+    let listed = alice.get("/v1/jobs?state=completed").await.body;
+    assert!(listed["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id), "{listed}");
+}
+
 #[tokio::test]
 async fn output_follow_streams_until_the_job_ends() {
     let (cluster, _guard) = TestCluster::ensure();
