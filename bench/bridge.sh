@@ -76,6 +76,13 @@ for target in raw bridge restd; do
   bench alice submit --target $target --clients 8 --per-client "$PAR_N" --name "$RUN-par" "${COMMON[@]}"
 done
 
+step "waiting for the submitted jobs to finish, so reads compete with no job launches"
+for _ in $(seq 1200); do
+  [[ -z $(squeue -h -t PD,R,CG,CF -o %i | head -1) ]] && break
+  sleep 0.5
+done
+sleep 2
+
 step "reads (${READ_S}s each)"
 JOB_ID=$(curl -fsS "http://127.0.0.1:$PORT/v1/jobs?limit=1" -H "authorization: Bearer $BENCH_TOKEN" | jq -r '.jobs[0].id')
 N_SLURM_JOBS=$(squeue -h -t all -o %i | wc -l)
