@@ -11,37 +11,20 @@ use serde_json::json;
 async fn healthz_says_slurm_answers() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
-    let body: serde_json::Value = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value =
+        app.http.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["slurm"]["reachable"], true, "{body}");
-    assert!(
-        body["slurm"]["controller"]
-            .as_str()
-            .unwrap()
-            .ends_with("is UP"),
-        "{body}"
-    );
+    assert!(body["slurm"]["controller"].as_str().unwrap().ends_with("is UP"), "{body}");
 }
 
 #[tokio::test]
 async fn healthz_says_when_slurm_does_not_answer() {
     let (cluster, _guard) = TestCluster::ensure();
     // The same cluster's config with the controller on a port nobody serves.
-    let conf = std::fs::read_to_string(&cluster.slurm_conf)
-        .unwrap()
-        .replace("SlurmctldPort=6817", "SlurmctldPort=6999");
-    let dir = cluster
-        .shared_dir
-        .join("scratch")
-        .join(e2e::unique_name("deadctld"));
+    let conf =
+        std::fs::read_to_string(&cluster.slurm_conf).unwrap().replace("SlurmctldPort=6817", "SlurmctldPort=6999");
+    let dir = cluster.shared_dir.join("scratch").join(e2e::unique_name("deadctld"));
     std::fs::create_dir_all(&dir).unwrap();
     let dead_conf = dir.join("slurm.conf");
     std::fs::write(&dead_conf, conf).unwrap();
@@ -89,46 +72,22 @@ async fn a_job_runs_as_the_mapped_account_with_its_timeline_and_output() {
     assert_eq!(done["exit_code"], 0);
     assert_eq!(done["unix_user"], "alice");
     assert!(done["nodes"].as_str().unwrap().starts_with('c'), "{done}");
-    assert!(
-        done["script"]
-            .as_str()
-            .unwrap()
-            .starts_with("#!/bin/sh\nexec 'sh' '-c'"),
-        "{done}"
-    );
+    assert!(done["script"].as_str().unwrap().starts_with("#!/bin/sh\nexec 'sh' '-c'"), "{done}");
     assert_eq!(done["spec"]["name"], "whoami");
 
     let out = alice.get(&format!("/v1/jobs/{id}/output")).await;
     assert_eq!(out.status, 200);
-    assert_eq!(
-        out.text,
-        format!(
-            "{}alice\nhello, world; $(not run)\nsecond line\noops\n",
-            uid
-        )
-    );
-    let part = alice
-        .get(&format!("/v1/jobs/{id}/output?offset=2&limit=3"))
-        .await;
+    assert_eq!(out.text, format!("{}alice\nhello, world; $(not run)\nsecond line\noops\n", uid));
+    let part = alice.get(&format!("/v1/jobs/{id}/output?offset=2&limit=3")).await;
     assert_eq!(part.text, &out.text[2..5]);
     assert_eq!(part.headers["x-next-offset"], "5");
 
     let events = alice.get(&format!("/v1/jobs/{id}/events")).await.body;
-    let states: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
+    let states: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
     assert_eq!(states.first(), Some(&"SUBMITTING"), "{events}");
     assert_eq!(states.get(1), Some(&"PENDING"), "{events}");
     assert_eq!(states.last(), Some(&"COMPLETED"), "{events}");
-    let times: Vec<f64> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["at"].as_f64().unwrap())
-        .collect();
+    let times: Vec<f64> = events.as_array().unwrap().iter().map(|e| e["at"].as_f64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{events}");
 }
 
@@ -138,25 +97,16 @@ async fn users_cannot_see_or_cancel_each_others_jobs() {
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let job = alice.submit(json!({"command": ["sleep", "30"], "working_dir": cluster.user_dir("alice").to_str().unwrap()})).await;
+    let job = alice
+        .submit(json!({"command": ["sleep", "30"], "working_dir": cluster.user_dir("alice").to_str().unwrap()}))
+        .await;
     let id = job["id"].as_i64().unwrap();
-    for path in [
-        format!("/v1/jobs/{id}"),
-        format!("/v1/jobs/{id}/events"),
-        format!("/v1/jobs/{id}/output"),
-    ] {
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/events"), format!("/v1/jobs/{id}/output")] {
         assert_eq!(bob.get(&path).await.status, 404, "{path}");
     }
     assert_eq!(bob.delete(&format!("/v1/jobs/{id}")).await.status, 404);
     let bobs = bob.get("/v1/jobs").await.body;
-    assert!(
-        bobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|j| j["user"] == "bob"),
-        "{bobs}"
-    );
+    assert!(bobs["jobs"].as_array().unwrap().iter().all(|j| j["user"] == "bob"), "{bobs}");
     assert_eq!(bob.get("/v1/jobs?user=alice").await.status, 403);
     // Alice cancels her own: 202, then CANCELLED, then cancelling again is a no-op.
     assert_eq!(alice.delete(&format!("/v1/jobs/{id}")).await.status, 202);
@@ -171,44 +121,15 @@ async fn slurm_refusals_come_back_as_422_with_slurms_reason() {
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
     let dir = cluster.user_dir("alice");
-    let reply = alice
-        .post(
-            "/v1/jobs",
-            json!({"command": ["true"], "partition": "nosuchpartition", "working_dir": dir}),
-        )
-        .await;
+    let reply =
+        alice.post("/v1/jobs", json!({"command": ["true"], "partition": "nosuchpartition", "working_dir": dir})).await;
     assert_eq!(reply.status, 422, "{}", reply.text);
-    assert!(
-        reply.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Invalid partition name specified"),
-        "{}",
-        reply.text
-    );
-    let reply = alice
-        .post(
-            "/v1/jobs",
-            json!({"command": ["true"], "nodes": 50, "working_dir": dir}),
-        )
-        .await;
+    assert!(reply.body["detail"].as_str().unwrap().contains("Invalid partition name specified"), "{}", reply.text);
+    let reply = alice.post("/v1/jobs", json!({"command": ["true"], "nodes": 50, "working_dir": dir})).await;
     assert_eq!(reply.status, 422, "{}", reply.text);
-    assert!(
-        reply.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Batch job submission failed"),
-        "{}",
-        reply.text
-    );
+    assert!(reply.body["detail"].as_str().unwrap().contains("Batch job submission failed"), "{}", reply.text);
     // Nothing refused was recorded.
-    assert_eq!(
-        alice.get("/v1/jobs").await.body["jobs"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(alice.job_count().await, 0);
 }
 
 #[tokio::test]
@@ -216,10 +137,7 @@ async fn dry_run_validates_with_sbatch_and_submits_nothing() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
-    let before = cluster
-        .ok("squeue", &["-h", "-t", "all", "-o", "%i"])
-        .lines()
-        .count();
+    let before = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
     let reply = alice
         .post(
             "/v1/jobs?dry_run=true",
@@ -228,25 +146,9 @@ async fn dry_run_validates_with_sbatch_and_submits_nothing() {
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["dry_run"], true);
-    assert!(
-        reply.body["slurm"]
-            .as_str()
-            .unwrap()
-            .contains("to start at"),
-        "{}",
-        reply.text
-    );
-    assert_eq!(
-        alice.get("/v1/jobs").await.body["jobs"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
-    let after = cluster
-        .ok("squeue", &["-h", "-t", "all", "-o", "%i"])
-        .lines()
-        .count();
+    assert!(reply.body["slurm"].as_str().unwrap().contains("to start at"), "{}", reply.text);
+    assert_eq!(alice.job_count().await, 0);
+    let after = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
     assert!(after <= before, "a dry run created a SLURM job");
 }
 
@@ -256,18 +158,10 @@ async fn exit_codes_and_signals_are_recorded() {
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
     let dir = cluster.user_dir("alice");
-    let three = alice
-        .submit(json!({"command": ["sh", "-c", "exit 3"], "working_dir": dir}))
-        .await;
-    let killed = alice
-        .submit(json!({"script": "#!/bin/sh\nkill -KILL $$\n", "working_dir": dir}))
-        .await;
+    let three = alice.submit(json!({"command": ["sh", "-c", "exit 3"], "working_dir": dir})).await;
+    let killed = alice.submit(json!({"script": "#!/bin/sh\nkill -KILL $$\n", "working_dir": dir})).await;
     let three = alice.wait_finished(three["id"].as_i64().unwrap()).await;
-    assert_eq!(
-        (three["state"].as_str(), three["exit_code"].as_i64()),
-        (Some("FAILED"), Some(3)),
-        "{three}"
-    );
+    assert_eq!((three["state"].as_str(), three["exit_code"].as_i64()), (Some("FAILED"), Some(3)), "{three}");
     let killed = alice.wait_finished(killed["id"].as_i64().unwrap()).await;
     assert_eq!(killed["signal"], 9, "{killed}");
 }
@@ -280,13 +174,7 @@ async fn idempotency_key_returns_the_same_job() {
     let body = json!({"command": ["true"], "working_dir": cluster.user_dir("alice")});
     let key = e2e::unique_name("key");
     let post = |body: serde_json::Value| {
-        alice.send(
-            alice
-                .http
-                .post(format!("{}/v1/jobs", alice.base))
-                .header("idempotency-key", &key)
-                .json(&body),
-        )
+        alice.send(alice.http.post(format!("{}/v1/jobs", alice.base)).header("idempotency-key", &key).json(&body))
     };
     let first = post(body.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
@@ -305,32 +193,15 @@ async fn idempotency_key_returns_the_same_job() {
 async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let (cluster, _guard) = TestCluster::ensure();
     let bridge = cluster.repo.join("target/release/bridge");
-    assert!(
-        bridge.exists(),
-        "{} is missing: run scripts/build.sh",
-        bridge.display()
-    );
-    let data_dir = cluster
-        .state_dir
-        .join("bridge-tests")
-        .join(e2e::unique_name("crash"));
+    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+    let data_dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("crash"));
     let port = free_port();
     let spawn = |fault: bool| {
         let mut command = std::process::Command::new(&bridge);
         command
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-            .args([
-                "--slurm-conf",
-                cluster.slurm_conf.to_str().unwrap(),
-                "--poll-interval",
-                "0.2",
-            ])
+            .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
             .args(["--argon2-memory-kib", "256", "--argon2-iterations", "1"])
             .stderr(std::process::Stdio::null());
         if fault {
@@ -342,10 +213,7 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let http = reqwest::Client::new();
     let mut child = spawn(true);
     wait_ready(&http, &base).await;
-    let app = ExternalApp {
-        base: base.clone(),
-        http: http.clone(),
-    };
+    let app = ExternalApp { base: base.clone(), http: http.clone() };
     let alice = app.user("alice").await;
     let key = e2e::unique_name("crash-key");
     let body = json!({"name": "crashtest", "command": ["sleep", "1"], "working_dir": cluster.user_dir("alice")});
@@ -357,26 +225,15 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
         .json(&body)
         .send()
         .await;
-    assert!(
-        lost.is_err(),
-        "the faulty bridge answered: {:?}",
-        lost.map(|r| r.status())
-    );
+    assert!(lost.is_err(), "the faulty bridge answered: {:?}", lost.map(|r| r.status()));
     assert_eq!(child.wait().unwrap().code(), Some(86));
 
     let mut child = spawn(false);
     wait_ready(&http, &base).await;
     let mut retried = serde_json::Value::Null;
     for _ in 0..100 {
-        let reply = alice
-            .send(
-                alice
-                    .http
-                    .post(format!("{base}/v1/jobs"))
-                    .header("idempotency-key", &key)
-                    .json(&body),
-            )
-            .await;
+        let reply =
+            alice.send(alice.http.post(format!("{base}/v1/jobs")).header("idempotency-key", &key).json(&body)).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         if !reply.body["slurm_job_id"].is_null() {
             retried = reply.body;
@@ -384,32 +241,14 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let slurm_id = retried["slurm_job_id"]
-        .as_i64()
-        .expect("reconciled a SLURM id");
+    let slurm_id = retried["slurm_job_id"].as_i64().expect("reconciled a SLURM id");
     // Exactly one SLURM job carries the tag, and it is this one.
     let tagged: Vec<String> = cluster
-        .ok(
-            "squeue",
-            &[
-                "-h",
-                "-t",
-                "all",
-                "-u",
-                "alice",
-                "-n",
-                "crashtest",
-                "-o",
-                "%i",
-            ],
-        )
+        .ok("squeue", &["-h", "-t", "all", "-u", "alice", "-n", "crashtest", "-o", "%i"])
         .lines()
         .map(str::to_owned)
         .collect();
-    let ours: Vec<&String> = tagged
-        .iter()
-        .filter(|id| **id == slurm_id.to_string())
-        .collect();
+    let ours: Vec<&String> = tagged.iter().filter(|id| **id == slurm_id.to_string()).collect();
     assert_eq!(ours.len(), 1, "{tagged:?}");
     let done = alice.wait_finished(retried["id"].as_i64().unwrap()).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
@@ -422,9 +261,7 @@ async fn a_restart_while_jobs_run_records_what_happened_meanwhile() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
-    let job = alice
-        .submit(json!({"command": ["sleep", "2"], "working_dir": cluster.user_dir("alice")}))
-        .await;
+    let job = alice.submit(json!({"command": ["sleep", "2"], "working_dir": cluster.user_dir("alice")})).await;
     let id = job["id"].as_i64().unwrap();
     alice.wait_state(id, "RUNNING").await;
     let data_dir = app.stop().await;
@@ -433,24 +270,12 @@ async fn a_restart_while_jobs_run_records_what_happened_meanwhile() {
     let alice = app.user("alice").await;
     let done = alice.wait_finished(id).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
-    assert!(
-        done["ended_at"].as_f64().unwrap() > done["started_at"].as_f64().unwrap(),
-        "{done}"
-    );
+    assert!(done["ended_at"].as_f64().unwrap() > done["started_at"].as_f64().unwrap(), "{done}");
     let events = alice.get(&format!("/v1/jobs/{id}/events")).await.body;
     // A pending job may change its reason (a timeline entry too): compare states.
-    let mut states: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
+    let mut states: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
     states.dedup();
-    assert_eq!(
-        states,
-        ["SUBMITTING", "PENDING", "RUNNING", "COMPLETED"],
-        "{events}"
-    );
+    assert_eq!(states, ["SUBMITTING", "PENDING", "RUNNING", "COMPLETED"], "{events}");
 }
 
 #[tokio::test]
@@ -458,9 +283,7 @@ async fn a_job_slurm_never_knew_is_kept_and_marked_unknown() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
-    let job = alice
-        .submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")}))
-        .await;
+    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
     let id = job["id"].as_i64().unwrap();
     alice.wait_finished(id).await;
     // Point the finished record at a SLURM id that does not exist and
@@ -471,10 +294,7 @@ async fn a_job_slurm_never_knew_is_kept_and_marked_unknown() {
     let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
     let alice = app.user("alice").await;
     let done = alice.wait_state(id, "UNKNOWN").await;
-    assert!(
-        done["reason"].as_str().unwrap().contains("purged"),
-        "{done}"
-    );
+    assert!(done["reason"].as_str().unwrap().contains("purged"), "{done}");
     assert_eq!(done["finished"], true);
 }
 
@@ -514,7 +334,9 @@ async fn output_follow_streams_until_the_job_ends() {
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
     let job = alice
-        .submit(json!({"command": ["sh", "-c", "echo one; sleep 1; echo two"], "working_dir": cluster.user_dir("alice")}))
+        .submit(
+            json!({"command": ["sh", "-c", "echo one; sleep 1; echo two"], "working_dir": cluster.user_dir("alice")}),
+        )
         .await;
     let id = job["id"].as_i64().unwrap();
     let response = alice
@@ -542,21 +364,19 @@ async fn dependencies_wait_for_the_earlier_job() {
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
     let dir = cluster.user_dir("alice");
-    let first = alice
-        .submit(json!({"command": ["sleep", "1"], "working_dir": dir}))
-        .await;
-    let second = alice
-        .submit(json!({"command": ["true"], "working_dir": dir, "dependencies": [first["id"]]}))
-        .await;
+    let first = alice.submit(json!({"command": ["sleep", "1"], "working_dir": dir})).await;
+    let second = alice.submit(json!({"command": ["true"], "working_dir": dir, "dependencies": [first["id"]]})).await;
     let first = alice.wait_finished(first["id"].as_i64().unwrap()).await;
     let second = alice.wait_finished(second["id"].as_i64().unwrap()).await;
     assert_eq!(second["state"], "COMPLETED");
-    assert!(
-        second["started_at"].as_f64().unwrap() >= first["ended_at"].as_f64().unwrap(),
-        "{first}\n{second}"
-    );
+    assert!(second["started_at"].as_f64().unwrap() >= first["ended_at"].as_f64().unwrap(), "{first}\n{second}");
     let bob = app.user("bob").await;
-    let reply = bob.post("/v1/jobs", json!({"command": ["true"], "working_dir": cluster.user_dir("bob"), "dependencies": [first["id"]]})).await;
+    let reply = bob
+        .post(
+            "/v1/jobs",
+            json!({"command": ["true"], "working_dir": cluster.user_dir("bob"), "dependencies": [first["id"]]}),
+        )
+        .await;
     assert_eq!(reply.status, 422, "{}", reply.text);
 }
 
@@ -570,11 +390,7 @@ async fn submissions_beyond_the_rate_get_429_with_retry_after() {
     alice.submit(body.clone()).await;
     let third = alice.post("/v1/jobs", body).await;
     assert_eq!(third.status, 429, "{}", third.text);
-    let retry: u64 = third.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = third.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
 }
 
@@ -583,10 +399,9 @@ async fn nodes_show_state_cpus_memory_and_running_jobs() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
-    let job = alice.submit(json!({"command": ["sleep", "5"], "nodes": 1, "working_dir": cluster.user_dir("alice")})).await;
-    let running = alice
-        .wait_state(job["id"].as_i64().unwrap(), "RUNNING")
-        .await;
+    let job =
+        alice.submit(json!({"command": ["sleep", "5"], "nodes": 1, "working_dir": cluster.user_dir("alice")})).await;
+    let running = alice.wait_state(job["id"].as_i64().unwrap(), "RUNNING").await;
     let slurm_id = running["slurm_job_id"].as_i64().unwrap();
     let mut seen = false;
     for _ in 0..50 {
@@ -594,16 +409,10 @@ async fn nodes_show_state_cpus_memory_and_running_jobs() {
         let list = nodes["nodes"].as_array().unwrap();
         assert_eq!(list.len(), cluster.n_nodes, "{nodes}");
         assert!(
-            list.iter()
-                .all(|n| n["cpus_total"].as_u64() >= Some(1) && n["memory_mb"].as_u64() > Some(0)),
+            list.iter().all(|n| n["cpus_total"].as_u64() >= Some(1) && n["memory_mb"].as_u64() > Some(0)),
             "{nodes}"
         );
-        if list.iter().any(|n| {
-            n["running_jobs"]
-                .as_array()
-                .unwrap()
-                .contains(&json!(slurm_id))
-        }) {
+        if list.iter().any(|n| n["running_jobs"].as_array().unwrap().contains(&json!(slurm_id))) {
             seen = true;
             break;
         }
@@ -620,26 +429,13 @@ async fn metrics_count_requests_by_route_and_jobs_by_state() {
     let listen = format!("127.0.0.1:{port}");
     let app = TestApp::spawn(cluster, &["--metrics-listen", &listen]).await;
     let alice = app.user("alice").await;
-    let job = alice
-        .submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")}))
-        .await;
+    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
     alice.wait_finished(job["id"].as_i64().unwrap()).await;
-    assert_eq!(
-        alice.get(&format!("/v1/jobs/{}", job["id"])).await.status,
-        200
-    );
+    assert_eq!(alice.get(&format!("/v1/jobs/{}", job["id"])).await.status, 200);
     // The jobs-by-state gauge is recounted at most every 5 s after changes.
     let mut metrics = String::new();
     for _ in 0..150 {
-        metrics = app
-            .http
-            .get(format!("http://{listen}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = app.http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
         if metrics.contains(r#"bridge_jobs{state="COMPLETED"} 1"#) {
             break;
         }
@@ -657,10 +453,7 @@ async fn metrics_count_requests_by_route_and_jobs_by_state() {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }
     // Raw ids never become labels.
-    assert!(
-        !metrics.contains(&format!("/v1/jobs/{}", job["id"])),
-        "{metrics}"
-    );
+    assert!(!metrics.contains(&format!("/v1/jobs/{}", job["id"])), "{metrics}");
 }
 
 struct ExternalApp {
@@ -672,12 +465,7 @@ impl ExternalApp {
     async fn user(&self, name: &str) -> e2e::app::Client {
         let password = format!("{name}-password-e2e");
         let body = json!({"name": name, "password": password});
-        self.http
-            .post(format!("{}/v1/auth/register", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
         let tokens: serde_json::Value = self
             .http
             .post(format!("{}/v1/auth/login", self.base))
@@ -697,11 +485,7 @@ impl ExternalApp {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
@@ -721,7 +505,10 @@ async fn point_at_unknown_slurm_job(data_dir: &std::path::Path, id: i64) -> usiz
     let store = bridge::store::Store::open(&data_dir.join("bridge.db")).unwrap();
     store
         .call(move |c| {
-            Ok(c.execute("UPDATE jobs SET slurm_job_id = 99999999, finished = 0, state = 'RUNNING' WHERE id = ?1", [id])?)
+            Ok(c.execute(
+                "UPDATE jobs SET slurm_job_id = 99999999, finished = 0, state = 'RUNNING' WHERE id = ?1",
+                [id],
+            )?)
         })
         .await
         .unwrap()

@@ -13,13 +13,7 @@ fn every_node_is_idle_after_up() {
     assert_eq!(names, expected, "sinfo lists {states:?}");
     for (name, state) in &states {
         // Other tests run jobs meanwhile, so busy states count as healthy.
-        assert!(
-            matches!(
-                state.as_str(),
-                "idle" | "mixed" | "allocated" | "completing"
-            ),
-            "{name} is {state}"
-        );
+        assert!(matches!(state.as_str(), "idle" | "mixed" | "allocated" | "completing"), "{name} is {state}");
     }
 }
 
@@ -30,11 +24,7 @@ fn srun_across_all_nodes_prints_distinct_hostnames() {
     let out = cluster.ok("srun", &["-N", &n, "-n", &n, "hostname"]);
     let names: BTreeSet<&str> = out.lines().collect();
     let expected: BTreeSet<String> = (1..=cluster.n_nodes).map(|i| format!("c{i}")).collect();
-    assert_eq!(
-        names,
-        expected.iter().map(String::as_str).collect(),
-        "srun printed {out:?}"
-    );
+    assert_eq!(names, expected.iter().map(String::as_str).collect(), "srun printed {out:?}");
 }
 
 #[test]
@@ -53,9 +43,7 @@ fn each_node_has_its_own_address_tmp_and_shm() {
     let out = cluster.ok("srun", &["-N", &n, "-n", &n, "bash", "-c", &script]);
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
-    let expected: Vec<String> = (1..=cluster.n_nodes)
-        .map(|i| format!("c{i} 10.199.0.{}/24 1 1", 10 + i))
-        .collect();
+    let expected: Vec<String> = (1..=cluster.n_nodes).map(|i| format!("c{i} 10.199.0.{}/24 1 1", 10 + i)).collect();
     assert_eq!(lines, expected);
 }
 
@@ -66,16 +54,10 @@ fn batch_output_appears_on_the_shared_path() {
     let name = unique_name("batch");
     let out_path = dir.join(format!("{name}.out"));
     let out_arg = format!("--output={}", out_path.display());
-    let id = cluster.sbatch_wait(
-        None,
-        &["-N", "2", &out_arg, "--wrap", "srun hostname | sort"],
-    );
+    let id = cluster.sbatch_wait(None, &["-N", "2", &out_arg, "--wrap", "srun hostname | sort"]);
     let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
     assert_eq!(output.lines().count(), 2, "job {id} wrote {output:?}");
-    assert!(
-        output.lines().all(|l| l.starts_with('c')),
-        "job {id} wrote {output:?}"
-    );
+    assert!(output.lines().all(|l| l.starts_with('c')), "job {id} wrote {output:?}");
     std::fs::remove_file(out_path).unwrap();
 }
 
@@ -84,40 +66,25 @@ fn a_job_submitted_as_alice_runs_as_alice() {
     let (cluster, _guard) = TestCluster::ensure();
     let expected_uid = cluster.ok("id", &["-u", "alice"]);
     assert!(expected_uid.trim().parse::<u32>().unwrap() >= 1000);
-    let out_path = cluster
-        .user_dir("alice")
-        .join(format!("{}.out", unique_name("whoami")));
+    let out_path = cluster.user_dir("alice").join(format!("{}.out", unique_name("whoami")));
     let out_arg = format!("--output={}", out_path.display());
     let id = cluster.sbatch_wait(Some("alice"), &[&out_arg, "--wrap", "id -un; id -u"]);
     let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
     assert_eq!(output, format!("alice\n{}", expected_uid));
     // SLURM's record agrees about who owns the job.
     let owner = cluster.ok("scontrol", &["show", "job", &id, "-o"]);
-    assert!(
-        owner.contains(&format!("UserId=alice({})", expected_uid.trim())),
-        "{owner}"
-    );
+    assert!(owner.contains(&format!("UserId=alice({})", expected_uid.trim())), "{owner}");
 }
 
 #[test]
 fn bob_cannot_cancel_alices_job() {
     let (cluster, _guard) = TestCluster::ensure();
-    let id = cluster.ok_as(
-        "alice",
-        "sbatch",
-        &["--parsable", "--output=/dev/null", "--wrap", "sleep 60"],
-    );
+    let id = cluster.ok_as("alice", "sbatch", &["--parsable", "--output=/dev/null", "--wrap", "sleep 60"]);
     let id = id.trim();
     let denied = cluster.run_as("bob", "scancel", &[id]);
     let stderr = e2e::text(&denied.stderr);
-    assert!(
-        !denied.status.success() || stderr.contains("denied"),
-        "bob cancelled job {id}: {stderr}"
-    );
+    assert!(!denied.status.success() || stderr.contains("denied"), "bob cancelled job {id}: {stderr}");
     let state = cluster.ok("squeue", &["-h", "-j", id, "-o", "%T"]);
-    assert!(
-        matches!(state.trim(), "PENDING" | "RUNNING"),
-        "job {id} is {state}"
-    );
+    assert!(matches!(state.trim(), "PENDING" | "RUNNING"), "job {id} is {state}");
     cluster.ok_as("alice", "scancel", &[id]);
 }

@@ -7,14 +7,8 @@ use e2e::{text, TestCluster};
 
 /// pid of a daemon from its pid file under the state dir's run/.
 fn daemon_pid(cluster: &TestCluster, file: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(cluster.state_dir.join("run").join(file))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    std::path::Path::new(&format!("/proc/{pid}"))
-        .exists()
-        .then_some(pid)
+    let pid: u32 = std::fs::read_to_string(cluster.state_dir.join("run").join(file)).ok()?.trim().parse().ok()?;
+    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
 fn daemon_pids(cluster: &TestCluster) -> Vec<Option<u32>> {
@@ -37,12 +31,7 @@ fn up_and_assert_healed(cluster: &TestCluster) {
 fn leftovers(cluster: &TestCluster) -> Vec<String> {
     let mut found = Vec::new();
     let netns = text(&cluster.run("ip", &["netns", "list"]).stdout);
-    found.extend(
-        netns
-            .lines()
-            .filter(|l| l.starts_with("odyssey-"))
-            .map(|l| format!("netns {l}")),
-    );
+    found.extend(netns.lines().filter(|l| l.starts_with("odyssey-")).map(|l| format!("netns {l}")));
     let links = text(&cluster.run("ip", &["-o", "link", "show"]).stdout);
     for line in links.lines() {
         let name = line.split(':').nth(1).unwrap_or("").trim();
@@ -52,11 +41,7 @@ fn leftovers(cluster: &TestCluster) -> Vec<String> {
         }
     }
     let conf = format!("SLURM_CONF={}", cluster.slurm_conf.display());
-    let munge_key = cluster
-        .state_dir
-        .join("munge/munge.key")
-        .display()
-        .to_string();
+    let munge_key = cluster.state_dir.join("munge/munge.key").display().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let path = entry.path();
         let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
@@ -84,18 +69,10 @@ fn up_twice_is_harmless() {
     let before = daemon_pids(cluster);
     assert!(before.iter().all(Option::is_some), "{before:?}");
     cluster.up();
-    assert_eq!(
-        daemon_pids(cluster),
-        before,
-        "a second up restarted daemons of a healthy cluster"
-    );
+    assert_eq!(daemon_pids(cluster), before, "a second up restarted daemons of a healthy cluster");
     let status = cluster.cluster_script(&["status"]);
     assert!(status.status.success(), "{}", text(&status.stdout));
-    assert!(
-        text(&status.stdout).ends_with("healthy\n"),
-        "{}",
-        text(&status.stdout)
-    );
+    assert!(text(&status.stdout).ends_with("healthy\n"), "{}", text(&status.stdout));
 }
 
 #[test]
@@ -106,21 +83,11 @@ fn a_killed_slurmd_marks_its_node_down_and_up_heals_it() {
     cluster.ok("kill", &["-KILL", &pid.to_string()]);
     // slurmctld notices after SlurmdTimeout (15 s in slurm.conf.in).
     cluster.wait_for("c2 to be down", Duration::from_secs(90), || {
-        cluster
-            .node_states()
-            .iter()
-            .any(|(n, s)| n == "c2" && s.starts_with("down"))
+        cluster.node_states().iter().any(|(n, s)| n == "c2" && s.starts_with("down"))
     });
     let status = cluster.cluster_script(&["status"]);
-    assert!(
-        !status.status.success(),
-        "status calls a cluster with a dead slurmd healthy"
-    );
-    assert!(
-        text(&status.stdout).contains("node c2:"),
-        "{}",
-        text(&status.stdout)
-    );
+    assert!(!status.status.success(), "status calls a cluster with a dead slurmd healthy");
+    assert!(text(&status.stdout).contains("node c2:"), "{}", text(&status.stdout));
     up_and_assert_healed(cluster);
 }
 
@@ -129,11 +96,7 @@ fn up_heals_a_crash_that_left_namespaces_and_stale_pid_files() {
     let (cluster, _guard) = TestCluster::exclusive();
     cluster.up();
     // SIGKILL every daemon: pid files, namespaces, veths and the bridge stay.
-    let pids: Vec<String> = daemon_pids(cluster)
-        .into_iter()
-        .flatten()
-        .map(|p| p.to_string())
-        .collect();
+    let pids: Vec<String> = daemon_pids(cluster).into_iter().flatten().map(|p| p.to_string()).collect();
     let munged = std::fs::read_to_string(cluster.state_dir.join("munge/run/munged.pid")).unwrap();
     let mut args = vec!["-KILL".to_owned(), munged.trim().to_owned()];
     args.extend(pids);
@@ -149,52 +112,27 @@ fn up_with_fewer_nodes_removes_the_extra_ones() {
     let (cluster, _guard) = TestCluster::exclusive();
     let more = (cluster.n_nodes + 1).to_string();
     let out = cluster.cluster_script(&["up", "--nodes", &more]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stderr),
-        cluster.logs()
-    );
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), cluster.logs());
     assert_eq!(cluster.node_states().len(), cluster.n_nodes + 1);
     cluster.up();
     assert_eq!(cluster.node_states().len(), cluster.n_nodes);
     let extra = format!("odyssey-c{more}");
     let netns = cluster.ok("ip", &["netns", "list"]);
-    assert!(
-        !netns
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(extra.as_str())),
-        "{netns}"
-    );
+    assert!(!netns.lines().any(|l| l.split_whitespace().next() == Some(extra.as_str())), "{netns}");
 }
 
 #[test]
 fn down_leaves_nothing_behind_and_up_restores() {
     let (cluster, _guard) = TestCluster::exclusive();
     cluster.up();
-    assert!(
-        !leftovers(cluster).is_empty(),
-        "a running cluster should be visible to the leftover check"
-    );
+    assert!(!leftovers(cluster).is_empty(), "a running cluster should be visible to the leftover check");
     // A job still running when the cluster goes down must not survive it.
-    cluster.ok(
-        "sbatch",
-        &[
-            "--output=/dev/null",
-            "--no-requeue",
-            "-N3",
-            "--wrap",
-            "srun sleep 300",
-        ],
-    );
+    cluster.ok("sbatch", &["--output=/dev/null", "--no-requeue", "-N3", "--wrap", "srun sleep 300"]);
     let out = cluster.cluster_script(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(leftovers(cluster), Vec::<String>::new());
     let status = cluster.cluster_script(&["status"]);
-    assert!(
-        !status.status.success(),
-        "status calls a stopped cluster healthy"
-    );
+    assert!(!status.status.success(), "status calls a stopped cluster healthy");
     // down twice is harmless too.
     let out = cluster.cluster_script(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -2,12 +2,7 @@
 
 use e2e::{unique_name, TestCluster};
 
-fn allreduce(
-    cluster: &TestCluster,
-    user: Option<&str>,
-    nodes: usize,
-    ranks: usize,
-) -> serde_json::Value {
+fn allreduce(cluster: &TestCluster, user: Option<&str>, nodes: usize, ranks: usize) -> serde_json::Value {
     let binary = cluster.mpi_binary();
     let dir = match user {
         Some(user) => cluster.user_dir(user),
@@ -17,25 +12,12 @@ fn allreduce(
     let (nodes, ranks) = (nodes.to_string(), ranks.to_string());
     let binary = binary.to_str().unwrap();
     let result_arg = result.to_str().unwrap();
-    let args = [
-        "-N",
-        &nodes,
-        "-n",
-        &ranks,
-        "--mpi=pmix",
-        binary,
-        "--output",
-        result_arg,
-        "allreduce",
-        "--n",
-        "4096",
-    ];
+    let args = ["-N", &nodes, "-n", &ranks, "--mpi=pmix", binary, "--output", result_arg, "allreduce", "--n", "4096"];
     let stdout = match user {
         Some(user) => cluster.ok_as(user, "srun", &args),
         None => cluster.ok("srun", &args),
     };
-    let json = std::fs::read_to_string(&result)
-        .unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", result.display()));
+    let json = std::fs::read_to_string(&result).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", result.display()));
     std::fs::remove_file(&result).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     // One line per rank with its node, on rank 0's stdout.
@@ -51,23 +33,11 @@ fn allreduce_over_three_nodes_times_two_ranks_is_verified() {
     assert_eq!(result["kernel"], "allreduce");
     assert_eq!(result["ranks"], 6);
     assert_eq!(result["verified"], true, "{result}");
-    assert_eq!(
-        result["nodes"],
-        serde_json::json!(["c1", "c2", "c3"]),
-        "{result}"
-    );
-    let per_node: Vec<&str> = result["placement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["node"].as_str().unwrap())
-        .collect();
+    assert_eq!(result["nodes"], serde_json::json!(["c1", "c2", "c3"]), "{result}");
+    let per_node: Vec<&str> =
+        result["placement"].as_array().unwrap().iter().map(|p| p["node"].as_str().unwrap()).collect();
     for node in ["c1", "c2", "c3"] {
-        assert_eq!(
-            per_node.iter().filter(|n| **n == node).count(),
-            2,
-            "{per_node:?}"
-        );
+        assert_eq!(per_node.iter().filter(|n| **n == node).count(), 2, "{per_node:?}");
     }
 }
 
@@ -87,8 +57,5 @@ fn bad_parameters_fail_before_mpi_starts() {
     let binary = cluster.mpi_binary();
     let out = cluster.run(binary.to_str().unwrap(), &["allreduce", "--n", "0"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        e2e::text(&out.stderr),
-        "odyssey-mpi: --n must be at least 1\n"
-    );
+    assert_eq!(e2e::text(&out.stderr), "odyssey-mpi: --n must be at least 1\n");
 }

@@ -86,10 +86,7 @@ struct Common {
     #[arg(long, env = "BENCH_TOKEN", default_value = "")]
     token: String,
     /// slurmrestd unix socket.
-    #[arg(
-        long,
-        default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock"
-    )]
+    #[arg(long, default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock")]
     restd_socket: PathBuf,
     /// Unix account jobs run as.
     #[arg(long, default_value = "alice")]
@@ -112,10 +109,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -144,25 +138,15 @@ struct RestdConn {
 
 impl RestdConn {
     async fn open(socket: &PathBuf) -> anyhow::Result<RestdConn> {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .with_context(|| format!("connect {}", socket.display()))?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let stream =
+            tokio::net::UnixStream::connect(socket).await.with_context(|| format!("connect {}", socket.display()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         Ok(RestdConn { sender })
     }
 
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
+    async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<(u16, Bytes)> {
+        let mut builder = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
         }
@@ -188,10 +172,7 @@ async fn submit_once(
             command.arg("--parsable");
             // As root, the way the bridge submits; as the user, plain sbatch.
             if is_root() {
-                command.args([
-                    format!("--uid={}", common.user),
-                    format!("--gid={}", common.user),
-                ]);
+                command.args([format!("--uid={}", common.user), format!("--gid={}", common.user)]);
             }
             let out = command
                 .arg(format!("--job-name={}-{}", common.name, target.slug()))
@@ -211,22 +192,13 @@ async fn submit_once(
             if !out.status.success() {
                 bail!("sbatch: {}", String::from_utf8_lossy(&out.stderr));
             }
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .parse()?)
+            Ok(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or("").parse()?)
         }
         Target::Bridge => {
             let body = json!({"name": format!("{}-{}", common.name, target.slug()), "command": ["true"], "working_dir": common.dir,
                               "stdout": "/dev/null", "stderr": "/dev/null"});
-            let reply = http
-                .post(format!("{}/v1/jobs", common.bridge))
-                .bearer_auth(&common.token)
-                .json(&body)
-                .send()
-                .await?;
+            let reply =
+                http.post(format!("{}/v1/jobs", common.bridge)).bearer_auth(&common.token).json(&body).send().await?;
             let status = reply.status();
             let body: serde_json::Value = reply.json().await?;
             if status != 201 {
@@ -245,9 +217,7 @@ async fn submit_once(
                         "standard_output": "/dev/null", "standard_error": "/dev/null",
                         "environment": {"PATH": "/usr/bin:/bin"}}
             });
-            let (status, bytes) = conn
-                .request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string()))
-                .await?;
+            let (status, bytes) = conn.request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string())).await?;
             let body: serde_json::Value = serde_json::from_slice(&bytes)?;
             if status != 200 {
                 bail!("slurmrestd answered {status}: {body}");
@@ -257,15 +227,8 @@ async fn submit_once(
     }
 }
 
-async fn submit(
-    targets: Vec<Target>,
-    clients: usize,
-    per_client: usize,
-    common: Common,
-) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()?;
+async fn submit(targets: Vec<Target>, clients: usize, per_client: usize, common: Common) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -301,14 +264,10 @@ async fn submit(
         unique.sort_unstable();
         unique.dedup();
         let name = format!("{}-{}", common.name, target.slug());
-        let listed = tokio::process::Command::new("squeue")
-            .args(["-h", "-t", "all", "-n", &name, "-o", "%i"])
-            .output()
-            .await?;
-        let mut present: Vec<i64> = String::from_utf8_lossy(&listed.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
+        let listed =
+            tokio::process::Command::new("squeue").args(["-h", "-t", "all", "-n", &name, "-o", "%i"]).output().await?;
+        let mut present: Vec<i64> =
+            String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
         present.sort_unstable();
         present.dedup();
         let verified = unique.len() == ids.len() && unique == present;
@@ -332,24 +291,15 @@ async fn submit(
     Ok(())
 }
 
-async fn read(
-    target: Target,
-    path: String,
-    connections: usize,
-    seconds: f64,
-    common: Common,
-) -> anyhow::Result<()> {
+async fn read(target: Target, path: String, connections: usize, seconds: f64, common: Common) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (common, path, stop, errors) =
-            (common.clone(), path.clone(), stop.clone(), errors.clone());
+        let (common, path, stop, errors) = (common.clone(), path.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             // One client (one keep-alive connection) per task.
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut restd = None;
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -362,12 +312,7 @@ async fn read(
                         };
                         matches!(conn.request("GET", &path, None).await, Ok((200, _)))
                     }
-                    _ => match http
-                        .get(format!("{}{path}", common.bridge))
-                        .bearer_auth(&common.token)
-                        .send()
-                        .await
-                    {
+                    _ => match http.get(format!("{}{path}", common.bridge)).bearer_auth(&common.token).send().await {
                         Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                         _ => false,
                     },
@@ -403,25 +348,11 @@ async fn read(
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Submit {
-            target,
-            clients,
-            per_client,
-            common,
-        } => submit(target, clients, per_client, common).await,
-        Cmd::Read {
-            target,
-            path,
-            connections,
-            seconds,
-            common,
-        } => read(target, path, connections, seconds, common).await,
-        Cmd::Seed {
-            data_dir,
-            rows,
-            user,
-            password,
-        } => seed(data_dir, rows, user, password).await,
+        Cmd::Submit { target, clients, per_client, common } => submit(target, clients, per_client, common).await,
+        Cmd::Read { target, path, connections, seconds, common } => {
+            read(target, path, connections, seconds, common).await
+        }
+        Cmd::Seed { data_dir, rows, user, password } => seed(data_dir, rows, user, password).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -464,9 +395,6 @@ async fn seed(data_dir: PathBuf, rows: u64, user: String, password: String) -> a
             Ok(n)
         })
         .await?;
-    println!(
-        "{}",
-        json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()})
-    );
+    println!("{}", json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()}));
     Ok(())
 }

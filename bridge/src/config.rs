@@ -31,11 +31,7 @@ pub struct Cli {
     pub metrics_listen: SocketAddr,
 
     /// Directory for the database (bridge.db) and the JWT key (jwt.key).
-    #[arg(
-        long,
-        env = "BRIDGE_DATA_DIR",
-        default_value = "/var/lib/odyssey-bridge"
-    )]
+    #[arg(long, env = "BRIDGE_DATA_DIR", default_value = "/var/lib/odyssey-bridge")]
     pub data_dir: PathBuf,
 
     /// slurm.conf the SLURM commands use. Unset means SLURM's own default
@@ -215,12 +211,7 @@ pub struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--{name} must be between {min} and {max}, not {value}")]
-    OutOfRange {
-        name: &'static str,
-        min: f64,
-        max: f64,
-        value: f64,
-    },
+    OutOfRange { name: &'static str, min: f64, max: f64, value: f64 },
     #[error("--slurm-conf {0} does not exist")]
     MissingSlurmConf(PathBuf),
     #[error("config file {path}: {reason}")]
@@ -229,12 +220,7 @@ pub enum ConfigError {
 
 fn range(name: &'static str, value: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
     if !(min..=max).contains(&value) {
-        return Err(ConfigError::OutOfRange {
-            name,
-            min,
-            max,
-            value,
-        });
+        return Err(ConfigError::OutOfRange { name, min, max, value });
     }
     Ok(value)
 }
@@ -251,68 +237,33 @@ impl Settings {
             }
         }
         let limits = Limits {
-            max_body_bytes: range(
-                "max-body-bytes",
-                cli.max_body_bytes as f64,
-                1024.0,
-                64.0 * 1024.0 * 1024.0,
-            )? as usize,
-            max_script_bytes: range(
-                "max-script-bytes",
-                cli.max_script_bytes as f64,
-                64.0,
-                cli.max_body_bytes as f64,
-            )? as usize,
-            max_field_bytes: range("max-field-bytes", cli.max_field_bytes as f64, 64.0, 65536.0)?
+            max_body_bytes: range("max-body-bytes", cli.max_body_bytes as f64, 1024.0, 64.0 * 1024.0 * 1024.0)?
                 as usize,
-            max_env_entries: range("max-env-entries", cli.max_env_entries as f64, 0.0, 4096.0)?
+            max_script_bytes: range("max-script-bytes", cli.max_script_bytes as f64, 64.0, cli.max_body_bytes as f64)?
                 as usize,
-            submit_rate_per_minute: range("submit-rate", f64::from(cli.submit_rate), 1.0, 1e6)?
-                as u32,
-            max_concurrent_sbatch: range(
-                "max-concurrent-sbatch",
-                cli.max_concurrent_sbatch as f64,
-                1.0,
-                256.0,
-            )? as usize,
+            max_field_bytes: range("max-field-bytes", cli.max_field_bytes as f64, 64.0, 65536.0)? as usize,
+            max_env_entries: range("max-env-entries", cli.max_env_entries as f64, 0.0, 4096.0)? as usize,
+            submit_rate_per_minute: range("submit-rate", f64::from(cli.submit_rate), 1.0, 1e6)? as u32,
+            max_concurrent_sbatch: range("max-concurrent-sbatch", cli.max_concurrent_sbatch as f64, 1.0, 256.0)?
+                as usize,
         };
         Ok(Settings {
             listen: cli.listen,
             metrics_listen: Some(cli.metrics_listen),
             data_dir: cli.data_dir.clone(),
             slurm_conf: cli.slurm_conf.clone(),
-            slurm_probe_interval: seconds(
-                "slurm-probe-interval",
-                cli.slurm_probe_interval,
-                0.1,
-                3600.0,
-            )?,
+            slurm_probe_interval: seconds("slurm-probe-interval", cli.slurm_probe_interval, 0.1, 3600.0)?,
             poll_interval: seconds("poll-interval", cli.poll_interval, 0.05, 3600.0)?,
             slurm_timeout: seconds("slurm-timeout", cli.slurm_timeout, 0.1, 600.0)?,
             access_ttl: seconds("access-ttl", cli.access_ttl as f64, 10.0, 86400.0)?,
             refresh_ttl: seconds("refresh-ttl", cli.refresh_ttl as f64, 60.0, 365.0 * 86400.0)?,
             registration: cli.registration,
             // Never 0: whatever the configuration, no job runs as root.
-            uid_floor: range(
-                "uid-floor",
-                f64::from(cli.uid_floor),
-                1.0,
-                f64::from(u32::MAX),
-            )? as u32,
+            uid_floor: range("uid-floor", f64::from(cli.uid_floor), 1.0, f64::from(u32::MAX))? as u32,
             limits,
             password_cost: PasswordCost {
-                memory_kib: range(
-                    "argon2-memory-kib",
-                    f64::from(cli.argon2_memory_kib),
-                    8.0,
-                    4194304.0,
-                )? as u32,
-                iterations: range(
-                    "argon2-iterations",
-                    f64::from(cli.argon2_iterations),
-                    1.0,
-                    100.0,
-                )? as u32,
+                memory_kib: range("argon2-memory-kib", f64::from(cli.argon2_memory_kib), 8.0, 4194304.0)? as u32,
+                iterations: range("argon2-iterations", f64::from(cli.argon2_iterations), 1.0, 100.0)? as u32,
             },
             log_format: cli.log_format,
             fault_exit_after_sbatch: cli.fault_exit_after_sbatch,
@@ -344,21 +295,12 @@ pub fn config_file_env(args: &[String]) -> Result<Vec<(String, String)>, ConfigE
     let Some(path) = path else {
         return Ok(Vec::new());
     };
-    let file_err = |reason: String| ConfigError::File {
-        path: path.clone(),
-        reason,
-    };
+    let file_err = |reason: String| ConfigError::File { path: path.clone(), reason };
     let text = std::fs::read_to_string(Path::new(&path)).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
     let mut pairs = Vec::new();
     for (key, value) in table {
-        let env = if key == "slurm_conf" {
-            "SLURM_CONF".to_owned()
-        } else {
-            format!("BRIDGE_{}", key.to_uppercase())
-        };
+        let env = if key == "slurm_conf" { "SLURM_CONF".to_owned() } else { format!("BRIDGE_{}", key.to_uppercase()) };
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
@@ -392,23 +334,14 @@ mod tests {
     #[test]
     fn out_of_range_values_are_rejected_with_their_flag_name() {
         let err = Settings::from_cli(&cli(&["--slurm-probe-interval", "0"])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("--slurm-probe-interval must be"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("--slurm-probe-interval must be"), "{err}");
         let err = Settings::from_cli(&cli(&["--max-concurrent-sbatch", "0"])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("--max-concurrent-sbatch must be"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("--max-concurrent-sbatch must be"), "{err}");
     }
 
     #[test]
     fn missing_slurm_conf_is_rejected() {
-        let err =
-            Settings::from_cli(&cli(&["--slurm-conf", "/nonexistent/slurm.conf"])).unwrap_err();
+        let err = Settings::from_cli(&cli(&["--slurm-conf", "/nonexistent/slurm.conf"])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingSlurmConf(_)));
     }
 
@@ -418,25 +351,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bridge.toml");
         std::fs::write(&path, "submit_rate = 7\nregistration = \"closed\"\n").unwrap();
-        let args = vec![
-            "bridge".to_owned(),
-            "--config".to_owned(),
-            path.display().to_string(),
-        ];
+        let args = vec!["bridge".to_owned(), "--config".to_owned(), path.display().to_string()];
         let pairs = config_file_env(&args).unwrap();
-        assert!(
-            pairs.contains(&("BRIDGE_SUBMIT_RATE".to_owned(), "7".to_owned())),
-            "{pairs:?}"
-        );
-        assert!(
-            pairs.contains(&("BRIDGE_REGISTRATION".to_owned(), "closed".to_owned())),
-            "{pairs:?}"
-        );
+        assert!(pairs.contains(&("BRIDGE_SUBMIT_RATE".to_owned(), "7".to_owned())), "{pairs:?}");
+        assert!(pairs.contains(&("BRIDGE_REGISTRATION".to_owned(), "closed".to_owned())), "{pairs:?}");
         std::fs::write(&path, "submit_rate = [1]\n").unwrap();
-        assert!(config_file_env(&args)
-            .unwrap_err()
-            .to_string()
-            .contains("submit_rate"));
+        assert!(config_file_env(&args).unwrap_err().to_string().contains("submit_rate"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

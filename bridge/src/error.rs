@@ -72,18 +72,15 @@ pub struct InternalErrorMessage(pub String);
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
-        ApiError::Invalid {
-            field: field.into(),
-            detail: detail.into(),
-        }
+        ApiError::Invalid { field: field.into(), detail: detail.into() }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Invalid { .. }
-            | ApiError::IdempotencyMismatch(_)
-            | ApiError::SlurmRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::IdempotencyMismatch(_) | ApiError::SlurmRejected(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -103,11 +100,7 @@ impl IntoResponse for ApiError {
         // The actual error of a 500 isn't returned to the client: it may name
         // files, SQL or internals. It is logged with the request's span.
         let internal = matches!(self, ApiError::Store(_) | ApiError::Internal(_));
-        let detail = if internal {
-            "internal error; see the bridge log".to_owned()
-        } else {
-            self.to_string()
-        };
+        let detail = if internal { "internal error; see the bridge log".to_owned() } else { self.to_string() };
         let problem = Problem {
             // "about:blank": the status code says what kind (RFC 9457 section 4.2.1).
             kind: "about:blank",
@@ -120,32 +113,18 @@ impl IntoResponse for ApiError {
             },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response();
+        let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         match &self {
             ApiError::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::TooManyRequests { retry_after, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
         if internal {
-            response
-                .extensions_mut()
-                .insert(InternalErrorMessage(format!(
-                    "{:#}",
-                    anyhow::Error::from(self)
-                )));
+            response.extensions_mut().insert(InternalErrorMessage(format!("{:#}", anyhow::Error::from(self))));
         }
         response
     }

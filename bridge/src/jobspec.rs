@@ -59,10 +59,7 @@ pub struct SpecError {
 }
 
 fn bad(field: impl Into<String>, detail: impl Into<String>) -> SpecError {
-    SpecError {
-        field: field.into(),
-        detail: detail.into(),
-    }
+    SpecError { field: field.into(), detail: detail.into() }
 }
 
 /// A request that passed every check, ready to become a `Submission`.
@@ -82,8 +79,7 @@ pub struct ValidJob {
 }
 
 /// Environment names a job may not set: they steer SLURM itself.
-const RESERVED_ENV_PREFIXES: &[&str] =
-    &["SLURM_", "SBATCH_", "SPANK_", "_SLURM", "SALLOC_", "SRUN_"];
+const RESERVED_ENV_PREFIXES: &[&str] = &["SLURM_", "SBATCH_", "SPANK_", "_SLURM", "SALLOC_", "SRUN_"];
 
 /// Checks shared by every single-line field: no NUL, line breaks or other
 /// control characters, nothing that reads as an option or a directive.
@@ -92,10 +88,7 @@ fn line(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
         return Err(bad(field, "must not be empty"));
     }
     if value.len() > limits.max_field_bytes {
-        return Err(bad(
-            field,
-            format!("is longer than {} bytes", limits.max_field_bytes),
-        ));
+        return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
     }
     if value.contains('\0') {
         return Err(bad(field, "contains a NUL byte"));
@@ -107,10 +100,7 @@ fn line(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
         return Err(bad(field, "contains a control character"));
     }
     if value.starts_with('-') {
-        return Err(bad(
-            field,
-            "must not start with '-' (it would read as an option)",
-        ));
+        return Err(bad(field, "must not start with '-' (it would read as an option)"));
     }
     if value.to_ascii_uppercase().contains("#SBATCH") {
         return Err(bad(field, "must not contain an #SBATCH directive"));
@@ -118,24 +108,11 @@ fn line(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn token(
-    field: &str,
-    value: &str,
-    max: usize,
-    extra: &[char],
-    limits: &Limits,
-) -> Result<(), SpecError> {
+fn token(field: &str, value: &str, max: usize, extra: &[char], limits: &Limits) -> Result<(), SpecError> {
     line(field, value, limits)?;
-    if value.len() > max
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
-    {
+    if value.len() > max || !value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c)) {
         let extra: String = extra.iter().collect();
-        return Err(bad(
-            field,
-            format!("must be at most {max} characters of letters, digits and {extra:?}"),
-        ));
+        return Err(bad(field, format!("must be at most {max} characters of letters, digits and {extra:?}")));
     }
     Ok(())
 }
@@ -165,15 +142,8 @@ fn count(field: &str, value: Option<u32>, max: u32) -> Result<Option<u32>, SpecE
 fn memory(value: &str, limits: &Limits) -> Result<(), SpecError> {
     line("memory", value, limits)?;
     let digits = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
-    if digits.is_empty()
-        || digits.len() > 12
-        || !digits.chars().all(|c| c.is_ascii_digit())
-        || digits == "0"
-    {
-        return Err(bad(
-            "memory",
-            "must be a positive number with an optional K, M, G or T suffix, e.g. 512M",
-        ));
+    if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_ascii_digit()) || digits == "0" {
+        return Err(bad("memory", "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
     }
     Ok(())
 }
@@ -189,16 +159,9 @@ fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<String, SpecError> {
                 None => (None, s.as_str()),
             };
             let parts: Vec<&str> = rest.split(':').collect();
-            let numeric =
-                |p: &str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
-            if days.is_some_and(|d| !numeric(d))
-                || parts.len() > 3
-                || !parts.iter().all(|p| numeric(p))
-            {
-                return Err(bad(
-                    "time_limit",
-                    "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00",
-                ));
+            let numeric = |p: &str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
+            if days.is_some_and(|d| !numeric(d)) || parts.len() > 3 || !parts.iter().all(|p| numeric(p)) {
+                return Err(bad("time_limit", "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00"));
             }
             Ok(s.clone())
         }
@@ -208,15 +171,10 @@ fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<String, SpecError> {
 fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
     line("array", value, limits)?;
     let valid = value.len() <= 256
-        && value
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, ',' | '-' | ':' | '%'))
+        && value.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | '-' | ':' | '%'))
         && value.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
-        return Err(bad(
-            "array",
-            "must be a SLURM array spec like 1-10, 1,3,5 or 0-15%4",
-        ));
+        return Err(bad("array", "must be a SLURM array spec like 1-10, 1,3,5 or 0-15%4"));
     }
     Ok(())
 }
@@ -268,26 +226,10 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
     };
     options.push(("chdir", working_dir.display().to_string()));
 
-    let default_out = if is_array {
-        "slurm-%A_%a.out"
-    } else {
-        "slurm-%j.out"
-    };
-    let stdout = output_path(
-        "stdout",
-        request.stdout.as_deref(),
-        &working_dir,
-        default_out,
-        limits,
-    )?;
+    let default_out = if is_array { "slurm-%A_%a.out" } else { "slurm-%j.out" };
+    let stdout = output_path("stdout", request.stdout.as_deref(), &working_dir, default_out, limits)?;
     let stderr = match &request.stderr {
-        Some(_) => output_path(
-            "stderr",
-            request.stderr.as_deref(),
-            &working_dir,
-            default_out,
-            limits,
-        )?,
+        Some(_) => output_path("stderr", request.stderr.as_deref(), &working_dir, default_out, limits)?,
         None => stdout.clone(),
     };
     options.push(("output", stdout.clone()));
@@ -299,14 +241,7 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
 
     let env = request.env.clone().unwrap_or_default();
     if env.len() > limits.max_env_entries {
-        return Err(bad(
-            "env",
-            format!(
-                "has {} entries; at most {} are allowed",
-                env.len(),
-                limits.max_env_entries
-            ),
-        ));
+        return Err(bad("env", format!("has {} entries; at most {} are allowed", env.len(), limits.max_env_entries)));
     }
     for (key, value) in &env {
         let field = format!("env.{key}");
@@ -314,48 +249,28 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
             && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
-            return Err(bad(
-                field,
-                "names must be letters, digits and _, not starting with a digit",
-            ));
+            return Err(bad(field, "names must be letters, digits and _, not starting with a digit"));
         }
         if let Some(prefix) = RESERVED_ENV_PREFIXES.iter().find(|p| key.starts_with(**p)) {
-            return Err(bad(
-                field,
-                format!("names starting with {prefix} are reserved for SLURM"),
-            ));
+            return Err(bad(field, format!("names starting with {prefix} are reserved for SLURM")));
         }
         if value.contains('\0') {
             return Err(bad(field, "contains a NUL byte"));
         }
         if value.len() > limits.max_field_bytes {
-            return Err(bad(
-                field,
-                format!("is longer than {} bytes", limits.max_field_bytes),
-            ));
+            return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
         }
     }
 
     let script = match (&request.script, &request.command) {
         (Some(_), Some(_)) => return Err(bad("script", "give either script or command, not both")),
-        (None, None) => {
-            return Err(bad(
-                "script",
-                "give a script (starting with #!) or a command",
-            ))
-        }
+        (None, None) => return Err(bad("script", "give a script (starting with #!) or a command")),
         (Some(script), None) => {
             if script.len() > limits.max_script_bytes {
-                return Err(bad(
-                    "script",
-                    format!("is longer than {} bytes", limits.max_script_bytes),
-                ));
+                return Err(bad("script", format!("is longer than {} bytes", limits.max_script_bytes)));
             }
             if !script.starts_with("#!") {
-                return Err(bad(
-                    "script",
-                    "must start with an interpreter line such as #!/bin/bash",
-                ));
+                return Err(bad("script", "must start with an interpreter line such as #!/bin/bash"));
             }
             if script.contains('\0') {
                 return Err(bad("script", "contains a NUL byte"));
@@ -368,10 +283,7 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
             }
             for (idx, word) in argv.iter().enumerate() {
                 if word.contains('\0') || word.len() > limits.max_field_bytes {
-                    return Err(bad(
-                        format!("command[{idx}]"),
-                        "contains a NUL byte or is too long",
-                    ));
+                    return Err(bad(format!("command[{idx}]"), "contains a NUL byte or is too long"));
                 }
             }
             let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
@@ -452,25 +364,17 @@ mod tests {
     }
 
     fn request() -> JobRequest {
-        JobRequest {
-            command: Some(vec!["hostname".into()]),
-            ..Default::default()
-        }
+        JobRequest { command: Some(vec!["hostname".into()]), ..Default::default() }
     }
 
     fn field_of(req: &JobRequest) -> String {
-        validate(req, Path::new("/home/alice"), &limits())
-            .unwrap_err()
-            .field
+        validate(req, Path::new("/home/alice"), &limits()).unwrap_err().field
     }
 
     #[test]
     fn a_plain_command_becomes_a_quoted_script_with_defaults() {
         let job = validate(
-            &JobRequest {
-                command: Some(vec!["echo".into(), "it's; rm -rf /".into()]),
-                ..Default::default()
-            },
+            &JobRequest { command: Some(vec!["echo".into(), "it's; rm -rf /".into()]), ..Default::default() },
             Path::new("/home/alice"),
             &limits(),
         )
@@ -483,69 +387,15 @@ mod tests {
     #[test]
     fn injection_attempts_are_refused_by_field() {
         let cases: Vec<(JobRequest, &str)> = vec![
-            (
-                JobRequest {
-                    name: Some("x\n#SBATCH --uid=0".into()),
-                    ..request()
-                },
-                "name",
-            ),
-            (
-                JobRequest {
-                    name: Some("--uid=0".into()),
-                    ..request()
-                },
-                "name",
-            ),
-            (
-                JobRequest {
-                    partition: Some("debug --uid=0".into()),
-                    ..request()
-                },
-                "partition",
-            ),
-            (
-                JobRequest {
-                    memory: Some("1G --uid=0".into()),
-                    ..request()
-                },
-                "memory",
-            ),
-            (
-                JobRequest {
-                    working_dir: Some("/tmp\0x".into()),
-                    ..request()
-                },
-                "working_dir",
-            ),
-            (
-                JobRequest {
-                    stdout: Some("-o/etc/passwd".into()),
-                    ..request()
-                },
-                "stdout",
-            ),
-            (
-                JobRequest {
-                    comment: Some("#SBATCH --exclusive".into()),
-                    ..request()
-                },
-                "comment",
-            ),
-            (
-                JobRequest {
-                    array: Some("1-3; reboot".into()),
-                    ..request()
-                },
-                "array",
-            ),
-            (
-                JobRequest {
-                    time_limit: Some(TimeLimit::Slurm("10\n#SBATCH".into())),
-                    ..request()
-                },
-                "time_limit",
-            ),
+            (JobRequest { name: Some("x\n#SBATCH --uid=0".into()), ..request() }, "name"),
+            (JobRequest { name: Some("--uid=0".into()), ..request() }, "name"),
+            (JobRequest { partition: Some("debug --uid=0".into()), ..request() }, "partition"),
+            (JobRequest { memory: Some("1G --uid=0".into()), ..request() }, "memory"),
+            (JobRequest { working_dir: Some("/tmp\0x".into()), ..request() }, "working_dir"),
+            (JobRequest { stdout: Some("-o/etc/passwd".into()), ..request() }, "stdout"),
+            (JobRequest { comment: Some("#SBATCH --exclusive".into()), ..request() }, "comment"),
+            (JobRequest { array: Some("1-3; reboot".into()), ..request() }, "array"),
+            (JobRequest { time_limit: Some(TimeLimit::Slurm("10\n#SBATCH".into())), ..request() }, "time_limit"),
         ];
         for (req, field) in cases {
             assert_eq!(field_of(&req), field, "{req:?}");
@@ -554,62 +404,28 @@ mod tests {
 
     #[test]
     fn environment_rules() {
-        let env = |k: &str, v: &str| JobRequest {
-            env: Some([(k.to_owned(), v.to_owned())].into()),
-            ..request()
-        };
+        let env = |k: &str, v: &str| JobRequest { env: Some([(k.to_owned(), v.to_owned())].into()), ..request() };
         assert_eq!(field_of(&env("LD_PRELOAD=", "x")), "env.LD_PRELOAD=");
         assert_eq!(field_of(&env("SBATCH_ACCOUNT", "x")), "env.SBATCH_ACCOUNT");
         assert_eq!(field_of(&env("OK", "a\0b")), "env.OK");
-        let many: BTreeMap<String, String> =
-            (0..5).map(|i| (format!("V{i}"), "x".into())).collect();
-        assert_eq!(
-            field_of(&JobRequest {
-                env: Some(many),
-                ..request()
-            }),
-            "env"
-        );
+        let many: BTreeMap<String, String> = (0..5).map(|i| (format!("V{i}"), "x".into())).collect();
+        assert_eq!(field_of(&JobRequest { env: Some(many), ..request() }), "env");
         // Newlines inside a value are data, not syntax: it travels NUL-separated.
         assert!(validate(&env("MULTI", "a\nb"), Path::new("/h"), &limits()).is_ok());
     }
 
     #[test]
     fn script_rules() {
-        let script = |s: &str| JobRequest {
-            script: Some(s.into()),
-            command: None,
-            ..Default::default()
-        };
+        let script = |s: &str| JobRequest { script: Some(s.into()), command: None, ..Default::default() };
         assert_eq!(field_of(&script("echo hi")), "script");
-        assert_eq!(
-            field_of(&JobRequest {
-                script: Some("#!/bin/sh".into()),
-                ..request()
-            }),
-            "script"
-        );
-        assert_eq!(
-            field_of(&JobRequest {
-                command: None,
-                ..Default::default()
-            }),
-            "script"
-        );
-        assert!(validate(
-            &script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"),
-            Path::new("/h"),
-            &limits()
-        )
-        .is_ok());
+        assert_eq!(field_of(&JobRequest { script: Some("#!/bin/sh".into()), ..request() }), "script");
+        assert_eq!(field_of(&JobRequest { command: None, ..Default::default() }), "script");
+        assert!(validate(&script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"), Path::new("/h"), &limits()).is_ok());
     }
 
     #[test]
     fn output_patterns_resolve_for_single_jobs_only() {
-        assert_eq!(
-            resolve_output("/o/%x-%j.out", 7, "n", "alice").as_deref(),
-            Some("/o/n-7.out")
-        );
+        assert_eq!(resolve_output("/o/%x-%j.out", 7, "n", "alice").as_deref(), Some("/o/n-7.out"));
         assert_eq!(resolve_output("/o/%N.out", 7, "n", "alice"), None);
     }
 }

@@ -44,9 +44,7 @@ pub async fn build_state(
     metrics: Metrics,
 ) -> anyhow::Result<AppState> {
     let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
-    let revoked = store
-        .call(|conn| store::tokens::live_revocations(conn))
-        .await?;
+    let revoked = store.call(|conn| store::tokens::live_revocations(conn)).await?;
     let dummy_hash = auth::password::dummy_hash(settings.password_cost).await?;
     Ok(AppState {
         slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
@@ -69,22 +67,14 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
     // The database and key are secrets: nobody else may list or read them.
-    std::fs::set_permissions(
-        &settings.data_dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .with_context(|| format!("chmod 700 {}", settings.data_dir.display()))?;
+    std::fs::set_permissions(&settings.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("chmod 700 {}", settings.data_dir.display()))?;
     Ok(Store::open(&settings.db_path())?)
 }
 
 /// Binds the configured addresses and serves until `shutdown` completes.
-pub async fn run(
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("bind {}", settings.listen))?;
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("bind {}", settings.listen))?;
     serve(listener, settings, shutdown).await
 }
 
@@ -98,36 +88,22 @@ pub async fn serve(
     let metrics = Metrics::new();
     let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
     let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval);
-    let (poller, nodes) = slurm::poller::spawn(
-        slurm,
-        store.clone(),
-        metrics.clone(),
-        settings.poll_interval,
-        settings.slurm_timeout * 4,
-    );
+    let (poller, nodes) =
+        slurm::poller::spawn(slurm, store.clone(), metrics.clone(), settings.poll_interval, settings.slurm_timeout * 4);
     let metrics_listen = settings.metrics_listen;
     let state = build_state(settings, slurm_health, nodes, store, metrics.clone()).await?;
     let metrics_server = match metrics_listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("bind metrics {addr}"))?;
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
             tracing::info!(%addr, "metrics listening");
-            let router = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || async move { metrics.render() }),
-            );
-            Some(tokio::spawn(
-                async move { axum::serve(listener, router).await },
-            ))
+            let router =
+                axum::Router::new().route("/metrics", axum::routing::get(move || async move { metrics.render() }));
+            Some(tokio::spawn(async move { axum::serve(listener, router).await }))
         }
         None => None,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    let result = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serve http");
+    let result = axum::serve(listener, http::app(state)).with_graceful_shutdown(shutdown).await.context("serve http");
     probe.abort();
     poller.abort();
     if let Some(server) = metrics_server {

@@ -58,31 +58,17 @@ fn main() -> ExitCode {
 }
 
 async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<()> {
-    let UserAction::Add {
-        name,
-        role,
-        unix_user,
-    } = action;
+    let UserAction::Add { name, role, unix_user } = action;
     let store = bridge::open_store(&settings)?;
     let mut password = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut password)
-        .context("read the password from stdin")?;
+    std::io::stdin().lock().read_line(&mut password).context("read the password from stdin")?;
     let password = password.trim_end_matches(['\n', '\r']).to_owned();
-    anyhow::ensure!(
-        password.chars().count() >= 8,
-        "the password must be at least 8 characters"
-    );
+    anyhow::ensure!(password.chars().count() >= 8, "the password must be at least 8 characters");
     let hash = bridge::auth::password::hash(password, settings.password_cost).await?;
     let role = role.into();
     let created = {
         let name = name.clone();
-        store
-            .call(move |conn| {
-                bridge::store::users::create(conn, &name, &hash, role, unix_user.as_deref())
-            })
-            .await?
+        store.call(move |conn| bridge::store::users::create(conn, &name, &hash, role, unix_user.as_deref())).await?
     };
     anyhow::ensure!(created.is_some(), "the name {name:?} is taken");
     println!("created {} {name}", role.as_str());
@@ -90,27 +76,17 @@ async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<
 }
 
 async fn backup(settings: Settings, dest: std::path::PathBuf) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !dest.exists(),
-        "{} exists; choose a new file",
-        dest.display()
-    );
+    anyhow::ensure!(!dest.exists(), "{} exists; choose a new file", dest.display());
     let store = bridge::open_store(&settings)?;
     store.backup(dest.clone()).await?;
-    println!(
-        "backed up {} to {}",
-        settings.db_path().display(),
-        dest.display()
-    );
+    println!("backed up {} to {}", settings.db_path().display(), dest.display());
     Ok(())
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -1,8 +1,7 @@
 //! Prometheus metrics, served on their own listener.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the bridge exports; cheap to clone (handles are shared).
@@ -24,56 +23,35 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let latency = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
+        let latency = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let http_requests = HistogramVec::new(
-            HistogramOpts::new(
-                "bridge_http_request_duration_seconds",
-                "HTTP requests by route, method and status",
-            )
-            .buckets(latency.clone()),
+            HistogramOpts::new("bridge_http_request_duration_seconds", "HTTP requests by route, method and status")
+                .buckets(latency.clone()),
             &["method", "route", "status"],
         )
         .expect("valid metric");
         let sbatch_duration = HistogramVec::new(
-            HistogramOpts::new("bridge_sbatch_duration_seconds", "sbatch calls by outcome")
-                .buckets(latency.clone()),
+            HistogramOpts::new("bridge_sbatch_duration_seconds", "sbatch calls by outcome").buckets(latency.clone()),
             &["outcome"],
         )
         .expect("valid metric");
         let poll_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "bridge_poll_duration_seconds",
-                "SLURM poll rounds by outcome",
-            )
-            .buckets(latency),
+            HistogramOpts::new("bridge_poll_duration_seconds", "SLURM poll rounds by outcome").buckets(latency),
             &["outcome"],
         )
         .expect("valid metric");
-        let poll_last_success = Gauge::new(
-            "bridge_poll_last_success_timestamp_seconds",
-            "Unix time of the last successful SLURM poll",
-        )
-        .expect("valid metric");
-        let jobs_by_state = IntGaugeVec::new(
-            Opts::new("bridge_jobs", "Jobs in the history by state"),
-            &["state"],
-        )
-        .expect("valid metric");
+        let poll_last_success =
+            Gauge::new("bridge_poll_last_success_timestamp_seconds", "Unix time of the last successful SLURM poll")
+                .expect("valid metric");
+        let jobs_by_state = IntGaugeVec::new(Opts::new("bridge_jobs", "Jobs in the history by state"), &["state"])
+            .expect("valid metric");
         let job_transitions = IntCounterVec::new(
-            Opts::new(
-                "bridge_job_transitions_total",
-                "Job state transitions recorded, by new state",
-            ),
+            Opts::new("bridge_job_transitions_total", "Job state transitions recorded, by new state"),
             &["state"],
         )
         .expect("valid metric");
-        let nodes_by_state = GaugeVec::new(
-            Opts::new("bridge_nodes", "Cluster nodes by state"),
-            &["state"],
-        )
-        .expect("valid metric");
+        let nodes_by_state =
+            GaugeVec::new(Opts::new("bridge_nodes", "Cluster nodes by state"), &["state"]).expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sbatch_duration.clone()),

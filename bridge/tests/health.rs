@@ -22,10 +22,7 @@ async fn healthz_reports_the_latest_probe() {
         .unwrap();
     let reply = call(&t.state, "GET", "/healthz", None, None).await;
     assert_eq!(reply.body["slurm"]["reachable"], true);
-    assert_eq!(
-        reply.body["slurm"]["controller"],
-        "Slurmctld(primary) at vm is UP"
-    );
+    assert_eq!(reply.body["slurm"]["controller"], "Slurmctld(primary) at vm is UP");
     assert!(reply.body["slurm"].get("error").is_none());
 }
 
@@ -36,12 +33,7 @@ async fn readyz_needs_slurm_and_a_writable_database() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["database"], "writable");
     t.health
-        .send(SlurmHealth {
-            reachable: true,
-            controller: Some("up".into()),
-            error: None,
-            checked_at: Some(1.0),
-        })
+        .send(SlurmHealth { reachable: true, controller: Some("up".into()), error: None, checked_at: Some(1.0) })
         .unwrap();
     let reply = call(&t.state, "GET", "/readyz", None, None).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -52,18 +44,8 @@ async fn readyz_needs_slurm_and_a_writable_database() {
 async fn unknown_paths_and_methods_are_problem_json() {
     let t = test_state(&[]).await;
     let cases = [
-        (
-            "GET",
-            "/v1/nothing-here",
-            StatusCode::NOT_FOUND,
-            "no resource at /v1/nothing-here",
-        ),
-        (
-            "DELETE",
-            "/healthz",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        ),
+        ("GET", "/v1/nothing-here", StatusCode::NOT_FOUND, "no resource at /v1/nothing-here"),
+        ("DELETE", "/healthz", StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     ];
     for (method, uri, expected, detail) in cases {
         let reply = call(&t.state, method, uri, None, None).await;

@@ -25,27 +25,15 @@ impl Drop for TestState {
 }
 
 pub fn unprobed() -> SlurmHealth {
-    SlurmHealth {
-        reachable: false,
-        controller: None,
-        error: Some("not probed yet".into()),
-        checked_at: None,
-    }
+    SlurmHealth { reachable: false, controller: None, error: Some("not probed yet".into()), checked_at: None }
 }
 
 pub async fn test_state(extra_args: &[&str]) -> TestState {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("bridge-test-{}-{n}", std::process::id()));
-    let mut args = vec![
-        "bridge",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--argon2-memory-kib",
-        "64",
-        "--argon2-iterations",
-        "1",
-    ];
+    let mut args =
+        vec!["bridge", "--data-dir", dir.to_str().unwrap(), "--argon2-memory-kib", "64", "--argon2-iterations", "1"];
     args.extend_from_slice(extra_args);
     let mut cli = Cli::parse_from(args);
     // Router tests never reach SLURM, whatever the environment says.
@@ -54,9 +42,7 @@ pub async fn test_state(extra_args: &[&str]) -> TestState {
     let store = bridge::open_store(&settings).unwrap();
     let (health, health_rx) = tokio::sync::watch::channel(unprobed());
     let (_nodes_tx, nodes) = tokio::sync::watch::channel(Arc::new(Default::default()));
-    let state = bridge::build_state(settings, health_rx, nodes, store, Default::default())
-        .await
-        .unwrap();
+    let state = bridge::build_state(settings, health_rx, nodes, store, Default::default()).await.unwrap();
     TestState { state, health, dir }
 }
 
@@ -71,11 +57,7 @@ impl Reply {
     /// Asserts an RFC 9457 problem with this status; its detail.
     pub fn problem(&self, status: StatusCode) -> String {
         assert_eq!(self.status, status, "{}", self.text);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{}",
-            self.text
-        );
+        assert_eq!(self.headers["content-type"], "application/problem+json", "{}", self.text);
         assert_eq!(self.body["status"], status.as_u16());
         assert_eq!(self.body["type"], "about:blank");
         self.body["detail"].as_str().unwrap().to_owned()
@@ -89,29 +71,16 @@ pub async fn send(state: &AppState, request: Request<Body>) -> Reply {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
+    Reply { status, headers, body, text }
 }
 
-pub async fn call(
-    state: &AppState,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Reply {
+pub async fn call(state: &AppState, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> Reply {
     let mut builder = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
     let request = match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string())),
+        Some(body) => builder.header("content-type", "application/json").body(Body::from(body.to_string())),
         None => builder.body(Body::empty()),
     };
     send(state, request.unwrap()).await
@@ -120,32 +89,11 @@ pub async fn call(
 /// Registers `name` (password `name` + "-password") and logs in: the tokens.
 pub async fn login(state: &AppState, name: &str) -> (String, String) {
     let password = format!("{name}-password");
-    let reply = call(
-        state,
-        "POST",
-        "/v1/auth/register",
-        None,
-        Some(json!({"name": name, "password": password})),
-    )
-    .await;
-    assert!(
-        reply.status == StatusCode::CREATED || reply.status == StatusCode::CONFLICT,
-        "{}",
-        reply.text
-    );
-    let reply = call(
-        state,
-        "POST",
-        "/v1/auth/login",
-        None,
-        Some(json!({"name": name, "password": password})),
-    )
-    .await;
+    let reply = call(state, "POST", "/v1/auth/register", None, Some(json!({"name": name, "password": password}))).await;
+    assert!(reply.status == StatusCode::CREATED || reply.status == StatusCode::CONFLICT, "{}", reply.text);
+    let reply = call(state, "POST", "/v1/auth/login", None, Some(json!({"name": name, "password": password}))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    (
-        reply.body["access_token"].as_str().unwrap().to_owned(),
-        reply.body["refresh_token"].as_str().unwrap().to_owned(),
-    )
+    (reply.body["access_token"].as_str().unwrap().to_owned(), reply.body["refresh_token"].as_str().unwrap().to_owned())
 }
 
 /// Makes `name` an admin directly in the store (as `bridge user add` would).

@@ -40,28 +40,20 @@ unsafe impl Plugin for OdysseyHealth {
         for arg in spank.plugin_argv()? {
             match arg.split_once('=') {
                 Some(("default", value)) => {
-                    self.default_mode = value
-                        .parse()
-                        .map_err(|e| format!("plugstack.conf argument {arg:?}: {e}"))?;
+                    self.default_mode = value.parse().map_err(|e| format!("plugstack.conf argument {arg:?}: {e}"))?;
                 }
-                _ => {
-                    return Err(format!(
-                        "unknown plugstack.conf argument {arg:?} (expected default=MODE)"
-                    )
-                    .into())
-                }
+                _ => return Err(format!("unknown plugstack.conf argument {arg:?} (expected default=MODE)").into()),
             }
         }
         // sbatch and salloc ignore a static option table; registering here
         // works in every context that parses options (cluster-notes.md,
         // "SPANK plugins here").
-        if matches!(
-            spank.context()?,
-            Context::Local | Context::Remote | Context::Allocator
-        ) {
-            spank.register_option(SpankOption::new(OPTION).takes_value("MODE").usage(
-                "Per-task health report for this job: off, summary or full (Cloud Odyssey)",
-            ))?;
+        if matches!(spank.context()?, Context::Local | Context::Remote | Context::Allocator) {
+            spank.register_option(
+                SpankOption::new(OPTION)
+                    .takes_value("MODE")
+                    .usage("Per-task health report for this job: off, summary or full (Cloud Odyssey)"),
+            )?;
         }
         Ok(())
     }
@@ -70,9 +62,7 @@ unsafe impl Plugin for OdysseyHealth {
         self.mode = match spank.get_option_value(OPTION)? {
             // Forwarded from sbatch/salloc to an inner srun without a value,
             // the option arrives as the literal "(null)" (cluster-notes.md).
-            Some(value) if value != "(null)" => {
-                value.parse().map_err(|e| format!("--{OPTION}: {e}"))?
-            }
+            Some(value) if value != "(null)" => value.parse().map_err(|e| format!("--{OPTION}: {e}"))?,
             _ => self.default_mode,
         };
         Ok(())

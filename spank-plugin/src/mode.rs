@@ -35,11 +35,7 @@ pub struct UnknownMode(pub String);
 
 impl fmt::Display for UnknownMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown mode {:?} (expected off, summary or full)",
-            self.0
-        )
+        write!(f, "unknown mode {:?} (expected off, summary or full)", self.0)
     }
 }
 
@@ -68,9 +64,6 @@ mod tests {
             assert_eq!(mode.as_str().parse::<Mode>(), Ok(mode));
         }
         assert_eq!("".parse::<Mode>(), Ok(Mode::Summary));
-        assert_eq!(
-            "verbose".parse::<Mode>(),
-            Err(UnknownMode("verbose".into()))
-        );
+        assert_eq!("verbose".parse::<Mode>(), Err(UnknownMode("verbose".into())));
     }
 }

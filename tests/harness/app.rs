@@ -22,11 +22,7 @@ pub struct TestApp {
 }
 
 /// The settings every test bridge uses: fast polling, cheap hashing.
-pub fn test_settings(
-    cluster: &TestCluster,
-    data_dir: &std::path::Path,
-    extra: &[&str],
-) -> Settings {
+pub fn test_settings(cluster: &TestCluster, data_dir: &std::path::Path, extra: &[&str]) -> Settings {
     let mut args = vec![
         "bridge".to_owned(),
         "--data-dir".to_owned(),
@@ -53,10 +49,7 @@ pub fn test_settings(
 
 impl TestApp {
     pub async fn spawn(cluster: &TestCluster, extra: &[&str]) -> TestApp {
-        let data_dir = cluster
-            .state_dir
-            .join("bridge-tests")
-            .join(unique_name("app"));
+        let data_dir = cluster.state_dir.join("bridge-tests").join(unique_name("app"));
         Self::spawn_on(cluster, data_dir, extra).await
     }
 
@@ -69,13 +62,7 @@ impl TestApp {
         let task = tokio::spawn(bridge::serve(listener, settings, async {
             let _ = stopped.await;
         }));
-        let app = TestApp {
-            base,
-            data_dir,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-        };
+        let app = TestApp { base, data_dir, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
         // Ready once the first probe saw SLURM.
         for _ in 0..100 {
             if let Ok(r) = app.http.get(format!("{}/readyz", app.base)).send().await {
@@ -103,25 +90,9 @@ impl TestApp {
     pub async fn user(&self, name: &str) -> Client {
         let password = format!("{name}-password-e2e");
         let body = json!({"name": name, "password": password});
-        let reply = self
-            .http
-            .post(format!("{}/v1/auth/register", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            matches!(reply.status().as_u16(), 201 | 409),
-            "register {name}: {}",
-            reply.text().await.unwrap()
-        );
-        let reply = self
-            .http
-            .post(format!("{}/v1/auth/login", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let reply = self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
+        assert!(matches!(reply.status().as_u16(), 201 | 409), "register {name}: {}", reply.text().await.unwrap());
+        let reply = self.http.post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
         assert_eq!(reply.status(), 200);
         let tokens: Value = reply.json().await.unwrap();
         Client {
@@ -162,27 +133,24 @@ impl Client {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-            headers,
-        }
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), text, headers }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-            .await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-            .await
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// How many jobs the caller's first page lists.
+    pub async fn job_count(&self) -> usize {
+        self.get("/v1/jobs").await.body["jobs"].as_array().map_or(0, Vec::len)
     }
 
     /// Submits and expects 201; the job.

@@ -47,18 +47,10 @@ impl TestCluster {
 
     fn get() -> &'static TestCluster {
         CLUSTER.get_or_init(|| {
-            let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("repo root")
-                .to_path_buf();
-            let state_dir = PathBuf::from(
-                std::env::var("ODYSSEY_STATE_DIR")
-                    .unwrap_or_else(|_| "/var/lib/odyssey-cluster".into()),
-            );
-            let n_nodes = std::env::var("ODYSSEY_NODES")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(3);
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
+            let state_dir =
+                PathBuf::from(std::env::var("ODYSSEY_STATE_DIR").unwrap_or_else(|_| "/var/lib/odyssey-cluster".into()));
+            let n_nodes = std::env::var("ODYSSEY_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(3);
             let cluster = TestCluster {
                 slurm_conf: state_dir.join("etc/slurm.conf"),
                 shared_dir: state_dir.join("shared"),
@@ -74,12 +66,7 @@ impl TestCluster {
     /// `slurm-conf/cluster up`: idempotent, so cheap when already healthy.
     pub fn up(&self) {
         let out = self.cluster_script(&["up"]);
-        assert!(
-            out.status.success(),
-            "cluster up failed:\n{}\n{}",
-            text(&out.stderr),
-            self.logs()
-        );
+        assert!(out.status.success(), "cluster up failed:\n{}\n{}", text(&out.stderr), self.logs());
     }
 
     /// Runs `slurm-conf/cluster <args>` for this cluster.
@@ -99,9 +86,7 @@ impl TestCluster {
     /// directory, and the checkout may sit under /tmp, which no node shares.
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
-        command
-            .env("SLURM_CONF", &self.slurm_conf)
-            .current_dir(self.shared_dir.join("scratch"));
+        command.env("SLURM_CONF", &self.slurm_conf).current_dir(self.shared_dir.join("scratch"));
         command
     }
 
@@ -116,10 +101,7 @@ impl TestCluster {
     /// would: `runuser` drops root before SLURM sees the request.
     pub fn run_as(&self, user: &str, program: &str, args: &[&str]) -> Output {
         let mut command = self.command("runuser");
-        command
-            .args(["-u", user, "--", program])
-            .args(args)
-            .current_dir(self.user_dir(user));
+        command.args(["-u", user, "--", program]).args(args).current_dir(self.user_dir(user));
         run_bounded(command)
     }
 
@@ -155,18 +137,12 @@ impl TestCluster {
 
     /// The MPI kernel binary as installed on the shared filesystem.
     pub fn mpi_binary(&self) -> PathBuf {
-        self.installed(
-            self.shared_dir.join("bin/odyssey-mpi"),
-            "target/release/odyssey-mpi",
-        )
+        self.installed(self.shared_dir.join("bin/odyssey-mpi"), "target/release/odyssey-mpi")
     }
 
     /// The SPANK plugin as installed into the cluster's plugin stack.
     pub fn spank_plugin(&self) -> PathBuf {
-        self.installed(
-            self.state_dir.join("lib/odyssey_spank.so"),
-            "target/release/libodyssey_spank.so",
-        )
+        self.installed(self.state_dir.join("lib/odyssey_spank.so"), "target/release/libodyssey_spank.so")
     }
 
     /// An artifact `scripts/build.sh` installs into the cluster. A missing
@@ -176,16 +152,9 @@ impl TestCluster {
         let built = self.repo.join(built);
         let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
         match (modified(&installed), modified(&built)) {
-            (None, _) => panic!(
-                "{} is missing: run scripts/build.sh (or scripts/test.sh)",
-                installed.display()
-            ),
+            (None, _) => panic!("{} is missing: run scripts/build.sh (or scripts/test.sh)", installed.display()),
             (Some(i), Some(b)) if b > i => {
-                panic!(
-                    "{} is older than {}: run scripts/build.sh",
-                    installed.display(),
-                    built.display()
-                )
+                panic!("{} is older than {}: run scripts/build.sh", installed.display(), built.display())
             }
             _ => installed,
         }
@@ -194,11 +163,8 @@ impl TestCluster {
     /// "name state" of every node, from sinfo.
     pub fn node_states(&self) -> Vec<(String, String)> {
         let out = self.ok("sinfo", &["-h", "-N", "-o", "%N %T"]);
-        let mut states: Vec<(String, String)> = out
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, s)| (n.to_owned(), s.trim().to_owned()))
-            .collect();
+        let mut states: Vec<(String, String)> =
+            out.lines().filter_map(|l| l.split_once(' ')).map(|(n, s)| (n.to_owned(), s.trim().to_owned())).collect();
         states.sort();
         states.dedup();
         states
@@ -208,11 +174,7 @@ impl TestCluster {
     pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                self.logs()
-            );
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -227,16 +189,10 @@ impl TestCluster {
             None => self.ok("sbatch", &full),
         };
         let id = id.trim().split(';').next().unwrap_or_default().to_owned();
-        assert!(
-            id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty(),
-            "sbatch printed {id:?}"
-        );
+        assert!(id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty(), "sbatch printed {id:?}");
         self.wait_for(&format!("job {id} to finish"), COMMAND_TIMEOUT, || {
             let state = self.ok("squeue", &["-h", "-j", &id, "-o", "%T"]);
-            !matches!(
-                state.trim(),
-                "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
-            )
+            !matches!(state.trim(), "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING")
         });
         id
     }
@@ -244,11 +200,7 @@ impl TestCluster {
     /// The tail of every daemon log, for failure messages.
     pub fn logs(&self) -> String {
         let out = self.cluster_script(&["logs"]);
-        format!(
-            "---- cluster logs\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        )
+        format!("---- cluster logs\n{}{}", text(&out.stdout), text(&out.stderr))
     }
 }
 
@@ -256,10 +208,7 @@ impl TestCluster {
 /// the test instead of hanging it.
 pub fn run_bounded(command: Command) -> Output {
     let mut bounded = Command::new("timeout");
-    bounded
-        .arg("--kill-after=5")
-        .arg(COMMAND_TIMEOUT.as_secs().to_string())
-        .arg(command.get_program());
+    bounded.arg("--kill-after=5").arg(COMMAND_TIMEOUT.as_secs().to_string()).arg(command.get_program());
     bounded.args(command.get_args());
     for (key, value) in command.get_envs() {
         match value {
@@ -270,9 +219,7 @@ pub fn run_bounded(command: Command) -> Output {
     if let Some(dir) = command.get_current_dir() {
         bounded.current_dir(dir);
     }
-    bounded
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", command.get_program()))
+    bounded.output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", command.get_program()))
 }
 
 pub fn text(bytes: &[u8]) -> String {

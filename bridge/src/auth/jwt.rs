@@ -42,10 +42,7 @@ pub struct Keys {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("JWT key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("JWT key file {path} is {len} bytes; at least 32 are needed")]
     TooShort { path: String, len: usize },
     #[error("JWT key file {path} is readable by others (mode {mode:o}); chmod 600 it")]
@@ -71,39 +68,23 @@ impl Keys {
 
     /// Reads the key file, creating it (64 random bytes, mode 0600) if absent.
     pub fn load_or_create(path: &Path, access_ttl: Duration) -> Result<Keys, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(mut file) => {
                 let mut secret = [0u8; 64];
                 rand::rngs::OsRng.fill_bytes(&mut secret);
-                file.write_all(&secret)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io)?;
+                file.write_all(&secret).and_then(|()| file.sync_all()).map_err(io)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(e)),
         }
         let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(path).map_err(io)?);
         if mode & 0o077 != 0 {
-            return Err(KeyError::Exposed {
-                path: path.display().to_string(),
-                mode: mode & 0o777,
-            });
+            return Err(KeyError::Exposed { path: path.display().to_string(), mode: mode & 0o777 });
         }
         let secret = std::fs::read(path).map_err(io)?;
         if secret.len() < 32 {
-            return Err(KeyError::TooShort {
-                path: path.display().to_string(),
-                len: secret.len(),
-            });
+            return Err(KeyError::TooShort { path: path.display().to_string(), len: secret.len() });
         }
         Ok(Keys::from_secret(&secret, access_ttl))
     }
@@ -123,13 +104,12 @@ impl Keys {
             exp: now + self.access_ttl.as_secs(),
         };
         // Encoding HS256 with a valid key cannot fail.
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 encoding");
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding");
         (token, claims)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims)
     }
 }

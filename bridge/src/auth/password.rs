@@ -1,9 +1,7 @@
 //! argon2id password hashing, on the blocking pool: a hash takes tens of
 //! milliseconds of CPU by design and must not stall the async workers.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// argon2id cost. The defaults are OWASP's first recommendation
@@ -16,10 +14,7 @@ pub struct PasswordCost {
 
 impl Default for PasswordCost {
     fn default() -> Self {
-        PasswordCost {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
+        PasswordCost { memory_kib: 19 * 1024, iterations: 2 }
     }
 }
 
@@ -32,8 +27,8 @@ pub enum PasswordError {
 }
 
 fn hasher(cost: PasswordCost) -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-        .map_err(|e| PasswordError::Argon2(e.to_string()))?;
+    let params =
+        Params::new(cost.memory_kib, cost.iterations, 1, None).map_err(|e| PasswordError::Argon2(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -55,9 +50,7 @@ pub async fn hash(password: String, cost: PasswordCost) -> Result<String, Passwo
 pub async fn verify(password: String, phc: String) -> Result<bool, PasswordError> {
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| PasswordError::Argon2(e.to_string()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(|e| PasswordError::Task(e.to_string()))?

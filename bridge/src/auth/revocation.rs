@@ -12,22 +12,14 @@ pub struct Revocations {
 
 impl Revocations {
     pub fn from_list(jtis: Vec<String>) -> Revocations {
-        Revocations {
-            jtis: Arc::new(RwLock::new(jtis.into_iter().collect())),
-        }
+        Revocations { jtis: Arc::new(RwLock::new(jtis.into_iter().collect())) }
     }
 
     pub fn insert(&self, jti: String) {
-        self.jtis
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(jti);
+        self.jtis.write().unwrap_or_else(|e| e.into_inner()).insert(jti);
     }
 
     pub fn contains(&self, jti: &str) -> bool {
-        self.jtis
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(jti)
+        self.jtis.read().unwrap_or_else(|e| e.into_inner()).contains(jti)
     }
 }

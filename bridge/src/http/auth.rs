@@ -41,11 +41,8 @@ struct Register {
 /// a lowercase letter or `_`, then up to 31 of `[a-z0-9_-]`.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     let mut chars = name.chars();
-    let valid_first = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let valid_rest =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let valid_first = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if !valid_first || !valid_rest || name.len() > 32 {
         return Err(ApiError::invalid(
             field,
@@ -57,16 +54,10 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 fn check_password(password: &str) -> Result<(), ApiError> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::invalid(
-            "password",
-            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
+        return Err(ApiError::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ));
+        return Err(ApiError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
     }
     Ok(())
 }
@@ -76,15 +67,11 @@ async fn register(
     ApiJson(body): ApiJson<Register>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     if state.settings.registration == Registration::Closed {
-        return Err(ApiError::Forbidden(
-            "registration is closed; ask an administrator for an account".into(),
-        ));
+        return Err(ApiError::Forbidden("registration is closed; ask an administrator for an account".into()));
     }
     let role = body.role.unwrap_or(Role::User);
     if role > Role::User {
-        return Err(ApiError::Forbidden(
-            "registration cannot grant a role above user".into(),
-        ));
+        return Err(ApiError::Forbidden("registration cannot grant a role above user".into()));
     }
     check_name("name", &body.name)?;
     check_password(&body.password)?;
@@ -123,15 +110,7 @@ async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<Tok
     let user_id = user.id;
     state
         .store
-        .call(move |conn| {
-            tokens::insert_refresh(
-                conn,
-                &hash,
-                user_id,
-                &family,
-                now() + refresh_ttl.as_secs_f64(),
-            )
-        })
+        .call(move |conn| tokens::insert_refresh(conn, &hash, user_id, &family, now() + refresh_ttl.as_secs_f64()))
         .await?;
     Ok(TokenPair {
         access_token,
@@ -142,23 +121,14 @@ async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<Tok
     })
 }
 
-async fn login(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<Login>,
-) -> Result<Json<TokenPair>, ApiError> {
+async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> Result<Json<TokenPair>, ApiError> {
     let denied = || ApiError::Unauthorized("wrong name or password".into());
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(denied());
     }
     let name = body.name.clone();
-    let user = state
-        .store
-        .call(move |conn| users::by_name(conn, &name))
-        .await?;
-    let phc = user.as_ref().map_or_else(
-        || state.dummy_hash.as_str().to_owned(),
-        |u| u.password_hash.clone(),
-    );
+    let user = state.store.call(move |conn| users::by_name(conn, &name)).await?;
+    let phc = user.as_ref().map_or_else(|| state.dummy_hash.as_str().to_owned(), |u| u.password_hash.clone());
     let matches = password::verify(body.password, phc).await?;
     let user = match user {
         Some(user) if matches => user,
@@ -176,17 +146,11 @@ struct Refresh {
     refresh_token: String,
 }
 
-async fn refresh(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<Refresh>,
-) -> Result<Json<TokenPair>, ApiError> {
+async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<Refresh>) -> Result<Json<TokenPair>, ApiError> {
     let hash = auth::token_hash(&body.refresh_token);
     let found = {
         let hash = hash.clone();
-        state
-            .store
-            .call(move |conn| tokens::find_refresh(conn, &hash))
-            .await?
+        state.store.call(move |conn| tokens::find_refresh(conn, &hash)).await?
     };
     let token = found.ok_or_else(|| ApiError::Unauthorized("unknown refresh token".into()))?;
     if token.revoked {
@@ -195,14 +159,8 @@ async fn refresh(
     let family = token.family.clone();
     let reuse = || async {
         let family = family.clone();
-        state
-            .store
-            .call(move |conn| tokens::revoke_family(conn, &family))
-            .await?;
-        tracing::warn!(
-            user_id = token.user_id,
-            "refresh token reuse: revoked its family"
-        );
+        state.store.call(move |conn| tokens::revoke_family(conn, &family)).await?;
+        tracing::warn!(user_id = token.user_id, "refresh token reuse: revoked its family");
         Err::<Json<TokenPair>, ApiError>(ApiError::Unauthorized(
             "refresh token was already used; every token of this login is now revoked".into(),
         ))
@@ -211,14 +169,9 @@ async fn refresh(
         return reuse().await;
     }
     if token.expires_at < now() {
-        return Err(ApiError::Unauthorized(
-            "refresh token expired; log in again".into(),
-        ));
+        return Err(ApiError::Unauthorized("refresh token expired; log in again".into()));
     }
-    let marked = state
-        .store
-        .call(move |conn| tokens::mark_used(conn, &hash))
-        .await?;
+    let marked = state.store.call(move |conn| tokens::mark_used(conn, &hash)).await?;
     if !marked {
         // Another request rotated it a moment ago: that, too, is a reuse.
         return reuse().await;
@@ -256,9 +209,7 @@ async fn logout(
     };
     let jti = caller.claims.jti.clone();
     let expires_at = caller.claims.exp as f64;
-    let refresh_hash = body
-        .and_then(|b| b.refresh_token)
-        .map(|t| auth::token_hash(&t));
+    let refresh_hash = body.and_then(|b| b.refresh_token).map(|t| auth::token_hash(&t));
     let user_id = caller.user.id;
     {
         let jti = jti.clone();

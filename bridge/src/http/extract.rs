@@ -42,33 +42,24 @@ impl AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("missing Authorization: Bearer <token>".into())
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token>".into()))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into())
-            })?;
+            .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
         let claims = state
             .keys
             .verify(token.trim())
             .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
         if state.revocations.contains(&claims.jti) {
-            return Err(ApiError::Unauthorized(
-                "access token was revoked (logged out)".into(),
-            ));
+            return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
         }
-        let id: i64 = claims
-            .sub
-            .parse()
-            .map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
+        let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
         let user = match state.user_cache.get(id) {
             Some(user) => user,
             None => {
@@ -76,9 +67,7 @@ impl FromRequestParts<AppState> for AuthUser {
                     .store
                     .read(move |conn| users::by_id(conn, id))
                     .await?
-                    .ok_or_else(|| {
-                        ApiError::Unauthorized("the token's account no longer exists".into())
-                    })?;
+                    .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
                 state.user_cache.put(user.clone());
                 user
             }
@@ -100,12 +89,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::TooLarge {
-                    limit: state.settings.limits.max_body_bytes,
-                })
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge { limit: state.settings.limits.max_body_bytes })
             }
             Err(rejection) => Err(rejection.into()),
         }
@@ -118,12 +103,8 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(value) =
-            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(value))
     }
 }

@@ -11,9 +11,7 @@ use super::AppState;
 use crate::slurm::probe::SlurmHealth;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(get_health))
-        .route("/readyz", get(get_ready))
+    Router::new().route("/healthz", get(get_health)).route("/readyz", get(get_ready))
 }
 
 #[derive(Serialize)]
@@ -26,10 +24,7 @@ struct Health {
 /// Reads the probe's last result: no SLURM command runs per request.
 async fn get_health(State(state): State<AppState>) -> Json<Health> {
     let slurm = state.slurm_health.borrow().clone();
-    Json(Health {
-        status: "ok",
-        slurm,
-    })
+    Json(Health { status: "ok", slurm })
 }
 
 #[derive(Serialize)]
@@ -43,26 +38,11 @@ async fn get_ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let slurm = state.slurm_health.borrow().clone();
     // A write that changes nothing still needs the write lock and a
     // writable file: the cheapest honest check.
-    let database = match state
-        .store
-        .call(|conn| Ok(conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?))
-        .await
-    {
+    let database = match state.store.call(|conn| Ok(conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?)).await {
         Ok(()) => "writable".to_owned(),
         Err(e) => e.to_string(),
     };
     let ready = slurm.reachable && database == "writable";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(Ready {
-            ready,
-            slurm,
-            database,
-        }),
-    )
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Ready { ready, slurm, database }))
 }

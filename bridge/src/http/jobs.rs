@@ -49,10 +49,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let times = recent.entry(user_id).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
+        while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
             times.pop_front();
         }
         if times.len() >= per_minute as usize {
@@ -80,16 +77,9 @@ pub fn unix_account(name: &str, uid_floor: u32) -> Result<UnixAccount, String> {
         .ok_or_else(|| format!("there is no Unix account {name:?}"))?;
     let uid = user.uid.as_raw();
     if uid < uid_floor {
-        return Err(format!(
-            "Unix account {name:?} has uid {uid}, below the floor of {uid_floor}"
-        ));
+        return Err(format!("Unix account {name:?} has uid {uid}, below the floor of {uid_floor}"));
     }
-    Ok(UnixAccount {
-        name: user.name,
-        uid,
-        gid: user.gid.as_raw(),
-        home: user.dir,
-    })
+    Ok(UnixAccount { name: user.name, uid, gid: user.gid.as_raw(), home: user.dir })
 }
 
 #[derive(Deserialize)]
@@ -117,16 +107,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .ok()
-        .filter(|k| {
-            !k.is_empty()
-                && k.len() <= MAX_IDEMPOTENCY_KEY
-                && k.chars().all(|c| c.is_ascii_graphic())
-        })
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.chars().all(|c| c.is_ascii_graphic()))
         .ok_or_else(|| {
-            ApiError::invalid(
-                "Idempotency-Key",
-                format!("must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-            )
+            ApiError::invalid("Idempotency-Key", format!("must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"))
         })?;
     Ok(Some(key.to_owned()))
 }
@@ -134,9 +117,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// A fingerprint of the request, so a reused key with another body is caught.
 fn request_hash(request: &JobRequest) -> String {
     // serde_json's Value keeps object keys sorted: a canonical form.
-    let canonical = serde_json::to_value(request)
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let canonical = serde_json::to_value(request).map(|v| v.to_string()).unwrap_or_default();
     crate::auth::token_hash(&format!("{:x}", Sha256::digest(canonical.as_bytes())))
 }
 
@@ -152,18 +133,12 @@ async fn submit_job(
     let account = unix_account(caller.user.unix_account(), state.settings.uid_floor)
         .map_err(|e| ApiError::Forbidden(format!("your account has no valid Unix mapping: {e}")))?;
     let limits = state.settings.limits;
-    let valid = jobspec::validate(&request, &account.home, &limits)
-        .map_err(|e| ApiError::invalid(e.field, e.detail))?;
+    let valid =
+        jobspec::validate(&request, &account.home, &limits).map_err(|e| ApiError::invalid(e.field, e.detail))?;
 
     let dir = valid.working_dir.clone();
-    if !tokio::task::spawn_blocking(move || dir.is_dir())
-        .await
-        .map_err(anyhow::Error::from)?
-    {
-        return Err(ApiError::invalid(
-            "working_dir",
-            format!("{} is not a directory", valid.working_dir.display()),
-        ));
+    if !tokio::task::spawn_blocking(move || dir.is_dir()).await.map_err(anyhow::Error::from)? {
+        return Err(ApiError::invalid("working_dir", format!("{} is not a directory", valid.working_dir.display())));
     }
 
     // Dependencies name the caller's own earlier jobs, by bridge id.
@@ -174,40 +149,22 @@ async fn submit_job(
         let is_admin = caller.is_admin();
         let found = state
             .store
-            .call(move |conn| {
-                ids.iter()
-                    .map(|id| jobs::by_id(conn, *id))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .call(move |conn| ids.iter().map(|id| jobs::by_id(conn, *id)).collect::<Result<Vec<_>, _>>())
             .await?;
         let mut slurm_ids = Vec::new();
         for (job, id) in found.into_iter().zip(&valid.dependencies) {
             match job {
                 Some(job) if job.user_id == user_id || is_admin => match job.slurm_job_id {
                     Some(slurm_id) => slurm_ids.push(slurm_id.to_string()),
-                    None => {
-                        return Err(ApiError::invalid(
-                            "dependencies",
-                            format!("job {id} has no SLURM id yet"),
-                        ))
-                    }
+                    None => return Err(ApiError::invalid("dependencies", format!("job {id} has no SLURM id yet"))),
                 },
-                _ => {
-                    return Err(ApiError::invalid(
-                        "dependencies",
-                        format!("you have no job {id}"),
-                    ))
-                }
+                _ => return Err(ApiError::invalid("dependencies", format!("you have no job {id}"))),
             }
         }
         options.push(("dependency", format!("afterok:{}", slurm_ids.join(":"))));
     }
 
-    let tag = crate::auth::random_token()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(20)
-        .collect::<String>();
+    let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
     options.push(("comment", comment_tag(&tag)));
     let submission = Submission {
         uid: account.uid,
@@ -225,24 +182,18 @@ async fn submit_job(
         let SbatchOutcome::DryRun(slurm) = outcome else {
             return Err(anyhow::anyhow!("dry run submitted a job").into());
         };
-        return Ok(Json(DryRun {
-            dry_run: true,
-            slurm,
-            script: valid.script,
-        })
-        .into_response());
+        return Ok(Json(DryRun { dry_run: true, slurm, script: valid.script }).into_response());
     }
 
-    state
-        .submit_limiter
-        .check(caller.user.id, limits.submit_rate_per_minute)
-        .map_err(|retry_after| ApiError::TooManyRequests {
+    state.submit_limiter.check(caller.user.id, limits.submit_rate_per_minute).map_err(|retry_after| {
+        ApiError::TooManyRequests {
             detail: format!(
                 "at most {} submissions per minute; retry in {retry_after} s",
                 limits.submit_rate_per_minute
             ),
             retry_after,
-        })?;
+        }
+    })?;
 
     let hash = request_hash(&request);
     let new_job = NewJob {
@@ -259,11 +210,7 @@ async fn submit_job(
         unix_user: account.name.clone(),
         uid: account.uid,
     };
-    let job = match state
-        .store
-        .call(move |conn| jobs::insert(conn, &new_job))
-        .await?
-    {
+    let job = match state.store.call(move |conn| jobs::insert(conn, &new_job)).await? {
         Inserted::Existing(job) => {
             if job.request_hash.as_deref() != Some(hash.as_str()) {
                 return Err(ApiError::IdempotencyMismatch(key.unwrap_or_default()));
@@ -277,10 +224,7 @@ async fn submit_job(
     match run_sbatch(&state, submission, false).await {
         Ok(SbatchOutcome::Submitted(slurm_id)) => {
             if state.settings.fault_exit_after_sbatch {
-                tracing::error!(
-                    slurm_job_id = slurm_id,
-                    "fault injection: exiting between sbatch and the reply"
-                );
+                tracing::error!(slurm_job_id = slurm_id, "fault injection: exiting between sbatch and the reply");
                 std::process::exit(86);
             }
             let job = state
@@ -292,26 +236,18 @@ async fn submit_job(
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("job {id} vanished after submission"))?;
             let location = format!("/v1/jobs/{id}");
-            Ok((
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                Json(job),
-            )
-                .into_response())
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)).into_response())
         }
-        Ok(SbatchOutcome::DryRun(_)) => {
-            Err(anyhow::anyhow!("sbatch answered a real submission as a dry run").into())
-        }
+        Ok(SbatchOutcome::DryRun(_)) => Err(anyhow::anyhow!("sbatch answered a real submission as a dry run").into()),
         Err(ApiError::Unavailable(msg)) if msg.contains("did not finish") => {
             // sbatch may have reached slurmctld: keep the row, and the poller
             // reconciles it by tag. A retry with the same key finds it.
-            Err(ApiError::Unavailable(format!("{msg}; the job may still have been submitted: retry with the same Idempotency-Key to find out")))
+            Err(ApiError::Unavailable(format!(
+                "{msg}; the job may still have been submitted: retry with the same Idempotency-Key to find out"
+            )))
         }
         Err(err) => {
-            state
-                .store
-                .call(move |conn| jobs::delete_unsubmitted(conn, id))
-                .await?;
+            state.store.call(move |conn| jobs::delete_unsubmitted(conn, id)).await?;
             Err(err)
         }
     }
@@ -319,32 +255,17 @@ async fn submit_job(
 
 /// sbatch with a bounded number running at once; the job's environment goes
 /// through a root-only NUL-separated file (`--export-file`).
-async fn run_sbatch(
-    state: &AppState,
-    mut submission: Submission,
-    dry_run: bool,
-) -> Result<SbatchOutcome, ApiError> {
-    let _slot = state
-        .sbatch_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+async fn run_sbatch(state: &AppState, mut submission: Submission, dry_run: bool) -> Result<SbatchOutcome, ApiError> {
+    let _slot = state.sbatch_slots.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
     let env_file = if submission.env.is_empty() {
         None
     } else {
-        let path = state
-            .settings
-            .data_dir
-            .join(format!("env-{}", crate::auth::random_token()));
+        let path = state.settings.data_dir.join(format!("env-{}", crate::auth::random_token()));
         let env = std::mem::take(&mut submission.env);
         let written = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
+                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
                 for (key, value) in env {
                     file.write_all(format!("{key}={value}\0").as_bytes())?;
                 }
@@ -354,9 +275,7 @@ async fn run_sbatch(
             .map_err(anyhow::Error::from)?
         };
         written.map_err(|e| anyhow::anyhow!("write job environment file: {e}"))?;
-        submission
-            .options
-            .push(("export-file", path.display().to_string()));
+        submission.options.push(("export-file", path.display().to_string()));
         Some(path)
     };
     let started = Instant::now();
@@ -369,20 +288,13 @@ async fn run_sbatch(
         Err(SlurmError::Rejected { .. }) => "rejected",
         Err(_) => "error",
     };
-    state
-        .metrics
-        .sbatch_duration
-        .with_label_values(&[outcome])
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.sbatch_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     result.map_err(|e| match e {
         SlurmError::Rejected { stderr, .. } => ApiError::SlurmRejected(stderr),
-        SlurmError::Timeout { .. } => ApiError::Unavailable(format!(
-            "sbatch did not finish within {:?}",
-            state.settings.slurm_timeout
-        )),
-        SlurmError::Unreachable { stderr, .. } => {
-            ApiError::Unavailable(format!("SLURM does not answer: {stderr}"))
+        SlurmError::Timeout { .. } => {
+            ApiError::Unavailable(format!("sbatch did not finish within {:?}", state.settings.slurm_timeout))
         }
+        SlurmError::Unreachable { stderr, .. } => ApiError::Unavailable(format!("SLURM does not answer: {stderr}")),
         other => ApiError::Internal(other.into()),
     })
 }
@@ -398,10 +310,7 @@ async fn visible_job(state: &AppState, caller: &AuthUser, id: i64) -> Result<Job
 }
 
 fn job_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}")))
+    raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}")))
 }
 
 async fn get_job(
@@ -419,9 +328,7 @@ async fn get_events(
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let job = visible_job(&state, &caller, job_id(&id)?).await?;
     let id = job.id;
-    Ok(Json(
-        state.store.read(move |conn| jobs::events(conn, id)).await?,
-    ))
+    Ok(Json(state.store.read(move |conn| jobs::events(conn, id)).await?))
 }
 
 #[derive(Deserialize)]
@@ -494,31 +401,18 @@ async fn list_jobs(
 ) -> Result<Json<JobPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be 1 to {MAX_PAGE}"),
-        ));
+        return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_PAGE}")));
     }
     let user_id = match (&query.user, caller.is_admin()) {
         (None, true) => None,
         (None, false) => Some(caller.user.id),
         (Some(name), true) => {
             let name = name.clone();
-            let user = state
-                .store
-                .read(move |conn| crate::store::users::by_name(conn, &name))
-                .await?;
-            Some(
-                user.ok_or_else(|| ApiError::invalid("user", "no such user"))?
-                    .id,
-            )
+            let user = state.store.read(move |conn| crate::store::users::by_name(conn, &name)).await?;
+            Some(user.ok_or_else(|| ApiError::invalid("user", "no such user"))?.id)
         }
         (Some(name), false) if *name == caller.user.name => Some(caller.user.id),
-        (Some(_), false) => {
-            return Err(ApiError::Forbidden(
-                "only admins list other users' jobs".into(),
-            ))
-        }
+        (Some(_), false) => return Err(ApiError::Forbidden("only admins list other users' jobs".into())),
     };
     let filter = JobFilter {
         user_id,
@@ -528,20 +422,14 @@ async fn list_jobs(
         before_id: query.cursor,
         limit: limit + 1,
     };
-    let mut jobs = state
-        .store
-        .read(move |conn| jobs::list(conn, &filter))
-        .await?;
+    let mut jobs = state.store.read(move |conn| jobs::list(conn, &filter)).await?;
     let next_cursor = if jobs.len() > limit as usize {
         jobs.truncate(limit as usize);
         jobs.last().map(|j| j.id)
     } else {
         None
     };
-    Ok(Json(JobPage {
-        jobs: jobs.into_iter().map(JobSummary::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(JobPage { jobs: jobs.into_iter().map(JobSummary::from).collect(), next_cursor }))
 }
 
 async fn cancel_job(
@@ -556,23 +444,15 @@ async fn cancel_job(
         if job.state == "CANCELLED" {
             return Ok((StatusCode::OK, Json(job)));
         }
-        return Err(ApiError::Conflict(format!(
-            "job {} already ended ({})",
-            job.id, job.state
-        )));
+        return Err(ApiError::Conflict(format!("job {} already ended ({})", job.id, job.state)));
     }
     let Some(slurm_id) = job.slurm_job_id else {
-        return Err(ApiError::Conflict(format!(
-            "job {} is still being submitted; retry in a moment",
-            job.id
-        )));
+        return Err(ApiError::Conflict(format!("job {} is still being submitted; retry in a moment", job.id)));
     };
     match state.slurm.scancel(slurm_id).await {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(job))),
         // The job ended between the poll and the scancel.
-        Err(SlurmError::Rejected { stderr, .. })
-            if stderr.contains("already completing or completed") =>
-        {
+        Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("already completing or completed") => {
             Err(ApiError::Conflict(format!("job {} already ended", job.id)))
         }
         Err(SlurmError::Rejected { stderr, .. }) => Err(ApiError::Conflict(stderr)),
@@ -602,16 +482,12 @@ fn open_owned(path: &str, uid: u32) -> Result<std::fs::File, ApiError> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                ApiError::NotFound("the job has written no output yet".into())
-            }
+            std::io::ErrorKind::NotFound => ApiError::NotFound("the job has written no output yet".into()),
             _ => ApiError::Forbidden(format!("cannot read the output file: {e}")),
         })?;
     let meta = file.metadata().map_err(anyhow::Error::from)?;
     if meta.uid() != uid || !meta.is_file() {
-        return Err(ApiError::Forbidden(
-            "the output path is not a file owned by the job's user".into(),
-        ));
+        return Err(ApiError::Forbidden("the output path is not a file owned by the job's user".into()));
     }
     Ok(file)
 }
@@ -626,50 +502,30 @@ async fn get_output(
     let pattern = match query.stream.as_deref().unwrap_or("stdout") {
         "stdout" => job.stdout_path.clone(),
         "stderr" => job.stderr_path.clone(),
-        other => {
-            return Err(ApiError::invalid(
-                "stream",
-                format!("must be stdout or stderr, not {other:?}"),
-            ))
-        }
+        other => return Err(ApiError::invalid("stream", format!("must be stdout or stderr, not {other:?}"))),
     };
     let limit = query.limit.unwrap_or(MAX_OUTPUT_CHUNK);
     if limit == 0 || limit > MAX_OUTPUT_CHUNK {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be 1 to {MAX_OUTPUT_CHUNK}"),
-        ));
+        return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_OUTPUT_CHUNK}")));
     }
-    let slurm_id = job
-        .slurm_job_id
-        .ok_or_else(|| ApiError::NotFound("the job has not started".into()))?;
+    let slurm_id = job.slurm_job_id.ok_or_else(|| ApiError::NotFound("the job has not started".into()))?;
     let path = pattern
         .and_then(|p| jobspec::resolve_output(&p, slurm_id, &job.name, &job.unix_user))
-        .ok_or_else(|| {
-            ApiError::NotFound("this job writes one output file per task or array element".into())
-        })?;
+        .ok_or_else(|| ApiError::NotFound("this job writes one output file per task or array element".into()))?;
     let offset = query.offset.unwrap_or(0);
     if query.follow {
         return Ok(follow(state, job.id, path, job.uid, offset).into_response());
     }
     let file = open_owned(&path, job.uid)?;
     let mut file = tokio::fs::File::from_std(file);
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(anyhow::Error::from)?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(anyhow::Error::from)?;
     let mut buf = Vec::new();
-    file.take(limit)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(anyhow::Error::from)?;
+    file.take(limit).read_to_end(&mut buf).await.map_err(anyhow::Error::from)?;
     let next = offset + buf.len() as u64;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-            (
-                header::HeaderName::from_static("x-next-offset"),
-                next.to_string(),
-            ),
+            (header::HeaderName::from_static("x-next-offset"), next.to_string()),
         ],
         buf,
     )
@@ -687,32 +543,27 @@ fn follow(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = async_stream(move |tx| async move {
         loop {
-            let finished = matches!(state.store.call(move |conn| jobs::by_id(conn, id)).await, Ok(Some(ref j)) if j.finished);
+            let finished =
+                matches!(state.store.call(move |conn| jobs::by_id(conn, id)).await, Ok(Some(ref j)) if j.finished);
             let chunk = match open_owned(&path, uid) {
                 Ok(file) => read_from(file, offset).await.unwrap_or_default(),
                 Err(ApiError::NotFound(_)) => Vec::new(),
                 Err(e) => {
-                    let _ = tx
-                        .send(SseEvent::default().event("error").data(e.to_string()))
-                        .await;
+                    let _ = tx.send(SseEvent::default().event("error").data(e.to_string())).await;
                     return;
                 }
             };
             if !chunk.is_empty() {
                 offset += chunk.len() as u64;
-                let event = SseEvent::default()
-                    .event("output")
-                    .id(offset.to_string())
-                    .data(String::from_utf8_lossy(&chunk));
+                let event =
+                    SseEvent::default().event("output").id(offset.to_string()).data(String::from_utf8_lossy(&chunk));
                 if tx.send(event).await.is_err() {
                     return;
                 }
                 continue;
             }
             if finished {
-                let _ = tx
-                    .send(SseEvent::default().event("end").data(offset.to_string()))
-                    .await;
+                let _ = tx.send(SseEvent::default().event("end").data(offset.to_string())).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -67,25 +67,15 @@ pub struct UserCache {
 
 impl UserCache {
     pub fn get(&self, id: i64) -> Option<crate::store::users::User> {
-        self.users
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.users.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
     pub fn put(&self, user: crate::store::users::User) {
-        self.users
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user.id, user);
+        self.users.write().unwrap_or_else(|e| e.into_inner()).insert(user.id, user);
     }
 
     pub fn forget(&self, id: i64) {
-        self.users
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.users.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
 
@@ -124,13 +114,10 @@ async fn observe(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    if let Some(InternalErrorMessage(message)) = response.extensions().get::<InternalErrorMessage>()
-    {
+    if let Some(InternalErrorMessage(message)) = response.extensions().get::<InternalErrorMessage>() {
         tracing::error!(%route, error = %message, "internal error");
     }
     state

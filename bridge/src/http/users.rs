@@ -10,15 +10,10 @@ use crate::store::tokens;
 use crate::store::users::{self, Role, User, UserChange};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users))
-        .route("/users/{name}", get(get_user).patch(update_user))
+    Router::new().route("/users", get(list_users)).route("/users/{name}", get(get_user).patch(update_user))
 }
 
-async fn list_users(
-    caller: AuthUser,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<User>>, ApiError> {
+async fn list_users(caller: AuthUser, State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(state.store.call(|conn| users::list(conn)).await?))
 }
@@ -30,12 +25,7 @@ async fn get_user(
 ) -> Result<Json<User>, ApiError> {
     caller.require(Role::Admin)?;
     let missing = ApiError::NotFound(format!("no user {name:?}"));
-    state
-        .store
-        .call(move |conn| users::by_name(conn, &name))
-        .await?
-        .map(Json)
-        .ok_or(missing)
+    state.store.call(move |conn| users::by_name(conn, &name)).await?.map(Json).ok_or(missing)
 }
 
 async fn update_user(
@@ -50,26 +40,15 @@ async fn update_user(
         super::jobs::unix_account(unix_user, state.settings.uid_floor)
             .map_err(|e| ApiError::invalid("unix_user", e))?;
     }
-    if name == caller.user.name
-        && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true))
-    {
-        return Err(ApiError::Conflict(
-            "an admin cannot demote or disable their own account".into(),
-        ));
+    if name == caller.user.name && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true)) {
+        return Err(ApiError::Conflict("an admin cannot demote or disable their own account".into()));
     }
     let missing = ApiError::NotFound(format!("no user {name:?}"));
-    let user = state
-        .store
-        .call(move |conn| users::update(conn, &name, &change))
-        .await?
-        .ok_or(missing)?;
+    let user = state.store.call(move |conn| users::update(conn, &name, &change)).await?.ok_or(missing)?;
     state.user_cache.forget(user.id);
     if user.disabled {
         let id = user.id;
-        state
-            .store
-            .call(move |conn| tokens::revoke_user(conn, id))
-            .await?;
+        state.store.call(move |conn| tokens::revoke_user(conn, id)).await?;
     }
     Ok(Json(user))
 }

@@ -18,34 +18,19 @@ use tokio::process::Command;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SlurmError {
     #[error("cannot run {command}: {reason}")]
-    Spawn {
-        command: &'static str,
-        reason: String,
-    },
+    Spawn { command: &'static str, reason: String },
     #[error("{command} did not finish within {timeout:?}")]
-    Timeout {
-        command: &'static str,
-        timeout: Duration,
-    },
+    Timeout { command: &'static str, timeout: Duration },
     /// SLURM answered and refused: the request is at fault.
     #[error("{stderr}")]
-    Rejected {
-        command: &'static str,
-        stderr: String,
-    },
+    Rejected { command: &'static str, stderr: String },
     /// The controller could not be reached.
     #[error("{command}: slurmctld does not answer: {stderr}")]
-    Unreachable {
-        command: &'static str,
-        stderr: String,
-    },
+    Unreachable { command: &'static str, stderr: String },
     #[error("slurmctld is not up: {0}")]
     ControllerDown(String),
     #[error("{command} printed something unexpected: {output:?}")]
-    Unexpected {
-        command: &'static str,
-        output: String,
-    },
+    Unexpected { command: &'static str, output: String },
 }
 
 /// How to reach the cluster: which slurm.conf, how long to wait, and where
@@ -92,20 +77,12 @@ pub struct Submission {
 }
 
 /// Messages that mean the controller was not reached, not that it refused.
-const UNREACHABLE: &[&str] = &[
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-];
+const UNREACHABLE: &[&str] =
+    &["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes were transmitted"];
 
 impl Slurm {
     pub fn new(conf: Option<PathBuf>, timeout: Duration) -> Self {
-        Slurm {
-            conf,
-            timeout,
-            bin_dir: find_bin_dir(),
-        }
+        Slurm { conf, timeout, bin_dir: find_bin_dir() }
     }
 
     fn command(&self, program: &'static str) -> Command {
@@ -118,11 +95,7 @@ impl Slurm {
         }
         // Epoch seconds in every time field (squeue, scontrol).
         command.env("SLURM_TIME_FORMAT", "%s");
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         command
     }
 
@@ -136,10 +109,7 @@ impl Slurm {
         if stdin.is_some() {
             command.stdin(Stdio::piped());
         }
-        let mut child = command.spawn().map_err(|e| SlurmError::Spawn {
-            command: program,
-            reason: e.to_string(),
-        })?;
+        let mut child = command.spawn().map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
         let work = async {
             if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
                 pipe.write_all(text.as_bytes()).await?;
@@ -149,28 +119,16 @@ impl Slurm {
         };
         let output = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| SlurmError::Timeout {
-                command: program,
-                timeout: self.timeout,
-            })?
-            .map_err(|e| SlurmError::Spawn {
-                command: program,
-                reason: e.to_string(),
-            })?;
+            .map_err(|_| SlurmError::Timeout { command: program, timeout: self.timeout })?
+            .map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         if !output.status.success() {
             let message = clean_stderr(&stderr, &stdout);
             if UNREACHABLE.iter().any(|m| stderr.contains(m)) {
-                return Err(SlurmError::Unreachable {
-                    command: program,
-                    stderr: message,
-                });
+                return Err(SlurmError::Unreachable { command: program, stderr: message });
             }
-            return Err(SlurmError::Rejected {
-                command: program,
-                stderr: message,
-            });
+            return Err(SlurmError::Rejected { command: program, stderr: message });
         }
         Ok((stdout, stderr))
     }
@@ -178,9 +136,7 @@ impl Slurm {
     async fn output(&self, program: &'static str, args: &[&str]) -> Result<String, SlurmError> {
         let mut command = self.command(program);
         command.args(args);
-        self.run(program, command, None)
-            .await
-            .map(|(stdout, _)| stdout)
+        self.run(program, command, None).await.map(|(stdout, _)| stdout)
     }
 
     /// Asks the controller whether it is up (`scontrol ping`).
@@ -197,11 +153,7 @@ impl Slurm {
 
     /// `sbatch --parsable` (or `--test-only` when `dry_run`): the SLURM job
     /// id, or for a dry run SLURM's estimate line.
-    pub async fn sbatch(
-        &self,
-        submission: &Submission,
-        dry_run: bool,
-    ) -> Result<SbatchOutcome, SlurmError> {
+    pub async fn sbatch(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
         let mut command = self.command("sbatch");
         command
             .env_clear()
@@ -224,76 +176,47 @@ impl Slurm {
         if dry_run {
             command.arg("--test-only");
         }
-        let (stdout, stderr) = self
-            .run("sbatch", command, Some(&submission.script))
-            .await?;
+        let (stdout, stderr) = self.run("sbatch", command, Some(&submission.script)).await?;
         if dry_run {
             // "sbatch: Job 12 to start at ... using 2 processors on nodes c1 in partition debug"
-            let line = stderr
-                .lines()
-                .rfind(|l| l.contains("to start at"))
-                .unwrap_or(stderr.as_str());
-            return Ok(SbatchOutcome::DryRun(
-                line.trim_start_matches("sbatch: ").to_owned(),
-            ));
+            let line = stderr.lines().rfind(|l| l.contains("to start at")).unwrap_or(stderr.as_str());
+            return Ok(SbatchOutcome::DryRun(line.trim_start_matches("sbatch: ").to_owned()));
         }
         parse::parsable_job_id(&stdout)
             .map(SbatchOutcome::Submitted)
-            .ok_or(SlurmError::Unexpected {
-                command: "sbatch",
-                output: stdout,
-            })
+            .ok_or(SlurmError::Unexpected { command: "sbatch", output: stdout })
     }
 
     /// `scancel <id>`: SLURM signals every step and records CANCELLED.
     pub async fn scancel(&self, slurm_job_id: i64) -> Result<(), SlurmError> {
-        self.output("scancel", &[&slurm_job_id.to_string()])
-            .await
-            .map(|_| ())
+        self.output("scancel", &[&slurm_job_id.to_string()]).await.map(|_| ())
     }
 
     /// Every job slurmctld still holds, in the compact form the poller reads.
     pub async fn squeue_all(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
-        let stdout = self
-            .output("squeue", &["-h", "-t", "all", "-O", parse::SQUEUE_FORMAT])
-            .await?;
+        let stdout = self.output("squeue", &["-h", "-t", "all", "-O", parse::SQUEUE_FORMAT]).await?;
         parse::squeue(&stdout)
     }
 
     /// `(slurm job id, comment)` of every job slurmctld holds: finds a job by
     /// the tag the bridge put into its comment.
     pub async fn squeue_comments(&self) -> Result<Vec<(i64, String)>, SlurmError> {
-        let stdout = self
-            .output("squeue", &["-h", "-t", "all", "-O", "JobID:|,Comment:|"])
-            .await?;
+        let stdout = self.output("squeue", &["-h", "-t", "all", "-O", "JobID:|,Comment:|"]).await?;
         Ok(parse::comments(&stdout))
     }
 
     /// `scontrol show job -o <id>`; `None` once SLURM has forgotten the job.
-    pub async fn show_job(
-        &self,
-        slurm_job_id: i64,
-    ) -> Result<Option<parse::JobDetail>, SlurmError> {
-        match self
-            .output(
-                "scontrol",
-                &["show", "job", "-o", &slurm_job_id.to_string()],
-            )
-            .await
-        {
+    pub async fn show_job(&self, slurm_job_id: i64) -> Result<Option<parse::JobDetail>, SlurmError> {
+        match self.output("scontrol", &["show", "job", "-o", &slurm_job_id.to_string()]).await {
             Ok(stdout) => Ok(Some(parse::show_job(&stdout))),
-            Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("Invalid job id") => {
-                Ok(None)
-            }
+            Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("Invalid job id") => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Every node, from sinfo.
     pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
-        let stdout = self
-            .output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT])
-            .await?;
+        let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;
         Ok(parse::sinfo(&stdout))
     }
 }
@@ -307,11 +230,7 @@ pub enum SbatchOutcome {
 
 /// SLURM's own words, without the "sbatch: error: " prefixes, on one line.
 fn clean_stderr(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
-    };
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
     let lines: Vec<&str> = text
         .lines()
         .map(|l| {

@@ -7,41 +7,26 @@ use super::{Controller, SlurmError};
 /// `squeue -O` fields the poller reads: raw job id, the array's id (the id
 /// sbatch returned), state, reason, start and end (epoch seconds under
 /// SLURM_TIME_FORMAT=%s) and nodes.
-pub const SQUEUE_FORMAT: &str =
-    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,NodeList:|";
+pub const SQUEUE_FORMAT: &str = "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,NodeList:|";
 
 /// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
 /// memory MB, free memory MB, load, and the free-text reason last.
-pub const SINFO_FORMAT: &str =
-    "NodeList:|,StateLong:|,CPUsState:|,Memory:|,FreeMem:|,CPUsLoad:|,Reason:|";
+pub const SINFO_FORMAT: &str = "NodeList:|,StateLong:|,CPUsState:|,Memory:|,FreeMem:|,CPUsLoad:|,Reason:|";
 
 /// `scontrol ping` prints one line per controller, e.g.
 /// `Slurmctld(primary) at vm is UP`; the primary must be UP.
 pub fn ping(stdout: &str) -> Result<Controller, SlurmError> {
-    let primary = stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("Slurmctld(primary)"));
+    let primary = stdout.lines().map(str::trim).find(|l| l.starts_with("Slurmctld(primary)"));
     match primary {
-        Some(line) if line.ends_with(" is UP") => Ok(Controller {
-            summary: line.to_owned(),
-        }),
+        Some(line) if line.ends_with(" is UP") => Ok(Controller { summary: line.to_owned() }),
         Some(line) => Err(SlurmError::ControllerDown(line.to_owned())),
-        None => Err(SlurmError::ControllerDown(format!(
-            "unexpected scontrol ping output: {stdout:?}"
-        ))),
+        None => Err(SlurmError::ControllerDown(format!("unexpected scontrol ping output: {stdout:?}"))),
     }
 }
 
 /// `sbatch --parsable` prints `id` or `id;cluster`.
 pub fn parsable_job_id(stdout: &str) -> Option<i64> {
-    stdout
-        .trim()
-        .split(';')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
+    stdout.trim().split(';').next()?.parse().ok().filter(|id| *id > 0)
 }
 
 /// One line of `squeue -O SQUEUE_FORMAT`.
@@ -72,10 +57,7 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
     let mut entries = Vec::new();
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('|').collect();
-        let unexpected = || SlurmError::Unexpected {
-            command: "squeue",
-            output: line.to_owned(),
-        };
+        let unexpected = || SlurmError::Unexpected { command: "squeue", output: line.to_owned() };
         if fields.len() < 7 {
             return Err(unexpected());
         }
@@ -166,11 +148,7 @@ pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
         if fields.len() < 7 {
             continue;
         }
-        let cpus: Vec<u32> = fields[2]
-            .trim()
-            .split('/')
-            .map(|n| n.parse().unwrap_or(0))
-            .collect();
+        let cpus: Vec<u32> = fields[2].trim().split('/').map(|n| n.parse().unwrap_or(0)).collect();
         let reason = fields[6].strip_suffix('|').unwrap_or(fields[6]);
         let node = NodeInfo {
             name: fields[0].trim().to_owned(),
@@ -196,14 +174,8 @@ mod tests {
 
     #[test]
     fn ping_output_is_parsed() {
-        assert_eq!(
-            ping("Slurmctld(primary) at vm is UP\n").unwrap().summary,
-            "Slurmctld(primary) at vm is UP"
-        );
-        assert!(matches!(
-            ping("Slurmctld(primary) at vm is DOWN"),
-            Err(SlurmError::ControllerDown(_))
-        ));
+        assert_eq!(ping("Slurmctld(primary) at vm is UP\n").unwrap().summary, "Slurmctld(primary) at vm is UP");
+        assert!(matches!(ping("Slurmctld(primary) at vm is DOWN"), Err(SlurmError::ControllerDown(_))));
         assert!(matches!(ping(""), Err(SlurmError::ControllerDown(_))));
     }
 
@@ -222,10 +194,7 @@ mod tests {
 
     #[test]
     fn comments_keep_pipes() {
-        assert_eq!(
-            comments("17|odyssey:abc|x|\n19|(null)|\n"),
-            [(17, "odyssey:abc|x".into()), (19, "(null)".into())]
-        );
+        assert_eq!(comments("17|odyssey:abc|x|\n19|(null)|\n"), [(17, "odyssey:abc|x".into()), (19, "(null)".into())]);
     }
 
     #[test]

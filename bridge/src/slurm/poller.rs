@@ -114,10 +114,7 @@ impl Poller {
             let started = Instant::now();
             match self.round().await {
                 Ok(()) => {
-                    self.metrics
-                        .poll_duration
-                        .with_label_values(&["ok"])
-                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.poll_duration.with_label_values(&["ok"]).observe(started.elapsed().as_secs_f64());
                     self.metrics.poll_last_success.set(now());
                     if failing {
                         tracing::info!("polling SLURM works again");
@@ -125,10 +122,7 @@ impl Poller {
                     }
                 }
                 Err(err) => {
-                    self.metrics
-                        .poll_duration
-                        .with_label_values(&["error"])
-                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.poll_duration.with_label_values(&["error"]).observe(started.elapsed().as_secs_f64());
                     if !failing {
                         tracing::warn!(%err, "polling SLURM failed; retrying every interval");
                         failing = true;
@@ -177,9 +171,7 @@ impl Poller {
             }
         }
         let details: Vec<_> = stream::iter(need_detail)
-            .map(
-                |(id, slurm_id, obs)| async move { (id, obs, self.slurm.show_job(slurm_id).await) },
-            )
+            .map(|(id, slurm_id, obs)| async move { (id, obs, self.slurm.show_job(slurm_id).await) })
             .buffer_unordered(8)
             .collect()
             .await;
@@ -192,16 +184,10 @@ impl Poller {
         let mut transitions = 0;
         if !observations.is_empty() {
             let changed: Vec<String> = observations.iter().map(|(_, o)| o.state.clone()).collect();
-            transitions = self
-                .store
-                .call(move |conn| jobs::observe(conn, &observations))
-                .await?;
+            transitions = self.store.call(move |conn| jobs::observe(conn, &observations)).await?;
             if transitions > 0 {
                 for state in changed {
-                    self.metrics
-                        .job_transitions
-                        .with_label_values(&[&state])
-                        .inc();
+                    self.metrics.job_transitions.with_label_values(&[&state]).inc();
                 }
             }
         }
@@ -209,31 +195,24 @@ impl Poller {
         // most every COUNT_INTERVAL, and every COUNT_MAX_AGE regardless
         // (submissions and cancels happen outside the poller).
         if transitions > 0 {
-            self.counts_dirty
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.counts_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let dirty = self.counts_dirty.load(std::sync::atomic::Ordering::Relaxed);
         let due = self
             .counted_at
             .lock()
-            .map(|t| {
-                t.is_none_or(|t| t.elapsed() >= if dirty { COUNT_INTERVAL } else { COUNT_MAX_AGE })
-            })
+            .map(|t| t.is_none_or(|t| t.elapsed() >= if dirty { COUNT_INTERVAL } else { COUNT_MAX_AGE }))
             .unwrap_or(true);
         if due {
             let counts = self.store.read(|conn| jobs::count_by_state(conn)).await?;
             self.metrics.jobs_by_state.reset();
             for (state, count) in counts {
-                self.metrics
-                    .jobs_by_state
-                    .with_label_values(&[&state])
-                    .set(count);
+                self.metrics.jobs_by_state.with_label_values(&[&state]).set(count);
             }
             if let Ok(mut t) = self.counted_at.lock() {
                 *t = Some(Instant::now());
             }
-            self.counts_dirty
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.counts_dirty.store(false, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -243,31 +222,18 @@ impl Poller {
         let comments = self.slurm.squeue_comments().await?;
         for job in orphans {
             let wanted = comment_tag(&job.tag);
-            let found = comments
-                .iter()
-                .find(|(_, c)| *c == wanted)
-                .map(|(id, _)| *id);
+            let found = comments.iter().find(|(_, c)| *c == wanted).map(|(id, _)| *id);
             let id = job.id;
             match found {
                 Some(slurm_id) => {
-                    tracing::info!(
-                        job = id,
-                        slurm_job_id = slurm_id,
-                        "reconciled a submission whose reply was lost"
-                    );
-                    self.store
-                        .call(move |conn| jobs::set_slurm_id(conn, id, slurm_id))
-                        .await?;
+                    tracing::info!(job = id, slurm_job_id = slurm_id, "reconciled a submission whose reply was lost");
+                    self.store.call(move |conn| jobs::set_slurm_id(conn, id, slurm_id)).await?;
                 }
                 None => {
                     tracing::warn!(job = id, "submission lost before SLURM accepted it");
                     self.store
                         .call(move |conn| {
-                            jobs::mark_lost(
-                                conn,
-                                id,
-                                "the submission did not reach SLURM (the bridge stopped first)",
-                            )
+                            jobs::mark_lost(conn, id, "the submission did not reach SLURM (the bridge stopped first)")
                         })
                         .await?;
                 }
@@ -279,21 +245,13 @@ impl Poller {
     fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry]) {
         let mut running: HashMap<String, Vec<i64>> = HashMap::new();
         for entry in queue.iter().filter(|e| e.state == "RUNNING") {
-            for node in entry
-                .nodes
-                .as_deref()
-                .map(hostlist::expand)
-                .unwrap_or_default()
-            {
+            for node in entry.nodes.as_deref().map(hostlist::expand).unwrap_or_default() {
                 running.entry(node).or_default().push(entry.job_id);
             }
         }
         self.metrics.nodes_by_state.reset();
         for node in &nodes {
-            self.metrics
-                .nodes_by_state
-                .with_label_values(&[&node.state])
-                .inc();
+            self.metrics.nodes_by_state.with_label_values(&[&node.state]).inc();
         }
         let nodes = nodes
             .into_iter()
@@ -302,10 +260,7 @@ impl Poller {
                 NodeView { info, running_jobs }
             })
             .collect();
-        self.nodes.send_replace(Arc::new(NodeSnapshot {
-            nodes,
-            polled_at: Some(now()),
-        }));
+        self.nodes.send_replace(Arc::new(NodeSnapshot { nodes, polled_at: Some(now()) }));
     }
 }
 
@@ -321,25 +276,14 @@ fn aggregate(entries: &[&QueueEntry]) -> Observation {
     let active: Vec<&&QueueEntry> = entries.iter().filter(|e| !is_terminal(&e.state)).collect();
     let finished = active.is_empty();
     let lead = if finished {
-        entries
-            .iter()
-            .find(|e| e.state != "COMPLETED")
-            .unwrap_or(&entries[0])
+        entries.iter().find(|e| e.state != "COMPLETED").unwrap_or(&entries[0])
     } else {
-        active
-            .iter()
-            .find(|e| e.state == "RUNNING")
-            .copied()
-            .unwrap_or(active[0])
+        active.iter().find(|e| e.state == "RUNNING").copied().unwrap_or(active[0])
     };
     let mut nodes: Vec<&str> = entries.iter().filter_map(|e| e.nodes.as_deref()).collect();
     nodes.dedup();
     let started_at = entries.iter().filter_map(|e| e.start).reduce(f64::min);
-    let ended_at = if finished {
-        entries.iter().filter_map(|e| e.end).reduce(f64::max)
-    } else {
-        None
-    };
+    let ended_at = if finished { entries.iter().filter_map(|e| e.end).reduce(f64::max) } else { None };
     Observation {
         state: lead.state.clone(),
         reason: lead.reason.clone(),
@@ -369,10 +313,7 @@ fn merge_detail(obs: Option<Observation>, detail: Option<JobDetail>) -> Observat
             obs
         }
         (None, Some(detail)) => {
-            let state = detail
-                .state
-                .clone()
-                .unwrap_or_else(|| jobs::UNKNOWN.to_owned());
+            let state = detail.state.clone().unwrap_or_else(|| jobs::UNKNOWN.to_owned());
             let finished = is_terminal(&state);
             Observation {
                 finished,
@@ -413,20 +354,13 @@ mod tests {
 
     #[test]
     fn array_tasks_aggregate_to_one_state() {
-        let (a, b, c) = (
-            entry(1, 1, "COMPLETED"),
-            entry(2, 1, "RUNNING"),
-            entry(3, 1, "PENDING"),
-        );
+        let (a, b, c) = (entry(1, 1, "COMPLETED"), entry(2, 1, "RUNNING"), entry(3, 1, "PENDING"));
         let obs = aggregate(&[&a, &b, &c]);
         assert_eq!(obs.state, "RUNNING");
         assert!(!obs.finished);
         let failed = entry(2, 1, "FAILED");
         let obs = aggregate(&[&a, &failed]);
-        assert_eq!(
-            (obs.state.as_str(), obs.finished, obs.ended_at),
-            ("FAILED", true, Some(22.0))
-        );
+        assert_eq!((obs.state.as_str(), obs.finished, obs.ended_at), ("FAILED", true, Some(22.0)));
     }
 
     #[test]

@@ -26,12 +26,7 @@ pub struct SlurmHealth {
 
 impl SlurmHealth {
     fn unknown() -> Self {
-        SlurmHealth {
-            reachable: false,
-            controller: None,
-            error: Some("not probed yet".into()),
-            checked_at: None,
-        }
+        SlurmHealth { reachable: false, controller: None, error: Some("not probed yet".into()), checked_at: None }
     }
 }
 
@@ -50,23 +45,12 @@ async fn run(slurm: Slurm, interval: Duration, tx: watch::Sender<SlurmHealth>) {
     loop {
         ticker.tick().await;
         let result = slurm.ping().await;
-        let checked_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .ok();
+        let checked_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
         let health = match result {
-            Ok(controller) => SlurmHealth {
-                reachable: true,
-                controller: Some(controller.summary),
-                error: None,
-                checked_at,
-            },
-            Err(err) => SlurmHealth {
-                reachable: false,
-                controller: None,
-                error: Some(err.to_string()),
-                checked_at,
-            },
+            Ok(controller) => {
+                SlurmHealth { reachable: true, controller: Some(controller.summary), error: None, checked_at }
+            }
+            Err(err) => SlurmHealth { reachable: false, controller: None, error: Some(err.to_string()), checked_at },
         };
         let was_reachable = tx.borrow().reachable;
         if health.reachable != was_reachable || tx.borrow().checked_at.is_none() {

@@ -106,10 +106,7 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     let tx = conn.transaction()?;
     if let Some(key) = &job.idempotency_key {
         let sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.user_id = ?1 AND j.idempotency_key = ?2");
-        if let Some(existing) = tx
-            .query_row(&sql, params![job.user_id, key], from_row)
-            .optional()?
-        {
+        if let Some(existing) = tx.query_row(&sql, params![job.user_id, key], from_row).optional()? {
             return Ok(Inserted::Existing(existing));
         }
     }
@@ -136,31 +133,22 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         ],
     )?;
     let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)",
-        params![id, at, SUBMITTING],
-    )?;
+    tx.execute("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)", params![id, at, SUBMITTING])?;
     tx.commit()?;
-    Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("job {id} vanished"))
-    })?))
+    Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
 }
 
 /// Drops a job whose submission SLURM refused: nothing exists to track.
 pub fn delete_unsubmitted(conn: &mut Connection, id: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM job_events WHERE job_id = ?1", [id])?;
-    tx.execute(
-        "DELETE FROM jobs WHERE id = ?1 AND slurm_job_id IS NULL",
-        [id],
-    )?;
+    tx.execute("DELETE FROM jobs WHERE id = ?1 AND slurm_job_id IS NULL", [id])?;
     tx.commit()?;
     Ok(())
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Job>, StoreError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.id = ?1");
     Ok(conn.query_row(&sql, [id], from_row).optional()?)
 }
 
@@ -178,8 +166,7 @@ pub struct JobFilter {
 
 /// Jobs newest first; stable under concurrent inserts (ids only grow).
 pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-    let mut sql =
-        format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE 1 = 1");
+    let mut sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(user_id) = filter.user_id {
         args.push(user_id.into());
@@ -204,9 +191,7 @@ pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreErro
     args.push(i64::from(filter.limit).into());
     sql.push_str(&format!(" ORDER BY j.id DESC LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let jobs = stmt
-        .query_map(params_from_iter(args), from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = stmt.query_map(params_from_iter(args), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(jobs)
 }
 
@@ -219,17 +204,9 @@ pub struct Event {
 }
 
 pub fn events(conn: &Connection, job_id: i64) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, state, reason FROM job_events WHERE job_id = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare_cached("SELECT at, state, reason FROM job_events WHERE job_id = ?1 ORDER BY seq")?;
     let events = stmt
-        .query_map([job_id], |row| {
-            Ok(Event {
-                at: row.get(0)?,
-                state: row.get(1)?,
-                reason: row.get(2)?,
-            })
-        })?
+        .query_map([job_id], |row| Ok(Event { at: row.get(0)?, state: row.get(1)?, reason: row.get(2)? }))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(events)
 }
@@ -246,8 +223,9 @@ pub struct Tracked {
 }
 
 pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, slurm_job_id, tag, state, reason, submitted_at FROM jobs WHERE finished = 0 ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, slurm_job_id, tag, state, reason, submitted_at FROM jobs WHERE finished = 0 ORDER BY id",
+    )?;
     let rows = stmt
         .query_map([], |row| {
             Ok(Tracked {
@@ -265,12 +243,7 @@ pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
 
 /// Ends tracking of a job SLURM has no record of, with the reason.
 pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), StoreError> {
-    let obs = Observation {
-        state: UNKNOWN.into(),
-        reason: Some(reason.into()),
-        finished: true,
-        ..Default::default()
-    };
+    let obs = Observation { state: UNKNOWN.into(), reason: Some(reason.into()), finished: true, ..Default::default() };
     observe(conn, &[(id, obs)]).map(|_| ())
 }
 
@@ -278,14 +251,9 @@ pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), Sto
 /// job is PENDING until the poller sees more.
 pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    tx.execute(
-        "UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2",
-        params![slurm_job_id, id],
-    )?;
-    let was_submitting = tx.execute(
-        "UPDATE jobs SET state = 'PENDING' WHERE id = ?1 AND state = ?2",
-        params![id, SUBMITTING],
-    )? == 1;
+    tx.execute("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2", params![slurm_job_id, id])?;
+    let was_submitting =
+        tx.execute("UPDATE jobs SET state = 'PENDING' WHERE id = ?1 AND state = ?2", params![id, SUBMITTING])? == 1;
     if was_submitting {
         tx.execute(
             "INSERT INTO job_events (job_id, seq, at, state)
@@ -314,10 +282,7 @@ pub struct Observation {
 
 /// Applies observations in one transaction; a timeline entry for each job
 /// whose state or reason changed. Returns how many transitions it stored.
-pub fn observe(
-    conn: &mut Connection,
-    observations: &[(i64, Observation)],
-) -> Result<usize, StoreError> {
+pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let mut transitions = 0;
     {
@@ -376,12 +341,7 @@ pub fn observe(
                 obs.finished
             ])?;
             if state != obs.state || reason != obs.reason {
-                event.execute(params![
-                    id,
-                    obs.event_at.unwrap_or(at),
-                    obs.state,
-                    obs.reason
-                ])?;
+                event.execute(params![id, obs.event_at.unwrap_or(at), obs.state, obs.reason])?;
                 transitions += 1;
             }
         }
@@ -393,8 +353,6 @@ pub fn observe(
 /// Counts of jobs by state, for the metrics gauge.
 pub fn count_by_state(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
-    let counts = stmt
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let counts = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(counts)
 }

@@ -15,10 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_indexes.sql"),
-];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_indexes.sql")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,10 +24,7 @@ pub enum StoreError {
     #[error("database task: {0}")]
     Task(String),
     #[error("database file {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -51,47 +45,29 @@ const READERS: usize = 4;
 
 /// Seconds since the Unix epoch, as stored in every time column.
 pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // WAL lets readers proceed during writes and survives a crash between
         // them; NORMAL sync is durable at every checkpoint and safe in WAL.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         migrate(&mut conn)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(open_err)?;
-            reader
-                .pragma_update(None, "query_only", "ON")
-                .map_err(open_err)?;
-            reader
-                .busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(open_err)?;
+            reader.pragma_update(None, "query_only", "ON").map_err(open_err)?;
+            reader.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
             readers.push(Mutex::new(reader));
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            readers: Arc::new(readers),
-            next_reader: Default::default(),
-        })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers), next_reader: Default::default() })
     }
 
     /// Runs a read-only `f` on one of the read connections (blocking pool).

@@ -28,10 +28,7 @@ pub fn insert_refresh(
     Ok(())
 }
 
-pub fn find_refresh(
-    conn: &Connection,
-    token_hash: &str,
-) -> Result<Option<RefreshToken>, StoreError> {
+pub fn find_refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT user_id, family, expires_at, used_at IS NOT NULL, revoked_at IS NOT NULL
@@ -89,8 +86,6 @@ pub fn revoke_access(conn: &Connection, jti: &str, expires_at: f64) -> Result<()
 pub fn live_revocations(conn: &Connection) -> Result<Vec<String>, StoreError> {
     conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now()])?;
     let mut stmt = conn.prepare("SELECT jti FROM revoked_tokens")?;
-    let jtis = stmt
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let jtis = stmt.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(jtis)
 }

@@ -65,11 +65,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         name: row.get(1)?,
         password_hash: row.get(2)?,
         role: Role::parse(&role).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                3,
-                rusqlite::types::Type::Text,
-                format!("role {role}").into(),
-            )
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("role {role}").into())
         })?,
         unix_user: row.get(4)?,
         disabled: row.get(5)?,
@@ -109,9 +105,7 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<User>, StoreError
 pub fn list(conn: &Connection) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
     let mut stmt = conn.prepare(&sql)?;
-    let users = stmt
-        .query_map([], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let users = stmt.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(users)
 }
 
@@ -127,11 +121,7 @@ pub struct UserChange {
 }
 
 /// Applies a change; the updated account, or `None` if there is no such name.
-pub fn update(
-    conn: &Connection,
-    name: &str,
-    change: &UserChange,
-) -> Result<Option<User>, StoreError> {
+pub fn update(conn: &Connection, name: &str, change: &UserChange) -> Result<Option<User>, StoreError> {
     let Some(user) = by_name(conn, name)? else {
         return Ok(None);
     };
@@ -146,10 +136,7 @@ pub fn update(
 }
 
 pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
-        params![password_hash, id],
-    )?;
+    conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![password_hash, id])?;
     Ok(())
 }
 
@@ -157,9 +144,7 @@ pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }

@@ -16,11 +16,7 @@ use mpi_runner::report::{KernelResult, Placement};
 const NAME_LEN: usize = 256;
 
 #[derive(Parser)]
-#[command(
-    name = "odyssey-mpi",
-    version,
-    about = "Verified MPI kernels for Cloud Odyssey"
-)]
+#[command(name = "odyssey-mpi", version, about = "Verified MPI kernels for Cloud Odyssey")]
 struct Cli {
     /// Write the JSON result here (rank 0 only); the directory must exist.
     #[arg(long, global = true)]
@@ -53,17 +49,9 @@ fn main() -> ExitCode {
         eprintln!("odyssey-mpi: {msg}");
         return ExitCode::from(2);
     }
-    if let Some(dir) = cli
-        .output
-        .as_ref()
-        .and_then(|p| p.parent())
-        .filter(|d| !d.as_os_str().is_empty())
-    {
+    if let Some(dir) = cli.output.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            eprintln!(
-                "odyssey-mpi: output directory {} does not exist",
-                dir.display()
-            );
+            eprintln!("odyssey-mpi: output directory {} does not exist", dir.display());
             return ExitCode::from(2);
         }
     }
@@ -79,9 +67,7 @@ fn main() -> ExitCode {
 
 /// Runs the kernel; `Ok(false)` when the result failed verification.
 fn run(cli: &Cli, params: allreduce::Params) -> anyhow::Result<bool> {
-    let Some(universe) = mpi::initialize() else {
-        bail!("MPI was already initialised")
-    };
+    let Some(universe) = mpi::initialize() else { bail!("MPI was already initialised") };
     let world = universe.world();
     let placement = gather_placement(&world)?;
     let outcome = allreduce::run(&world, params);
@@ -98,27 +84,19 @@ fn run(cli: &Cli, params: allreduce::Params) -> anyhow::Result<bool> {
         nodes: KernelResult::nodes_of(&placement),
         placement,
         wall_time_s: outcome.wall_time_s,
-        bandwidth_gb_s: if outcome.wall_time_s > 0.0 {
-            bytes / outcome.wall_time_s / 1e9
-        } else {
-            0.0
-        },
+        bandwidth_gb_s: if outcome.wall_time_s > 0.0 { bytes / outcome.wall_time_s / 1e9 } else { 0.0 },
         error_norm: outcome.error_norm,
         verified,
     };
     let json = serde_json::to_string_pretty(&result)?;
     if let Some(path) = &cli.output {
-        std::fs::write(path, format!("{json}\n"))
-            .with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("write {}", path.display()))?;
     }
     if cli.json {
         println!("{json}");
     } else {
         for p in &result.placement {
-            println!(
-                "rank {} of {} on {} (pid {})",
-                p.rank, result.ranks, p.node, p.pid
-            );
+            println!("rank {} of {} on {} (pid {})", p.rank, result.ranks, p.node, p.pid);
         }
         println!(
             "allreduce: n={} iters={} ranks={} nodes={} time={:.6}s error={:.3e} {}",
@@ -128,18 +106,11 @@ fn run(cli: &Cli, params: allreduce::Params) -> anyhow::Result<bool> {
             result.nodes.join(","),
             result.wall_time_s,
             result.error_norm,
-            if verified {
-                "VERIFIED"
-            } else {
-                "FAILED VERIFICATION"
-            }
+            if verified { "VERIFIED" } else { "FAILED VERIFICATION" }
         );
     }
     if !verified {
-        eprintln!(
-            "odyssey-mpi: allreduce result differs from the serial sum by {:e}",
-            result.error_norm
-        );
+        eprintln!("odyssey-mpi: allreduce result differs from the serial sum by {:e}", result.error_norm);
     }
     Ok(verified)
 }
@@ -168,11 +139,7 @@ fn gather_placement<C: Communicator>(world: &C) -> anyhow::Result<Option<Vec<Pla
         .enumerate()
         .map(|(rank, (raw, pid))| {
             let end = raw.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-            Placement {
-                rank: rank as i32,
-                node: String::from_utf8_lossy(&raw[..end]).into_owned(),
-                pid,
-            }
+            Placement { rank: rank as i32, node: String::from_utf8_lossy(&raw[..end]).into_owned(), pid }
         })
         .collect();
     Ok(Some(placement))

@@ -28,10 +28,7 @@ impl Params {
             return Err("--n must be at least 1".into());
         }
         if self.n > MAX_N {
-            return Err(format!(
-                "--n {} exceeds the limit of {MAX_N} elements (1 GiB per buffer)",
-                self.n
-            ));
+            return Err(format!("--n {} exceeds the limit of {MAX_N} elements (1 GiB per buffer)", self.n));
         }
         if self.iters == 0 {
             return Err("--iters must be at least 1".into());
@@ -63,10 +60,7 @@ pub fn serial(n_ranks: i32, n: usize) -> Vec<f64> {
 
 /// Largest absolute difference between two vectors.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 /// Outcome of the parallel run on one rank.
@@ -92,10 +86,7 @@ pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
     world.all_reduce_into(&local_error, &mut error_norm, SystemOperation::max());
     let mut wall_time_s = 0.0;
     world.all_reduce_into(&elapsed, &mut wall_time_s, SystemOperation::max());
-    Outcome {
-        error_norm,
-        wall_time_s,
-    }
+    Outcome { error_norm, wall_time_s }
 }
 
 /// Tolerance: summation order differs between MPI's tree and the serial
@@ -116,10 +107,7 @@ mod tests {
         for (i, s) in sum.iter().enumerate() {
             let k = (i + 1) as f64;
             let expect = k * 21.0 + 6.0 / k;
-            assert!(
-                (s - expect).abs() <= tolerance(n_ranks, 100),
-                "element {i}: {s} vs {expect}"
-            );
+            assert!((s - expect).abs() <= tolerance(n_ranks, 100), "element {i}: {s} vs {expect}");
         }
     }
 
@@ -133,12 +121,7 @@ mod tests {
     #[test]
     fn params_are_checked() {
         assert!(Params { n: 0, iters: 1 }.validate().is_err());
-        assert!(Params {
-            n: MAX_N + 1,
-            iters: 1
-        }
-        .validate()
-        .is_err());
+        assert!(Params { n: MAX_N + 1, iters: 1 }.validate().is_err());
         assert!(Params { n: 8, iters: 0 }.validate().is_err());
         assert!(Params { n: 8, iters: 1 }.validate().is_ok());
     }
