@@ -456,6 +456,64 @@ async fn metrics_count_requests_by_route_and_jobs_by_state() {
     assert!(!metrics.contains(&format!("/v1/jobs/{}", job["id"])), "{metrics}");
 }
 
+/// With --tls-cert and --tls-key the API is HTTPS only (checked with curl,
+/// which the test machine has; the test client speaks plain HTTP).
+#[tokio::test]
+async fn tls_serves_https_with_the_given_certificate() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(made.status.success(), "{}", e2e::text(&made.stderr));
+    let settings = e2e::app::test_settings(
+        cluster,
+        &dir.join("data"),
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bridge::serve(listener, settings, async {
+        let _ = stopped.await;
+    }));
+    let curl = |url: String| {
+        let cert = cert.clone();
+        async move {
+            tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "5", "--cacert"])
+                .arg(&cert)
+                .arg(url)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let mut body = String::new();
+    for _ in 0..50 {
+        let out = curl(format!("https://127.0.0.1:{}/healthz", addr.port())).await;
+        if out.status.success() {
+            body = e2e::text(&out.stdout);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(body.contains(r#""status":"ok""#), "no HTTPS answer: {body:?}");
+    // Plain HTTP on the TLS port gets no API answer.
+    let plain = curl(format!("http://127.0.0.1:{}/healthz", addr.port())).await;
+    assert!(!e2e::text(&plain.stdout).contains(r#""status":"ok""#));
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 struct ExternalApp {
     base: String,
     http: reqwest::Client,

@@ -25,6 +25,15 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// PEM certificate chain: serve HTTPS (with --tls-key). Without both,
+    /// plain HTTP, e.g. behind a TLS-terminating proxy.
+    #[arg(long, env = "BRIDGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BRIDGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Address for Prometheus /metrics, kept off the API listener so it
     /// need not be exposed with it.
     #[arg(long, env = "BRIDGE_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
@@ -180,6 +189,8 @@ pub enum Registration {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// Certificate and key files when serving HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub slurm_conf: Option<PathBuf>,
@@ -214,6 +225,8 @@ pub enum ConfigError {
     OutOfRange { name: &'static str, min: f64, max: f64, value: f64 },
     #[error("--slurm-conf {0} does not exist")]
     MissingSlurmConf(PathBuf),
+    #[error("--{flag} {path} does not exist")]
+    MissingFile { flag: &'static str, path: PathBuf },
     #[error("config file {path}: {reason}")]
     File { path: String, reason: String },
 }
@@ -247,8 +260,20 @@ impl Settings {
             max_concurrent_sbatch: range("max-concurrent-sbatch", cli.max_concurrent_sbatch as f64, 1.0, 256.0)?
                 as usize,
         };
+        let tls = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => {
+                for (flag, path) in [("tls-cert", cert), ("tls-key", key)] {
+                    if !path.is_file() {
+                        return Err(ConfigError::MissingFile { flag, path: path.clone() });
+                    }
+                }
+                Some((cert.clone(), key.clone()))
+            }
+            _ => None,
+        };
         Ok(Settings {
             listen: cli.listen,
+            tls,
             metrics_listen: Some(cli.metrics_listen),
             data_dir: cli.data_dir.clone(),
             slurm_conf: cli.slurm_conf.clone(),
@@ -337,6 +362,17 @@ mod tests {
         assert!(err.to_string().starts_with("--slurm-probe-interval must be"), "{err}");
         let err = Settings::from_cli(&cli(&["--max-concurrent-sbatch", "0"])).unwrap_err();
         assert!(err.to_string().starts_with("--max-concurrent-sbatch must be"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_they_must_exist() {
+        assert!(Cli::try_parse_from(["bridge", "--tls-cert", "/etc/hostname"]).is_err());
+        let err = Settings::from_cli(&cli(&["--tls-cert", "/etc/hostname", "--tls-key", "/nonexistent/key.pem"]))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--tls-key /nonexistent/key.pem does not exist");
+        let settings =
+            Settings::from_cli(&cli(&["--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"])).unwrap();
+        assert!(settings.tls.is_some());
     }
 
     #[test]

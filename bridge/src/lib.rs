@@ -102,8 +102,34 @@ pub async fn serve(
         }
         None => None,
     };
-    tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    let result = axum::serve(listener, http::app(state)).with_graceful_shutdown(shutdown).await.context("serve http");
+    let tls = state.settings.tls.clone();
+    let addr = listener.local_addr()?;
+    let app = http::app(state);
+    let result = match tls {
+        None => {
+            tracing::info!(%addr, "bridge listening (http)");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serve http")
+        }
+        Some((cert, key)) => {
+            // ring: pure Rust and C, no cmake; one provider for the process.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| format!("load TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            tracing::info!(%addr, "bridge listening (https)");
+            axum_server::from_tcp_rustls(listener.into_std()?, config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("serve https")
+        }
+    };
     probe.abort();
     poller.abort();
     if let Some(server) = metrics_server {
