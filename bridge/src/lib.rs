@@ -46,7 +46,7 @@ pub async fn build_state(
     let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
     let revoked = store.call(|conn| store::tokens::live_revocations(conn)).await?;
     let dummy_hash = auth::password::dummy_hash(settings.password_cost).await?;
-    Ok(AppState {
+    Ok(AppState::new(http::Shared {
         slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
         sbatch_slots: Arc::new(Semaphore::new(settings.limits.max_concurrent_sbatch)),
         settings: Arc::new(settings),
@@ -59,7 +59,7 @@ pub async fn build_state(
         submit_limiter: Default::default(),
         user_cache: Default::default(),
         dummy_hash: Arc::new(dummy_hash),
-    })
+    }))
 }
 
 /// Opens (creating) the data directory and the database.

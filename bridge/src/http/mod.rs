@@ -33,10 +33,28 @@ use crate::slurm::probe::SlurmHealth;
 use crate::slurm::Slurm;
 use crate::store::Store;
 
-/// Shared by every handler; cheap to clone. Built once by `bridge::serve`
-/// (or a test) and alive as long as the server.
+/// Shared by every handler. Built once by `bridge::serve` (or a test) and
+/// alive as long as the server. Cloning it (axum does, per request) copies
+/// one pointer: `State` is an `Arc` of `Shared`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `AppState` points to.
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub keys: Keys,

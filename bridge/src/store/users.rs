@@ -94,12 +94,12 @@ pub fn create(
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE name = ?1");
-    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([name], from_row).optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<User>, StoreError> {
