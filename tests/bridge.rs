@@ -514,6 +514,97 @@ async fn tls_serves_https_with_the_given_certificate() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The first admin comes from the machine (`bridge user add`), never from
+/// an endpoint; `bridge backup` copies the live database consistently.
+#[tokio::test]
+async fn admin_command_and_online_backup() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
+    let bridge = cluster.repo.join("target/release/bridge");
+    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+    let data_dir = app.data_dir.to_str().unwrap().to_owned();
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&bridge)
+            .args(["--data-dir", &data_dir, "--argon2-memory-kib", "256", "--argon2-iterations", "1"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let added = run(&["user", "add", "chief", "--role", "admin"], "chief-admin-password\n");
+    assert!(added.status.success(), "{}", e2e::text(&added.stderr));
+    let again = run(&["user", "add", "chief", "--role", "admin"], "chief-admin-password\n");
+    assert!(!again.status.success());
+    assert!(
+        e2e::text(&again.stderr).starts_with("bridge: the name \"chief\" is taken"),
+        "{}",
+        e2e::text(&again.stderr)
+    );
+    let body = json!({"name": "chief", "password": "chief-admin-password"});
+    let tokens: serde_json::Value =
+        app.http.post(format!("{}/v1/auth/login", app.base)).json(&body).send().await.unwrap().json().await.unwrap();
+    let chief = e2e::app::Client {
+        base: app.base.clone(),
+        http: app.http.clone(),
+        token: tokens["access_token"].as_str().unwrap().to_owned(),
+    };
+    let me = chief.get("/v1/auth/me").await;
+    assert_eq!(me.body["role"], "admin", "{}", me.text);
+    // Admins see every user's jobs.
+    assert_eq!(chief.get(&format!("/v1/jobs/{}", job["id"])).await.status, 200);
+    assert_eq!(chief.get("/v1/jobs?user=alice").await.body["jobs"].as_array().unwrap().len(), 1);
+
+    let copy = app.data_dir.join("backup.db");
+    let backup = run(&["backup", copy.to_str().unwrap()], "");
+    assert!(backup.status.success(), "{}", e2e::text(&backup.stderr));
+    let store = bridge::store::Store::open(&copy).unwrap();
+    let jobs: i64 = store.call(|c| Ok(c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?)).await.unwrap();
+    assert_eq!(jobs, 1);
+    let refused = run(&["backup", copy.to_str().unwrap()], "");
+    assert!(!refused.status.success(), "backup overwrote an existing file");
+}
+
+/// Newest first, `limit` per page, `next_cursor` to the next page, every job
+/// once; a finished job cannot be cancelled; every answer has a request id.
+#[tokio::test]
+async fn pages_filters_and_cancel_of_a_finished_job() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let mut ids = Vec::new();
+    for name in ["p1", "p2", "p3"] {
+        ids.push(
+            alice.submit(json!({"name": name, "command": ["true"], "working_dir": dir})).await["id"].as_i64().unwrap(),
+        );
+    }
+    let first = alice.get("/v1/jobs?limit=2").await;
+    assert!(first.headers.contains_key("x-request-id"), "{:?}", first.headers);
+    let page: Vec<i64> = first.body["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(page, [ids[2], ids[1]]);
+    assert!(first.body["jobs"][0].get("script").is_none(), "list items carry no script");
+    let cursor = first.body["next_cursor"].as_i64().unwrap();
+    let second = alice.get(&format!("/v1/jobs?limit=2&cursor={cursor}")).await.body;
+    let page: Vec<i64> = second["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(page, [ids[0]]);
+    assert!(second.get("next_cursor").is_none(), "{second}");
+    let by_name = alice.get("/v1/jobs?name=p2").await.body;
+    assert_eq!(by_name["jobs"].as_array().unwrap().len(), 1, "{by_name}");
+    let done = alice.wait_finished(ids[0]).await;
+    assert_eq!(done["state"], "COMPLETED");
+    let cancel = alice.delete(&format!("/v1/jobs/{}", ids[0])).await;
+    assert_eq!(cancel.status, 409, "{}", cancel.text);
+    let since = alice.get(&format!("/v1/jobs?since={}", done["submitted_at"].as_f64().unwrap() + 1e-6)).await.body;
+    assert!(since["jobs"].as_array().unwrap().iter().all(|j| j["id"] != ids[0]), "{since}");
+}
+
 struct ExternalApp {
     base: String,
     http: reqwest::Client,

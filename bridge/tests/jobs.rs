@@ -38,6 +38,10 @@ async fn every_injection_class_is_refused_before_sbatch() {
         (json!({"script": "#!/bin/sh\n", "command": ["true"]}), "script"),
         (json!({"command": ["a\u{0000}b"]}), "command[0]"),
         (json!({"nodes": 0, "command": ["true"]}), "nodes"),
+        // Field lengths: names up to 128, any field up to --max-field-bytes.
+        (json!({"name": "n".repeat(129), "command": ["true"]}), "name"),
+        (json!({"comment": "c".repeat(5000), "command": ["true"]}), "comment"),
+        (json!({"env": {"BIG": "v".repeat(5000)}, "command": ["true"]}), "env.BIG"),
     ];
     for (body, field) in cases {
         let reply = call(&t.state, "POST", "/v1/jobs", Some(&token), Some(body.clone())).await;
