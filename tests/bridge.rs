@@ -605,6 +605,49 @@ async fn pages_filters_and_cancel_of_a_finished_job() {
     assert!(since["jobs"].as_array().unwrap().iter().all(|j| j["id"] != ids[0]), "{since}");
 }
 
+/// sbatch children of this process (the in-process bridge) right now.
+fn sbatch_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else { return false };
+            head.ends_with("(sbatch") && rest.split_whitespace().nth(1) == Some(me.as_str())
+        })
+        .count()
+}
+
+/// --max-concurrent-sbatch bounds the sbatch processes at once; the rest
+/// wait for a slot and still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sbatch_processes_are_bounded() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &["--max-concurrent-sbatch", "1"]).await;
+    let alice = app.user("alice").await;
+    let body = json!({"command": ["true"], "working_dir": cluster.user_dir("alice")});
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(sbatch_children());
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            most
+        })
+    };
+    let submits: Vec<_> = (0..8).map(|_| alice.post("/v1/jobs", body.clone())).collect();
+    let replies = futures_util::future::join_all(submits).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    assert!(replies.iter().all(|r| r.status == 201), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
+    assert!(most <= 1, "{most} sbatch processes ran at once with --max-concurrent-sbatch 1");
+}
+
 struct ExternalApp {
     base: String,
     http: reqwest::Client,
