@@ -19,6 +19,11 @@ async fn only_admins_manage_users() {
     assert_eq!(list.status, StatusCode::OK, "{}", list.text);
     assert_eq!(list.body.as_array().unwrap().len(), 2);
 
+    let one = call(&t.state, "GET", "/v1/users/alice", Some(&admin), None).await;
+    assert_eq!((one.status, one.body["name"].as_str()), (StatusCode::OK, Some("alice")), "{}", one.text);
+    call(&t.state, "GET", "/v1/users/ghost", Some(&admin), None).await.problem(StatusCode::NOT_FOUND);
+    call(&t.state, "GET", "/v1/users/alice", Some(&alice), None).await.problem(StatusCode::FORBIDDEN);
+
     let viewer = call(&t.state, "PATCH", "/v1/users/alice", Some(&admin), Some(json!({"role": "viewer"}))).await;
     assert_eq!(viewer.body["role"], "viewer", "{}", viewer.text);
     // A viewer reads but does not submit.
