@@ -1,21 +1,33 @@
 //! `odyssey_health`: the Cloud Odyssey SPANK plugin.
 //!
-//! It adds `--health-report=MODE` to srun, sbatch and salloc. This release
-//! registers and validates the option and passes the chosen mode to the job
-//! step as `ODYSSEY_HEALTH_REPORT`; collecting and delivering per-task
-//! health records comes with issue #4.
+//! It adds `--health-report=MODE` to srun, sbatch and salloc. With a mode
+//! other than `off`, each step daemon writes one record per task (exit code
+//! or signal, wall time) and one per node (load, MemAvailable, free space of
+//! the working directory, step start and end) to a local spool, fsynced
+//! record by record; the step sees the mode as `ODYSSEY_HEALTH_REPORT`.
+//! Delivery of the spool to the bridge is the next part of issue #4.
 //!
 //! Task callbacks run in processes forked from slurmstepd, so nothing here
 //! starts a thread or an async runtime (slurm-spank's `Plugin` safety note).
 
+use std::collections::HashMap;
 use std::error::Error;
+use std::path::PathBuf;
 
-use slurm_spank::{Context, Plugin, SpankHandle, SpankOption, SPANK_PLUGIN};
+use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle, SpankOption, SPANK_PLUGIN};
 
 /// Health reporting choices, parsed and displayed by name.
 pub mod mode;
+/// Task and node records, and what this node can tell about itself.
+pub mod report;
+/// The local spool: JSON lines, fsynced, one file per job step.
+pub mod spool;
 
 pub use mode::Mode;
+use report::{Known, NodeRecord, Outcome, TaskRecord, NO_PER_TASK_SOURCE};
+
+/// Where records go unless plugstack.conf says `spool=...`; `%n` is the node.
+pub const DEFAULT_SPOOL: &str = "/var/spool/odyssey-health/%n";
 
 // The loader checks the major and minor version against the running SLURM:
 // this build targets 22.05 (cluster-notes.md, "Rust crates against these versions").
@@ -26,13 +38,53 @@ pub const OPTION: &str = "health-report";
 /// The variable a job step sees when reporting is on.
 pub const ENV_MODE: &str = "ODYSSEY_HEALTH_REPORT";
 
-/// Plugin state for one process (srun, sbatch, or one slurmstepd).
+/// Plugin state for one process (srun, sbatch, or one slurmstepd). In a
+/// step daemon it lives from `init` to `exit` of one job step.
 #[derive(Default)]
 struct OdysseyHealth {
     /// The site default from plugstack.conf (`default=MODE`), set in `init`.
     default_mode: Mode,
+    /// The spool directory pattern (`spool=...`), set in `init`.
+    spool: Option<String>,
     /// The mode for this job step, settled in `init_post_opt`.
     mode: Mode,
+    /// Set in `init_post_opt` of a step daemon that reports.
+    step: Option<Step>,
+}
+
+/// What a reporting step daemon keeps between callbacks.
+struct Step {
+    job_id: u32,
+    step_id: u32,
+    node: String,
+    workdir: PathBuf,
+    file: PathBuf,
+    started: f64,
+    /// Start time of each task, by global task id (task_post_fork).
+    task_started: HashMap<u32, f64>,
+    tasks: u32,
+    tasks_ok: u32,
+}
+
+/// SLURM's step id of a batch script (SLURM_BATCH_SCRIPT in slurm.h).
+const BATCH_STEP: u32 = 0xFFFF_FFFB;
+
+fn step_name(step_id: u32) -> String {
+    if step_id == BATCH_STEP {
+        "batch".to_owned()
+    } else {
+        step_id.to_string()
+    }
+}
+
+impl OdysseyHealth {
+    /// Appends a record; a spool failure goes to the SLURM log and never
+    /// fails the user's job.
+    fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T) {
+        if let Err(err) = spool::append(file, record) {
+            spank_log_error!("odyssey_health: cannot spool to {}: {err}", file.display());
+        }
+    }
 }
 
 unsafe impl Plugin for OdysseyHealth {
@@ -42,7 +94,13 @@ unsafe impl Plugin for OdysseyHealth {
                 Some(("default", value)) => {
                     self.default_mode = value.parse().map_err(|e| format!("plugstack.conf argument {arg:?}: {e}"))?;
                 }
-                _ => return Err(format!("unknown plugstack.conf argument {arg:?} (expected default=MODE)").into()),
+                Some(("spool", value)) if value.starts_with('/') => self.spool = Some(value.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "unknown plugstack.conf argument {arg:?} (expected default=MODE or spool=/absolute/path/%n)"
+                    )
+                    .into())
+                }
             }
         }
         // sbatch and salloc ignore a static option table; registering here
@@ -65,6 +123,88 @@ unsafe impl Plugin for OdysseyHealth {
             Some(value) if value != "(null)" => value.parse().map_err(|e| format!("--{OPTION}: {e}"))?,
             _ => self.default_mode,
         };
+        if self.mode != Mode::Off && spank.context()? == Context::Remote {
+            let node = match spank.getenv("SLURMD_NODENAME") {
+                Ok(Some(name)) => name,
+                _ => nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            let (job_id, step_id) = (spank.job_id()?, spank.job_stepid()?);
+            let dir = spool::node_dir(self.spool.as_deref().unwrap_or(DEFAULT_SPOOL), &node);
+            let workdir = spank.getenv("PWD").ok().flatten().unwrap_or_else(|| "/".to_owned());
+            self.step = Some(Step {
+                file: dir.join(format!("{job_id}.{}.jsonl", step_name(step_id))),
+                job_id,
+                step_id,
+                node,
+                workdir: PathBuf::from(workdir),
+                started: report::now(),
+                task_started: HashMap::new(),
+                tasks: 0,
+                tasks_ok: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn task_post_fork(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
+        if let Some(step) = self.step.as_mut() {
+            step.task_started.insert(spank.task_global_id()?, report::now());
+        }
+        Ok(())
+    }
+
+    fn task_exit(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
+        let Some(step) = self.step.as_mut() else { return Ok(()) };
+        let task = spank.task_global_id()?;
+        let outcome = Outcome::from_wait_status(spank.task_exit_status()?);
+        let at = report::now();
+        step.tasks += 1;
+        step.tasks_ok += u32::from(outcome.ok());
+        let record = TaskRecord {
+            id: format!("{}.{}.{}.task{task}", step.job_id, step_name(step.step_id), step.node),
+            kind: "task",
+            job_id: step.job_id,
+            step_id: step.step_id,
+            node: step.node.clone(),
+            task,
+            pid: spank.task_pid().unwrap_or(0),
+            outcome,
+            wall_time_s: step
+                .task_started
+                .get(&task)
+                .map_or(Known::Unknown { unknown: "task start not seen" }, |t| Known::Value(at - t)),
+            peak_memory_bytes: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
+            user_cpu_s: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
+            system_cpu_s: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
+            oom_killed: Known::Unknown { unknown: "no OOM evidence per task without a memory cgroup" },
+            at,
+        };
+        let file = step.file.clone();
+        self.spool(&file, &record);
+        Ok(())
+    }
+
+    fn exit(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
+        if spank.context()? != Context::Remote {
+            return Ok(());
+        }
+        let Some(step) = self.step.take() else { return Ok(()) };
+        let record = NodeRecord {
+            id: format!("{}.{}.{}.node", step.job_id, step_name(step.step_id), step.node),
+            kind: "node",
+            job_id: step.job_id,
+            step_id: step.step_id,
+            node: step.node.clone(),
+            load: report::load_average(),
+            mem_available_bytes: report::mem_available(),
+            workdir_free_bytes: report::free_space(&step.workdir),
+            step_start: step.started,
+            step_end: report::now(),
+            tasks: step.tasks,
+            tasks_ok: step.tasks_ok,
+            at: report::now(),
+        };
+        self.spool(&step.file, &record);
         Ok(())
     }
 

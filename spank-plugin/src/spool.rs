@@ -1,0 +1,53 @@
+//! The local spool: one JSON-lines file per job step, appended and fsynced
+//! record by record before anything is sent, so that a bridge outage loses
+//! nothing. Blocking I/O on a local disk, in the calling process: task
+//! callbacks run in processes forked from slurmstepd and start no threads.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The spool directory of one node: `pattern` with `%n` replaced by the
+/// node name (plugstack.conf: `spool=/var/spool/odyssey/%n`).
+pub fn node_dir(pattern: &str, node: &str) -> PathBuf {
+    PathBuf::from(pattern.replace("%n", node))
+}
+
+/// The file of one job step.
+pub fn step_file(dir: &Path, job_id: u32, step_id: u32) -> PathBuf {
+    dir.join(format!("{job_id}.{step_id}.jsonl"))
+}
+
+/// Appends one record as a line and makes it durable (fsync) before
+/// returning. Directories are created 0700: records name users' jobs.
+pub fn append<T: Serialize>(file: &Path, record: &T) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut out = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(file)?;
+    // One write of the whole line: O_APPEND keeps concurrent writers' lines
+    // whole on a local filesystem.
+    out.write_all(&line)?;
+    out.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_append_as_lines() {
+        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        let file = step_file(&node_dir(dir.join("%n").to_str().unwrap(), "c1"), 7, 0);
+        append(&file, &serde_json::json!({"id": "a"})).unwrap();
+        append(&file, &serde_json::json!({"id": "b"})).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+        assert!(file.starts_with(dir.join("c1")));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
