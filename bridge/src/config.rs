@@ -113,6 +113,16 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
 
+    /// File holding the cluster's health-report secret (shared with the
+    /// SPANK plugin). Without it, POST /v1/health-reports answers 503.
+    #[arg(long, env = "BRIDGE_HEALTH_SECRET_FILE")]
+    pub health_secret_file: Option<PathBuf>,
+
+    /// Largest difference in seconds between a health report's timestamp
+    /// and the bridge's clock; older reports count as replays.
+    #[arg(long, env = "BRIDGE_HEALTH_MAX_SKEW", default_value_t = 300)]
+    pub health_max_skew: u64,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -205,6 +215,8 @@ pub struct Settings {
     pub password_cost: PasswordCost,
     pub log_format: LogFormat,
     pub fault_exit_after_sbatch: bool,
+    pub health_secret_file: Option<PathBuf>,
+    pub health_max_skew: Duration,
 }
 
 /// Every size and rate limit, by name.
@@ -292,6 +304,8 @@ impl Settings {
             },
             log_format: cli.log_format,
             fault_exit_after_sbatch: cli.fault_exit_after_sbatch,
+            health_secret_file: cli.health_secret_file.clone(),
+            health_max_skew: seconds("health-max-skew", cli.health_max_skew as f64, 1.0, 86400.0)?,
         })
     }
 

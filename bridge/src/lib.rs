@@ -6,6 +6,8 @@ pub mod auth;
 pub mod config;
 /// `ApiError`: every error answer, rendered as RFC 9457 problem+json.
 pub mod error;
+/// Classifying a failed job: application, resource or infrastructure.
+pub mod failure;
 /// The HTTP surface: `AppState`, `app(state) -> Router`, one module per resource.
 pub mod http;
 /// A job request and the rules that turn it into sbatch options.
@@ -46,6 +48,14 @@ pub async fn build_state(
     let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
     let revoked = store.call(|conn| store::tokens::live_revocations(conn)).await?;
     let dummy_hash = auth::password::dummy_hash(settings.password_cost).await?;
+    let health_secret = match &settings.health_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path).with_context(|| format!("read health secret {}", path.display()))?;
+            anyhow::ensure!(secret.len() >= 32, "health secret {} is shorter than 32 bytes", path.display());
+            Some(secret)
+        }
+        None => None,
+    };
     Ok(AppState::new(http::Shared {
         slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
         sbatch_slots: Arc::new(Semaphore::new(settings.limits.max_concurrent_sbatch)),
@@ -58,6 +68,7 @@ pub async fn build_state(
         metrics,
         submit_limiter: Default::default(),
         user_cache: Default::default(),
+        health_secret,
         dummy_hash: Arc::new(dummy_hash),
     }))
 }

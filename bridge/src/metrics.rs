@@ -18,6 +18,12 @@ pub struct Metrics {
     pub jobs_by_state: IntGaugeVec,
     pub job_transitions: IntCounterVec,
     pub nodes_by_state: GaugeVec,
+    /// Health records and batches by outcome (accepted, duplicate, rejected_*).
+    pub health_reports: IntCounterVec,
+    /// Seconds from a record's making to its arrival.
+    pub health_delivery_lag: prometheus::Histogram,
+    pub health_tasks: IntCounterVec,
+    pub health_oom_kills: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -52,8 +58,30 @@ impl Metrics {
         .expect("valid metric");
         let nodes_by_state =
             GaugeVec::new(Opts::new("bridge_nodes", "Cluster nodes by state"), &["state"]).expect("valid metric");
+        let health_reports = IntCounterVec::new(
+            Opts::new("bridge_health_reports_total", "Health records (and refused batches) by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let health_delivery_lag = prometheus::Histogram::with_opts(
+            HistogramOpts::new("bridge_health_delivery_lag_seconds", "From a health record's making to its arrival")
+                .buckets(vec![0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86400.0]),
+        )
+        .expect("valid metric");
+        let health_tasks = IntCounterVec::new(
+            Opts::new("bridge_health_tasks_total", "Reported tasks by outcome (ok, exit_nonzero, signal)"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let health_oom_kills =
+            prometheus::IntCounter::new("bridge_health_oom_kills_total", "Tasks reported OOM-killed")
+                .expect("valid metric");
         for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(health_reports.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(health_delivery_lag.clone()),
+            Box::new(health_tasks.clone()),
+            Box::new(health_oom_kills.clone()),
+            Box::new(http_requests.clone()),
             Box::new(sbatch_duration.clone()),
             Box::new(poll_duration.clone()),
             Box::new(poll_last_success.clone()),
@@ -72,6 +100,10 @@ impl Metrics {
             jobs_by_state,
             job_transitions,
             nodes_by_state,
+            health_reports,
+            health_delivery_lag,
+            health_tasks,
+            health_oom_kills,
         }
     }
 

@@ -75,6 +75,8 @@ async fn openapi_document_names_every_route() {
         "/v1/jobs/{id}",
         "/v1/jobs/{id}/events",
         "/v1/jobs/{id}/output",
+        "/v1/jobs/{id}/health",
+        "/v1/health-reports",
         "/v1/nodes",
         "/v1/openapi.json",
     ] {

@@ -6,5 +6,6 @@ mod support;
 
 mod auth;
 mod health;
+mod health_reports;
 mod jobs;
 mod users;

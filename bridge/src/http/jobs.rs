@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(get_events))
         .route("/jobs/{id}/output", get(get_output))
+        .route("/jobs/{id}/health", get(get_health))
 }
 
 /// Per-user submissions in the last minute (sliding window).
@@ -313,12 +314,57 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}")))
 }
 
+/// A job with, once it failed, why.
+#[derive(Serialize)]
+struct JobView {
+    #[serde(flatten)]
+    job: Job,
+    failure: Option<crate::failure::Failure>,
+}
+
+async fn health_records(state: &AppState, job: &Job) -> Result<Vec<serde_json::Value>, ApiError> {
+    match job.slurm_job_id {
+        Some(slurm_id) => Ok(state.store.read(move |conn| crate::store::health::for_job(conn, slurm_id)).await?),
+        None => Ok(Vec::new()),
+    }
+}
+
 async fn get_job(
     caller: AuthUser,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
-    Ok(Json(visible_job(&state, &caller, job_id(&id)?).await?))
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&state, &caller, job_id(&id)?).await?;
+    // Health records only matter for a job that ended other than COMPLETED.
+    let failure = if job.finished && job.state != "COMPLETED" {
+        let records = health_records(&state, &job).await?;
+        crate::failure::classify(&job.state, job.exit_code, job.signal, &records)
+    } else {
+        None
+    };
+    Ok(Json(JobView { job, failure }))
+}
+
+#[derive(Serialize)]
+struct JobHealth {
+    id: i64,
+    slurm_job_id: Option<i64>,
+    tasks: usize,
+    tasks_ok: usize,
+    /// Every record, oldest first: `kind` task or node, per step.
+    records: Vec<serde_json::Value>,
+}
+
+async fn get_health(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobHealth>, ApiError> {
+    let job = visible_job(&state, &caller, job_id(&id)?).await?;
+    let records = health_records(&state, &job).await?;
+    let tasks: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "task").collect();
+    let tasks_ok = tasks.iter().filter(|t| t["exit_code"] == 0).count();
+    Ok(Json(JobHealth { id: job.id, slurm_job_id: job.slurm_job_id, tasks: tasks.len(), tasks_ok, records }))
 }
 
 async fn get_events(

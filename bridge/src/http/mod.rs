@@ -5,6 +5,7 @@
 mod auth;
 mod extract;
 mod health;
+pub mod health_reports;
 mod jobs;
 mod nodes;
 mod openapi;
@@ -72,6 +73,8 @@ pub struct Shared {
     /// Accounts by id, so authenticating a request needs no query. Entries
     /// are dropped whenever an account changes (`users::update_user`).
     pub user_cache: UserCache,
+    /// The health-report secret (from --health-secret-file), if configured.
+    pub health_secret: Option<Vec<u8>>,
     /// A hash of a random password: logins for unknown names verify
     /// against it, so they take as long as real ones.
     pub dummy_hash: Arc<String>,
@@ -109,6 +112,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(users::router())
                 .merge(jobs::router())
                 .merge(nodes::router())
+                .merge(health_reports::router())
                 .merge(openapi::router()),
         )
         .fallback(not_found)

@@ -3,6 +3,7 @@
 //! the blocking pool under a `std::sync::Mutex`: rusqlite blocks, and the
 //! lock is never held across an `.await` (mini-redis `db.rs`).
 
+pub mod health;
 pub mod jobs;
 pub mod tokens;
 pub mod users;
@@ -15,7 +16,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_indexes.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_indexes.sql"),
+    include_str!("migrations/0003_health.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,125 @@
+//! `POST /v1/health-reports`: records from the SPANK plugin, as JSON lines,
+//! signed with the cluster's shared secret: HMAC-SHA256 over
+//! `<timestamp>.<body>`, hex, in `X-Odyssey-Signature`, the Unix time in
+//! `X-Odyssey-Timestamp`. Stale or forged batches are refused and counted;
+//! records already stored are ignored (the plugin resends until it hears 2xx).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::health::{self, Record};
+use crate::store::now;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health-reports", post(ingest))
+}
+
+/// Signs `body` at `timestamp` with `secret`: what the plugin sends.
+pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[derive(Serialize)]
+struct Ingested {
+    accepted: usize,
+    duplicates: usize,
+}
+
+fn reject(state: &AppState, outcome: &str, error: ApiError) -> ApiError {
+    state.metrics.health_reports.with_label_values(&[outcome]).inc();
+    error
+}
+
+async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Ingested>, ApiError> {
+    let Some(secret) = state.health_secret.as_deref() else {
+        return Err(ApiError::Unavailable("health reporting is not configured (--health-secret-file)".into()));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let timestamp = header("x-odyssey-timestamp");
+    let signature = header("x-odyssey-signature");
+    let sent_at: f64 = timestamp.parse().map_err(|_| {
+        reject(&state, "rejected_signature", ApiError::Unauthorized("missing X-Odyssey-Timestamp".into()))
+    })?;
+    let skew = state.settings.health_max_skew.as_secs_f64();
+    if (now() - sent_at).abs() > skew {
+        return Err(reject(
+            &state,
+            "rejected_stale",
+            ApiError::Unauthorized(format!("timestamp is more than {skew} s from the bridge's clock")),
+        ));
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(&body);
+    let given = hex::decode(signature).unwrap_or_default();
+    // verify_slice compares in constant time.
+    if mac.verify_slice(&given).is_err() {
+        return Err(reject(&state, "rejected_signature", ApiError::Unauthorized("bad signature".into())));
+    }
+    let mut records = Vec::new();
+    for (idx, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record = parse(line).map_err(|detail| {
+            reject(&state, "rejected_malformed", ApiError::invalid(format!("line {}", idx + 1), detail))
+        })?;
+        records.push(record);
+    }
+    let received = now();
+    for record in &records {
+        state.metrics.health_delivery_lag.observe((received - record.at).max(0.0));
+        if record.kind == "task" {
+            let outcome = match (record.body["exit_code"].as_i64(), record.body["signal"].as_i64()) {
+                (Some(0), _) => "ok",
+                (_, Some(_)) => "signal",
+                _ => "exit_nonzero",
+            };
+            state.metrics.health_tasks.with_label_values(&[outcome]).inc();
+            if record.body["oom_killed"] == serde_json::Value::Bool(true) {
+                state.metrics.health_oom_kills.inc();
+            }
+        }
+    }
+    let (accepted, duplicates) = state.store.call(move |conn| health::insert(conn, &records)).await?;
+    state.metrics.health_reports.with_label_values(&["accepted"]).inc_by(accepted as u64);
+    state.metrics.health_reports.with_label_values(&["duplicate"]).inc_by(duplicates as u64);
+    Ok(Json(Ingested { accepted, duplicates }))
+}
+
+fn parse(line: &[u8]) -> Result<Record, String> {
+    let body: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+    let text = |key: &str| body[key].as_str().map(str::to_owned).ok_or(format!("{key} is missing"));
+    let id = text("id")?;
+    let kind = text("kind")?;
+    if kind != "task" && kind != "node" {
+        return Err(format!("kind {kind:?} is neither task nor node"));
+    }
+    if id.len() > 256 {
+        return Err("id is longer than 256 bytes".into());
+    }
+    let slurm_job_id = body["job_id"].as_i64().ok_or("job_id is missing")?;
+    let step = id.split('.').nth(1).unwrap_or_default().to_owned();
+    Ok(Record {
+        id,
+        slurm_job_id,
+        step,
+        node: text("node")?,
+        kind,
+        at: body["at"].as_f64().ok_or("at is missing")?,
+        body,
+    })
+}

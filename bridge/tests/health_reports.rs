@@ -1,0 +1,105 @@
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bridge::http::health_reports::sign;
+use serde_json::json;
+
+use crate::support::{send, test_state};
+
+fn secret_file() -> (std::path::PathBuf, Vec<u8>) {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("health-secret-{}-{n}", std::process::id()));
+    let secret = b"0123456789abcdef0123456789abcdef-cluster".to_vec();
+    std::fs::write(&path, &secret).unwrap();
+    (path, secret)
+}
+
+fn batch() -> String {
+    let task = json!({"id": "7.0.c1.task0", "kind": "task", "job_id": 7, "step_id": 0, "node": "c1",
+                      "exit_code": 0, "signal": null, "at": bridge::store::now()});
+    let node = json!({"id": "7.0.c1.node", "kind": "node", "job_id": 7, "step_id": 0, "node": "c1",
+                      "mem_available_bytes": 1_000_000_000u64, "at": bridge::store::now()});
+    format!("{task}\n{node}\n")
+}
+
+fn post(body: &str, timestamp: &str, signature: &str) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri("/v1/health-reports")
+        .header("content-type", "application/x-ndjson")
+        .header("x-odyssey-timestamp", timestamp)
+        .header("x-odyssey-signature", signature)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signed_reports_are_stored_once() {
+    let (path, secret) = secret_file();
+    let t = test_state(&["--health-secret-file", path.to_str().unwrap()]).await;
+    let body = batch();
+    let ts = format!("{}", bridge::store::now() as u64);
+    let reply = send(&t.state, post(&body, &ts, &sign(&secret, &ts, body.as_bytes()))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!((reply.body["accepted"].as_u64(), reply.body["duplicates"].as_u64()), (Some(2), Some(0)));
+    // The plugin resends until it hears 2xx: the same records again are ignored.
+    let reply = send(&t.state, post(&body, &ts, &sign(&secret, &ts, body.as_bytes()))).await;
+    assert_eq!((reply.body["accepted"].as_u64(), reply.body["duplicates"].as_u64()), (Some(0), Some(2)));
+    let stored: i64 = t
+        .state
+        .store
+        .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM health_records", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn forged_replayed_and_malformed_reports_are_refused() {
+    let (path, secret) = secret_file();
+    let t = test_state(&["--health-secret-file", path.to_str().unwrap()]).await;
+    let body = batch();
+    let now = bridge::store::now() as u64;
+    let ts = now.to_string();
+    // Wrong secret.
+    send(&t.state, post(&body, &ts, &sign(b"not-the-cluster-secret-at-all-000000", &ts, body.as_bytes())))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // Body changed after signing.
+    let signature = sign(&secret, &ts, body.as_bytes());
+    send(&t.state, post(&body.replace("\"exit_code\":0", "\"exit_code\":1"), &ts, &signature))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // A correctly signed but stale batch: a replay.
+    let old = (now - 3600).to_string();
+    let detail = send(&t.state, post(&body, &old, &sign(&secret, &old, body.as_bytes())))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert!(detail.contains("timestamp"), "{detail}");
+    // No timestamp at all.
+    send(&t.state, post(&body, "", &signature)).await.problem(StatusCode::UNAUTHORIZED);
+    // Signed garbage names its line.
+    let junk = "{\"id\": \"x\"}\nnot json\n";
+    let reply = send(&t.state, post(junk, &ts, &sign(&secret, &ts, junk.as_bytes()))).await;
+    reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.body["field"], "line 1");
+    let stored: i64 = t
+        .state
+        .store
+        .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM health_records", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing refused was stored");
+    let metrics = t.state.metrics.render();
+    assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_signature"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_stale"} 1"#), "{metrics}");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn without_a_secret_reports_are_not_accepted() {
+    let t = test_state(&[]).await;
+    let body = batch();
+    send(&t.state, post(&body, "0", "00")).await.problem(StatusCode::SERVICE_UNAVAILABLE);
+}
