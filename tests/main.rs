@@ -3,6 +3,7 @@
 
 mod bridge;
 mod cluster;
+mod health;
 mod lifecycle;
 mod mpi;
 mod spank;

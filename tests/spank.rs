@@ -62,8 +62,9 @@ fn an_unknown_mode_is_refused_before_anything_runs() {
 fn spooled(cluster: &TestCluster, job_id: &str) -> Vec<serde_json::Value> {
     let mut records = Vec::new();
     for i in 1..=cluster.n_nodes {
+        // Pending files, and those already delivered to a bridge (sent/).
         let dir = cluster.state_dir.join(format!("nodes/c{i}/health-spool"));
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let entries = std::fs::read_dir(&dir).into_iter().chain(std::fs::read_dir(dir.join("sent"))).flatten();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(&format!("{job_id}.")) {

@@ -41,6 +41,16 @@ pub struct JobRequest {
     pub stderr: Option<String>,
     /// Free text kept in the bridge's record (SLURM's comment carries the tag).
     pub comment: Option<String>,
+    /// Per-task health reports from the SPANK plugin: true (= "summary"),
+    /// "summary" or "full".
+    pub health_report: Option<HealthReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HealthReport {
+    On(bool),
+    Mode(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,6 +247,16 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
 
     if let Some(comment) = &request.comment {
         line("comment", comment, limits)?;
+    }
+    match &request.health_report {
+        None | Some(HealthReport::On(false)) => {}
+        Some(HealthReport::On(true)) => options.push(("health-report", "summary".to_owned())),
+        Some(HealthReport::Mode(mode)) if matches!(mode.as_str(), "off" | "summary" | "full") => {
+            options.push(("health-report", mode.clone()))
+        }
+        Some(HealthReport::Mode(_)) => {
+            return Err(bad("health_report", "must be true, false, \"summary\" or \"full\""))
+        }
     }
 
     let env = request.env.clone().unwrap_or_default();

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::path::PathBuf;
 
-use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle, SpankOption, SPANK_PLUGIN};
+use slurm_spank::{spank_log_error, spank_log_info, Context, Plugin, SpankHandle, SpankOption, SPANK_PLUGIN};
 
+/// Sending spooled records to the bridge (also `odyssey-health-flush`).
+pub mod deliver;
 /// Health reporting choices, parsed and displayed by name.
 pub mod mode;
 /// Task and node records, and what this node can tell about itself.
@@ -46,6 +48,12 @@ struct OdysseyHealth {
     default_mode: Mode,
     /// The spool directory pattern (`spool=...`), set in `init`.
     spool: Option<String>,
+    /// The bridge's `/v1/health-reports` (`url=...`); no delivery without it.
+    url: Option<String>,
+    /// File with the cluster's shared secret (`secret=...`), read when sending.
+    secret: Option<PathBuf>,
+    /// Per-request timeout (`timeout_ms=...`, default 1000).
+    timeout_ms: Option<u64>,
     /// The mode for this job step, settled in `init_post_opt`.
     mode: Mode,
     /// Set in `init_post_opt` of a step daemon that reports.
@@ -78,6 +86,32 @@ fn step_name(step_id: u32) -> String {
 }
 
 impl OdysseyHealth {
+    /// Sends this node's pending spool files, this step's among them. Never
+    /// slows the job by more than two timeouts: an unreachable bridge leaves
+    /// the files for the next step on this node or `odyssey-health-flush`.
+    fn deliver(&self, step: &Step) {
+        let (Some(url), Some(secret_path)) = (&self.url, &self.secret) else { return };
+        let secret = match std::fs::read(secret_path) {
+            Ok(secret) => secret,
+            Err(err) => {
+                spank_log_error!("odyssey_health: cannot read {}: {err}", secret_path.display());
+                return;
+            }
+        };
+        let timeout = std::time::Duration::from_millis(self.timeout_ms.unwrap_or(1000));
+        let target = deliver::Target { url: url.clone(), secret, timeout, budget: timeout * 2 };
+        let dir = step.file.parent().unwrap_or(std::path::Path::new("/"));
+        let done = deliver::deliver(dir, &target);
+        if done.corrupt_lines > 0 {
+            spank_log_info!("odyssey_health: skipped {} corrupt spool lines in {}", done.corrupt_lines, dir.display());
+        }
+        // To the SLURM log only: error() in a step daemon also reaches the
+        // job's stderr, and a bridge away is no business of the job's output.
+        if let Some(err) = done.error {
+            spank_log_info!("odyssey_health: {} spool files left for later: {err}", done.files_left);
+        }
+    }
+
     /// Appends a record; a spool failure goes to the SLURM log and never
     /// fails the user's job.
     fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T) {
@@ -95,9 +129,15 @@ unsafe impl Plugin for OdysseyHealth {
                     self.default_mode = value.parse().map_err(|e| format!("plugstack.conf argument {arg:?}: {e}"))?;
                 }
                 Some(("spool", value)) if value.starts_with('/') => self.spool = Some(value.to_owned()),
+                Some(("url", value)) if value.starts_with("http://") => self.url = Some(value.to_owned()),
+                Some(("secret", value)) if value.starts_with('/') => self.secret = Some(PathBuf::from(value)),
+                Some(("timeout_ms", value)) => {
+                    self.timeout_ms =
+                        Some(value.parse().map_err(|_| format!("plugstack.conf argument {arg:?}: not milliseconds"))?)
+                }
                 _ => {
                     return Err(format!(
-                        "unknown plugstack.conf argument {arg:?} (expected default=MODE or spool=/absolute/path/%n)"
+                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, timeout_ms=N)"
                     )
                     .into())
                 }
@@ -124,10 +164,12 @@ unsafe impl Plugin for OdysseyHealth {
             _ => self.default_mode,
         };
         if self.mode != Mode::Off && spank.context()? == Context::Remote {
-            let node = match spank.getenv("SLURMD_NODENAME") {
-                Ok(Some(name)) => name,
-                _ => nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
-            };
+            // The node's own short hostname, not SLURMD_NODENAME from the job's
+            // environment: a step launched from a batch script inherits the
+            // batch node's value on every node.
+            let node = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().split('.').next().unwrap_or_default().to_owned())
+                .unwrap_or_default();
             let (job_id, step_id) = (spank.job_id()?, spank.job_stepid()?);
             let dir = spool::node_dir(self.spool.as_deref().unwrap_or(DEFAULT_SPOOL), &node);
             let workdir = spank.getenv("PWD").ok().flatten().unwrap_or_else(|| "/".to_owned());
@@ -205,6 +247,7 @@ unsafe impl Plugin for OdysseyHealth {
             at: report::now(),
         };
         self.spool(&step.file, &record);
+        self.deliver(&step);
         Ok(())
     }
 

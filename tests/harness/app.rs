@@ -55,8 +55,15 @@ impl TestApp {
 
     /// A bridge over an existing data directory (a restart).
     pub async fn spawn_on(cluster: &TestCluster, data_dir: PathBuf, extra: &[&str]) -> TestApp {
+        Self::spawn_at(cluster, "127.0.0.1:0", data_dir, extra).await
+    }
+
+    /// A bridge listening on `addr`.
+    pub async fn spawn_at(cluster: &TestCluster, addr: &str, data_dir: PathBuf, extra: &[&str]) -> TestApp {
         let settings = test_settings(cluster, &data_dir, extra);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind {addr}: {e} (a demo bridge still running? stop it)"));
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bridge::serve(listener, settings, async {

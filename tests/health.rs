@@ -1,0 +1,164 @@
+//! Health reports from the SPANK plugin to the bridge, on the real cluster.
+//! The plugin posts to the address plugstack.conf names (10.199.0.1:8080,
+//! the cluster bridge's side of the node network), so these tests run a
+//! bridge there one at a time.
+
+use std::time::Duration;
+
+use e2e::app::TestApp;
+use e2e::{text, unique_name, TestCluster};
+use serde_json::json;
+
+/// One test at a time owns the address the plugin reports to.
+static HEALTH_ADDR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const ADDR: &str = "10.199.0.1:8080";
+
+async fn health_app(cluster: &TestCluster) -> TestApp {
+    let secret = cluster.state_dir.join("etc/health.secret");
+    let data_dir = cluster.state_dir.join("bridge-tests").join(unique_name("health"));
+    TestApp::spawn_at(cluster, ADDR, data_dir, &["--health-secret-file", secret.to_str().unwrap()]).await
+}
+
+fn flush(cluster: &TestCluster, node: &str) -> std::process::Output {
+    let binary = cluster.repo.join("target/release/odyssey-health-flush");
+    assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
+    let spool = cluster.state_dir.join(format!("nodes/{node}/health-spool"));
+    let secret = cluster.state_dir.join("etc/health.secret");
+    let url = format!("http://{ADDR}/v1/health-reports");
+    cluster.run(
+        binary.to_str().unwrap(),
+        &["--spool", spool.to_str().unwrap(), "--url", &url, "--secret", secret.to_str().unwrap()],
+    )
+}
+
+async fn stored(app: &TestApp, slurm_job_id: i64) -> Vec<serde_json::Value> {
+    let store = bridge::store::Store::open(&app.data_dir.join("bridge.db")).unwrap();
+    store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_a_job_reach_its_record_and_the_nodes() {
+    let _addr = HEALTH_ADDR.lock().await;
+    let (cluster, _guard) = TestCluster::ensure();
+    cluster.spank_plugin();
+    let app = health_app(cluster).await;
+    let alice = app.user("alice").await;
+    let job = alice
+        .submit(json!({"script": "#!/bin/sh\nsrun -N3 -n3 true\n", "nodes": 3, "health_report": true,
+                       "working_dir": cluster.user_dir("alice")}))
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let done = alice.wait_finished(id).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert!(done["failure"].is_null(), "{done}");
+    // Each step daemon posts as its step ends; the batch step's record comes last.
+    let mut health = serde_json::Value::Null;
+    for _ in 0..100 {
+        health = alice.get(&format!("/v1/jobs/{id}/health")).await.body;
+        if health["tasks"].as_u64() >= Some(4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health["tasks"], 4, "3 tasks of step 0 and the batch script: {health}");
+    assert_eq!(health["tasks_ok"], 4, "{health}");
+    let nodes = alice.get("/v1/nodes").await.body;
+    for node in nodes["nodes"].as_array().unwrap() {
+        assert_eq!(node["health"]["kind"], "node", "{node}");
+        assert!(node["health_age_s"].as_f64().unwrap() >= 0.0, "{node}");
+    }
+    // Bob sees none of it.
+    let bob = app.user("bob").await;
+    assert_eq!(bob.get(&format!("/v1/jobs/{id}/health")).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_classified_from_state_and_reports() {
+    let _addr = HEALTH_ADDR.lock().await;
+    let (cluster, _guard) = TestCluster::ensure();
+    cluster.spank_plugin();
+    let app = health_app(cluster).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let exited =
+        alice.submit(json!({"command": ["sh", "-c", "exit 3"], "health_report": "full", "working_dir": dir})).await;
+    let killed = alice
+        .submit(
+            json!({"script": "#!/bin/sh\nsrun -N1 sh -c 'kill -KILL $$'\n", "health_report": true, "working_dir": dir}),
+        )
+        .await;
+    let exited = alice.wait_finished(exited["id"].as_i64().unwrap()).await;
+    assert_eq!(exited["failure"]["class"], "application", "{exited}");
+    assert_eq!(exited["failure"]["reason"], "exit code 3", "{exited}");
+    let id = killed["id"].as_i64().unwrap();
+    alice.wait_finished(id).await;
+    let mut job = serde_json::Value::Null;
+    for _ in 0..100 {
+        job = alice.get(&format!("/v1/jobs/{id}")).await.body;
+        if job["failure"]["class"] == "infrastructure" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["failure"]["class"], "infrastructure", "{job}");
+    assert!(job["failure"]["reason"].as_str().unwrap().contains("signal 9"), "{job}");
+}
+
+/// The bridge is away while a job runs: records stay in the spool, a later
+/// flush delivers them, a second flush sends nothing twice; a corrupt spool
+/// file is reported and skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_a_bridge_outage_and_arrive_once() {
+    let _addr = HEALTH_ADDR.lock().await;
+    let (cluster, _guard) = TestCluster::ensure();
+    cluster.spank_plugin();
+    let name = unique_name("outage");
+    let name_arg = format!("--job-name={name}");
+    let out = cluster.run("srun", &[&name_arg, "-N2", "-n2", "--health-report=summary", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let slurm_id: i64 = cluster.ok("squeue", &["-h", "-t", "all", "-n", &name, "-o", "%i"]).trim().parse().unwrap();
+    let corrupt = cluster.state_dir.join("nodes/c3/health-spool/0.0.jsonl");
+    std::fs::create_dir_all(corrupt.parent().unwrap()).unwrap();
+    std::fs::write(&corrupt, "{\"id\": \"half a line\n\u{0}\u{1}garbage\n").unwrap();
+
+    let app = health_app(cluster).await;
+    let mut sent = 0;
+    for node in ["c1", "c2", "c3"] {
+        let out = flush(cluster, node);
+        assert!(out.status.success(), "flush {node}: {}{}", text(&out.stdout), text(&out.stderr));
+        let report = text(&out.stdout);
+        sent += report.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap();
+        if node == "c3" {
+            assert!(report.contains("2 corrupt lines skipped"), "{report}");
+        }
+    }
+    assert!(sent >= 4, "flush sent {sent} records");
+    let records = stored(&app, slurm_id).await;
+    assert_eq!(records.len(), 4, "2 tasks and 2 nodes: {records:?}");
+    // Again: nothing pending, nothing duplicated.
+    for node in ["c1", "c2", "c3"] {
+        assert!(text(&flush(cluster, node).stdout).starts_with("sent 0 records"));
+    }
+    assert_eq!(stored(&app, slurm_id).await.len(), 4);
+}
+
+/// Without the plugin in plugstack.conf, jobs run as before and the option
+/// is simply unknown.
+#[test]
+fn jobs_run_with_the_plugin_removed() {
+    let (cluster, _guard) = TestCluster::exclusive();
+    let plugin = cluster.spank_plugin();
+    let kept = cluster.state_dir.join("lib/odyssey_spank.keep.so");
+    std::fs::copy(&plugin, &kept).unwrap();
+    let out = cluster.cluster_script(&["plugin", "remove"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ran = cluster.ok("srun", &["-N3", "hostname"]);
+    assert_eq!(ran.lines().count(), 3);
+    let refused = cluster.run("srun", &["-N1", "--health-report=summary", "true"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("unrecognized option"), "{}", text(&refused.stderr));
+    let out = cluster.cluster_script(&["plugin", "install", kept.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::remove_file(kept).unwrap();
+    assert_eq!(cluster.ok("srun", &["-N1", "--health-report=off", "true"]), "");
+}
