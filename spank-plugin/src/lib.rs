@@ -172,7 +172,15 @@ unsafe impl Plugin for OdysseyHealth {
                 .unwrap_or_default();
             let (job_id, step_id) = (spank.job_id()?, spank.job_stepid()?);
             let dir = spool::node_dir(self.spool.as_deref().unwrap_or(DEFAULT_SPOOL), &node);
-            let workdir = spank.getenv("PWD").ok().flatten().unwrap_or_else(|| "/".to_owned());
+            // SPANK does not say where the step runs. srun records its cwd in
+            // SLURM_SUBMIT_DIR; PWD is whatever the submitting process
+            // inherited and may be stale (or name a private /tmp). The first
+            // that is a directory on this node.
+            let workdir = ["SLURM_SUBMIT_DIR", "PWD"]
+                .iter()
+                .filter_map(|var| spank.getenv(var).ok().flatten())
+                .find(|dir| std::path::Path::new(dir).is_dir())
+                .unwrap_or_else(|| "/".to_owned());
             self.step = Some(Step {
                 file: dir.join(format!("{job_id}.{}.jsonl", step_name(step_id))),
                 job_id,
