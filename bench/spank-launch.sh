@@ -47,8 +47,9 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2)
 name=bench-spool-$$
 srun -N3 -n3 --job-name="$name" --health-report=summary true >/dev/null 2>&1
 job=$(squeue -h -t all -n "$name" -o %i)
-bytes=$(cat "$ODYSSEY_STATE_DIR"/nodes/c*/health-spool/{,sent/}"$job".0.jsonl 2>/dev/null | wc -c)
-task_bytes=$(cat "$ODYSSEY_STATE_DIR"/nodes/c*/health-spool/{,sent/}"$job".0.jsonl 2>/dev/null | grep '"kind":"task"' | wc -c)
+mapfile -t files < <(find "$ODYSSEY_STATE_DIR"/nodes/*/health-spool -name "$job.0.jsonl")
+bytes=$(cat "${files[@]}" | wc -c)
+task_bytes=$(cat "${files[@]}" | grep '"kind":"task"' | wc -c)
 
 echo "| case | median of $ROUNDS \`srun -N3 -n3 true\` |"
 echo "|---|---|"
