@@ -196,14 +196,16 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
     let data_dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("crash"));
     let port = free_port();
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let log = data_dir.join("bridge.log");
     let spawn = |fault: bool| {
         let mut command = std::process::Command::new(&bridge);
         command
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
-            .args(["--argon2-memory-kib", "256", "--argon2-iterations", "1"])
-            .stderr(std::process::Stdio::null());
+            .args(["--slurm-probe-interval", "0.5", "--argon2-memory-kib", "256", "--argon2-iterations", "1"])
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
         if fault {
             command.arg("--fault-exit-after-sbatch");
         }
@@ -212,7 +214,7 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let mut child = spawn(true);
-    wait_ready(&http, &base).await;
+    wait_ready(&http, &base, &log).await;
     let app = ExternalApp { base: base.clone(), http: http.clone() };
     let alice = app.user("alice").await;
     let key = e2e::unique_name("crash-key");
@@ -229,7 +231,7 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     assert_eq!(child.wait().unwrap().code(), Some(86));
 
     let mut child = spawn(false);
-    wait_ready(&http, &base).await;
+    wait_ready(&http, &base, &log).await;
     let mut retried = serde_json::Value::Null;
     for _ in 0..100 {
         let reply =
@@ -676,12 +678,22 @@ impl ExternalApp {
     }
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up), so no
+/// `bind(":0")` elsewhere in the test run can take it between this check and
+/// the bridge's own bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let start = 20000 + (std::process::id() as u16 % 97) * 100;
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    loop {
+        let port = start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 9000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    for _ in 0..100 {
+async fn wait_ready(http: &reqwest::Client, base: &str, log: &std::path::Path) {
+    for _ in 0..300 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status() == 200 {
                 return;
@@ -689,7 +701,8 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("bridge at {base} never became ready");
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("bridge at {base} never became ready in 30 s; its log:\n{log}");
 }
 
 /// Sets a job's SLURM id to one SLURM never issued and reopens it.

@@ -61,9 +61,19 @@ impl TestApp {
     /// A bridge listening on `addr`.
     pub async fn spawn_at(cluster: &TestCluster, addr: &str, data_dir: PathBuf, extra: &[&str]) -> TestApp {
         let settings = test_settings(cluster, &data_dir, extra);
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("bind {addr}: {e} (a demo bridge still running? stop it)"));
+        // A fixed address may still be held for a moment by the bridge of
+        // the test before (its runtime closes the socket as it shuts down).
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e} (a demo bridge still running there? stop it)"),
+            }
+        };
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bridge::serve(listener, settings, async {
