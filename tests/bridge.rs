@@ -215,8 +215,7 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let http = reqwest::Client::new();
     let mut child = spawn(true);
     wait_ready(&http, &base, &log).await;
-    let app = ExternalApp { base: base.clone(), http: http.clone() };
-    let alice = app.user("alice").await;
+    let alice = e2e::app::login(&http, &base, "alice").await;
     let key = e2e::unique_name("crash-key");
     let body = json!({"name": "crashtest", "command": ["sleep", "1"], "working_dir": cluster.user_dir("alice")});
     let lost = alice
@@ -648,34 +647,6 @@ async fn concurrent_sbatch_processes_are_bounded() {
     let most = watcher.join().unwrap();
     assert!(replies.iter().all(|r| r.status == 201), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
     assert!(most <= 1, "{most} sbatch processes ran at once with --max-concurrent-sbatch 1");
-}
-
-struct ExternalApp {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl ExternalApp {
-    async fn user(&self, name: &str) -> e2e::app::Client {
-        let password = format!("{name}-password-e2e");
-        let body = json!({"name": name, "password": password});
-        self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
-        let tokens: serde_json::Value = self
-            .http
-            .post(format!("{}/v1/auth/login", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        e2e::app::Client {
-            base: self.base.clone(),
-            http: self.http.clone(),
-            token: tokens["access_token"].as_str().unwrap().to_owned(),
-        }
-    }
 }
 
 /// A free port below the kernel's ephemeral range (32768 and up), so no

@@ -20,9 +20,13 @@ async fn health_app(cluster: &TestCluster) -> TestApp {
 }
 
 fn flush(cluster: &TestCluster, node: &str) -> std::process::Output {
+    flush_spool(cluster, &cluster.state_dir.join(format!("nodes/{node}/health-spool")))
+}
+
+/// `odyssey-health-flush` of one spool directory to this file's bridge address.
+fn flush_spool(cluster: &TestCluster, spool: &std::path::Path) -> std::process::Output {
     let binary = cluster.repo.join("target/release/odyssey-health-flush");
     assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
-    let spool = cluster.state_dir.join(format!("nodes/{node}/health-spool"));
     let secret = cluster.state_dir.join("etc/health.secret");
     let url = format!("http://{ADDR}/v1/health-reports");
     cluster.run(
@@ -147,13 +151,7 @@ async fn a_corrupt_spool_file_is_reported_and_skipped() {
                       "exit_code": 0, "signal": null, "at": bridge::store::now()});
     std::fs::write(spool.join("990001.0.jsonl"), format!("{{\"id\": \"half a line\n{}garbage\n{good}\n", '\u{0}'))
         .unwrap();
-    let binary = cluster.repo.join("target/release/odyssey-health-flush");
-    let secret = cluster.state_dir.join("etc/health.secret");
-    let url = format!("http://{ADDR}/v1/health-reports");
-    let out = cluster.run(
-        binary.to_str().unwrap(),
-        &["--spool", spool.to_str().unwrap(), "--url", &url, "--secret", secret.to_str().unwrap()],
-    );
+    let out = flush_spool(cluster, &spool);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "sent 1 records in 1 files; 2 corrupt lines skipped; 0 files left\n");
     assert_eq!(stored(&app, 990001).await.len(), 1);

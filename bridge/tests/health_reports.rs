@@ -14,6 +14,10 @@ fn secret_file() -> (std::path::PathBuf, Vec<u8>) {
     (path, secret)
 }
 
+async fn stored_records(state: &bridge::http::AppState) -> i64 {
+    state.store.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM health_records", [], |r| r.get(0))?)).await.unwrap()
+}
+
 fn batch() -> String {
     let task = json!({"id": "7.0.c1.task0", "kind": "task", "job_id": 7, "step_id": 0, "node": "c1",
                       "exit_code": 0, "signal": null, "at": bridge::store::now()});
@@ -45,12 +49,7 @@ async fn signed_reports_are_stored_once() {
     // The plugin resends until it hears 2xx: the same records again are ignored.
     let reply = send(&t.state, post(&body, &ts, &sign(&secret, &ts, body.as_bytes()))).await;
     assert_eq!((reply.body["accepted"].as_u64(), reply.body["duplicates"].as_u64()), (Some(0), Some(2)));
-    let stored: i64 = t
-        .state
-        .store
-        .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM health_records", [], |r| r.get(0))?))
-        .await
-        .unwrap();
+    let stored = stored_records(&t.state).await;
     assert_eq!(stored, 2);
     std::fs::remove_file(path).unwrap();
 }
@@ -84,12 +83,7 @@ async fn forged_replayed_and_malformed_reports_are_refused() {
     let reply = send(&t.state, post(junk, &ts, &sign(&secret, &ts, junk.as_bytes()))).await;
     reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.body["field"], "line 1");
-    let stored: i64 = t
-        .state
-        .store
-        .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM health_records", [], |r| r.get(0))?))
-        .await
-        .unwrap();
+    let stored = stored_records(&t.state).await;
     assert_eq!(stored, 0, "nothing refused was stored");
     let metrics = t.state.metrics.render();
     assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_signature"} 3"#), "{metrics}");

@@ -74,6 +74,14 @@ struct Step {
     tasks_ok: u32,
 }
 
+impl Step {
+    /// `<job>.<step>.<node>.<what>`: unique and stable, so the bridge can
+    /// drop a record it already has.
+    fn record_id(&self, what: &str) -> String {
+        format!("{}.{}.{}.{what}", self.job_id, step_name(self.step_id), self.node)
+    }
+}
+
 /// SLURM's step id of a batch script (SLURM_BATCH_SCRIPT in slurm.h).
 const BATCH_STEP: u32 = 0xFFFF_FFFB;
 
@@ -182,7 +190,7 @@ unsafe impl Plugin for OdysseyHealth {
                 .find(|dir| std::path::Path::new(dir).is_dir())
                 .unwrap_or_else(|| "/".to_owned());
             self.step = Some(Step {
-                file: dir.join(format!("{job_id}.{}.jsonl", step_name(step_id))),
+                file: spool::step_file(&dir, job_id, &step_name(step_id)),
                 job_id,
                 step_id,
                 node,
@@ -211,7 +219,7 @@ unsafe impl Plugin for OdysseyHealth {
         step.tasks += 1;
         step.tasks_ok += u32::from(outcome.ok());
         let record = TaskRecord {
-            id: format!("{}.{}.{}.task{task}", step.job_id, step_name(step.step_id), step.node),
+            id: step.record_id(&format!("task{task}")),
             kind: "task",
             job_id: step.job_id,
             step_id: step.step_id,
@@ -240,7 +248,7 @@ unsafe impl Plugin for OdysseyHealth {
         }
         let Some(step) = self.step.take() else { return Ok(()) };
         let record = NodeRecord {
-            id: format!("{}.{}.{}.node", step.job_id, step_name(step.step_id), step.node),
+            id: step.record_id("node"),
             kind: "node",
             job_id: step.job_id,
             step_id: step.step_id,

@@ -15,9 +15,9 @@ pub fn node_dir(pattern: &str, node: &str) -> PathBuf {
     PathBuf::from(pattern.replace("%n", node))
 }
 
-/// The file of one job step.
-pub fn step_file(dir: &Path, job_id: u32, step_id: u32) -> PathBuf {
-    dir.join(format!("{job_id}.{step_id}.jsonl"))
+/// The file of one job step (`step` as in record ids: a number or "batch").
+pub fn step_file(dir: &Path, job_id: u32, step: &str) -> PathBuf {
+    dir.join(format!("{job_id}.{step}.jsonl"))
 }
 
 /// Appends one record as a line and makes it durable (fsync) before
@@ -42,7 +42,7 @@ mod tests {
     #[test]
     fn records_append_as_lines() {
         let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
-        let file = step_file(&node_dir(dir.join("%n").to_str().unwrap(), "c1"), 7, 0);
+        let file = step_file(&node_dir(dir.join("%n").to_str().unwrap(), "c1"), 7, "0");
         append(&file, &serde_json::json!({"id": "a"})).unwrap();
         append(&file, &serde_json::json!({"id": "b"})).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();

@@ -105,19 +105,21 @@ impl TestApp {
 
     /// Registers (if needed) and logs in `name`; a client for that user.
     pub async fn user(&self, name: &str) -> Client {
-        let password = format!("{name}-password-e2e");
-        let body = json!({"name": name, "password": password});
-        let reply = self.http.post(format!("{}/v1/auth/register", self.base)).json(&body).send().await.unwrap();
-        assert!(matches!(reply.status().as_u16(), 201 | 409), "register {name}: {}", reply.text().await.unwrap());
-        let reply = self.http.post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
-        assert_eq!(reply.status(), 200);
-        let tokens: Value = reply.json().await.unwrap();
-        Client {
-            base: self.base.clone(),
-            http: self.http.clone(),
-            token: tokens["access_token"].as_str().unwrap().to_owned(),
-        }
+        login(&self.http, &self.base, name).await
     }
+}
+
+/// Registers (if needed) and logs in `name` at the bridge at `base`, with
+/// the password every test user has; a client for that user.
+pub async fn login(http: &reqwest::Client, base: &str, name: &str) -> Client {
+    let password = format!("{name}-password-e2e");
+    let body = json!({"name": name, "password": password});
+    let reply = http.post(format!("{base}/v1/auth/register")).json(&body).send().await.unwrap();
+    assert!(matches!(reply.status().as_u16(), 201 | 409), "register {name}: {}", reply.text().await.unwrap());
+    let reply = http.post(format!("{base}/v1/auth/login")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let tokens: Value = reply.json().await.unwrap();
+    Client { base: base.to_owned(), http: http.clone(), token: tokens["access_token"].as_str().unwrap().to_owned() }
 }
 
 impl Drop for TestApp {

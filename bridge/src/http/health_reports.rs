@@ -22,13 +22,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health-reports", post(ingest))
 }
 
-/// Signs `body` at `timestamp` with `secret`: what the plugin sends.
-pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+/// The MAC of `<timestamp>.<body>` under `secret`, before finalising.
+fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    mac
+}
+
+/// Signs `body` at `timestamp` with `secret`: what the plugin sends
+/// (`odyssey_spank::deliver::sign` is the plugin's side of the contract).
+pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
 }
 
 #[derive(Serialize)]
@@ -60,13 +66,9 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             ApiError::Unauthorized(format!("timestamp is more than {skew} s from the bridge's clock")),
         ));
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(&body);
     let given = hex::decode(signature).unwrap_or_default();
     // verify_slice compares in constant time.
-    if mac.verify_slice(&given).is_err() {
+    if mac(secret, timestamp, &body).verify_slice(&given).is_err() {
         return Err(reject(&state, "rejected_signature", ApiError::Unauthorized("bad signature".into())));
     }
     let mut records = Vec::new();
