@@ -200,7 +200,14 @@ impl TestCluster {
     /// The tail of every daemon log, for failure messages.
     pub fn logs(&self) -> String {
         let out = self.cluster_script(&["logs"]);
-        format!("---- cluster logs\n{}{}", text(&out.stdout), text(&out.stderr))
+        let queue = self.run("squeue", &["-o", "%A %u %T %M %D %R %j"]);
+        format!(
+            "---- squeue\n{}{}---- cluster logs\n{}{}",
+            text(&queue.stdout),
+            text(&queue.stderr),
+            text(&out.stdout),
+            text(&out.stderr)
+        )
     }
 }
 
