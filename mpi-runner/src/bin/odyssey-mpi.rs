@@ -1,15 +1,19 @@
 //! `odyssey-mpi <kernel> [params]`: run a verified kernel across MPI ranks.
 //!
-//! Parameters are checked before MPI starts, so a bad value costs one line on
-//! stderr and exit code 2, not a cluster allocation's worth of ranks.
+//! Parameters are checked before MPI starts (against the rank count SLURM or
+//! the MPI launcher announces, and the memory this node has), so a bad value
+//! costs one line on stderr and exit code 2, not a cluster allocation's worth
+//! of ranks. Exit code 1 means the kernel ran and failed verification.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use mpi::traits::*;
-use mpi_runner::kernels::allreduce;
+use mpi_runner::kernels;
+use mpi_runner::params::KernelSpec;
 use mpi_runner::report::{KernelResult, Placement};
 
 /// Longest node name we carry; MPI_MAX_PROCESSOR_NAME is 256 in OpenMPI.
@@ -25,39 +29,19 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    kernel: Kernel,
-}
-
-#[derive(Subcommand)]
-enum Kernel {
-    /// Element-wise sum of a vector over all ranks, checked against a serial sum.
-    Allreduce {
-        /// Elements per vector.
-        #[arg(long, default_value_t = 1024)]
-        n: usize,
-        /// Repetitions, for timing.
-        #[arg(long, default_value_t = 10)]
-        iters: u32,
-    },
+    kernel: KernelSpec,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Kernel::Allreduce { n, iters } = cli.kernel;
-    let params = allreduce::Params { n, iters };
-    if let Err(msg) = params.validate() {
+    if let Err(msg) = preflight(&cli) {
         eprintln!("odyssey-mpi: {msg}");
         return ExitCode::from(2);
     }
-    if let Some(dir) = cli.output.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            eprintln!("odyssey-mpi: output directory {} does not exist", dir.display());
-            return ExitCode::from(2);
-        }
-    }
-    match run(&cli, params) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+    match run(&cli) {
+        Ok(Some(true)) => ExitCode::SUCCESS,
+        Ok(Some(false)) => ExitCode::from(1),
+        Ok(None) => ExitCode::from(2),
         Err(err) => {
             eprintln!("odyssey-mpi: {err:#}");
             ExitCode::from(2)
@@ -65,28 +49,90 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the kernel; `Ok(false)` when the result failed verification.
-fn run(cli: &Cli, params: allreduce::Params) -> anyhow::Result<bool> {
+/// The rank count the launcher announces, before MPI starts: srun sets
+/// SLURM_STEP_NUM_TASKS, mpirun OMPI_COMM_WORLD_SIZE; alone, one rank.
+fn announced_ranks() -> usize {
+    ["SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// MemAvailable of this node, in bytes.
+fn mem_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// Everything that can be checked before MPI_Init.
+fn preflight(cli: &Cli) -> Result<(), String> {
+    let ranks = announced_ranks();
+    cli.kernel.validate(ranks)?;
+    let need = cli.kernel.rank0_bytes(ranks);
+    if let Some(available) = mem_available() {
+        if need > available {
+            return Err(format!(
+                "{} with these parameters needs {} MiB on rank 0, but this node has {} MiB available",
+                cli.kernel.name(),
+                need >> 20,
+                available >> 20
+            ));
+        }
+    }
+    if let Some(dir) = cli.output.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(format!("output directory {} does not exist", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the kernel: whether its result was verified, or `None` when the
+/// parameters do not fit the communicator (rank 0 said why).
+fn run(cli: &Cli) -> anyhow::Result<Option<bool>> {
     let Some(universe) = mpi::initialize() else { bail!("MPI was already initialised") };
     let world = universe.world();
+    let is_root = world.rank() == 0;
+    // The launcher's count was a hint; the communicator's is the truth.
+    if let Err(msg) = cli.kernel.validate(world.size() as usize) {
+        if is_root {
+            eprintln!("odyssey-mpi: {msg}");
+        }
+        return Ok(None);
+    }
     let placement = gather_placement(&world)?;
-    let outcome = allreduce::run(&world, params);
-    let verified = outcome.error_norm <= allreduce::tolerance(world.size(), params.n);
-    if world.rank() != 0 {
-        return Ok(verified);
+    let human = is_root && !cli.json;
+    if human {
+        for p in placement.as_deref().unwrap_or_default() {
+            println!("rank {} of {} on {} (pid {})", p.rank, world.size(), p.node, p.pid);
+        }
+        let _ = std::io::stdout().flush();
+    }
+    let progress = |line: &str| {
+        if human {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let outcome = kernels::run(&world, &cli.kernel, &progress);
+    if !is_root {
+        return Ok(Some(outcome.verified));
     }
     let placement = placement.expect("rank 0 gathers the placement");
-    let bytes = (params.n * std::mem::size_of::<f64>()) as f64 * f64::from(params.iters);
     let result = KernelResult {
-        kernel: "allreduce",
-        params: serde_json::to_value(params)?,
+        kernel: cli.kernel.name().to_owned(),
+        params: cli.kernel.params_json(),
         ranks: world.size(),
         nodes: KernelResult::nodes_of(&placement),
         placement,
         wall_time_s: outcome.wall_time_s,
-        bandwidth_gb_s: if outcome.wall_time_s > 0.0 { bytes / outcome.wall_time_s / 1e9 } else { 0.0 },
+        gflop_s: outcome.gflop_s,
+        bandwidth_gb_s: outcome.bandwidth_gb_s,
         error_norm: outcome.error_norm,
-        verified,
+        tolerance: outcome.tolerance,
+        verified: outcome.verified,
+        details: outcome.details,
     };
     let json = serde_json::to_string_pretty(&result)?;
     if let Some(path) = &cli.output {
@@ -95,24 +141,29 @@ fn run(cli: &Cli, params: allreduce::Params) -> anyhow::Result<bool> {
     if cli.json {
         println!("{json}");
     } else {
-        for p in &result.placement {
-            println!("rank {} of {} on {} (pid {})", p.rank, result.ranks, p.node, p.pid);
-        }
+        let rate = match (result.gflop_s, result.bandwidth_gb_s) {
+            (_, Some(gb)) => format!(" {gb:.3} GB/s"),
+            (Some(gf), None) => format!(" {gf:.3} GFLOP/s"),
+            (None, None) => String::new(),
+        };
         println!(
-            "allreduce: n={} iters={} ranks={} nodes={} time={:.6}s error={:.3e} {}",
-            params.n,
-            params.iters,
+            "{}: ranks={} nodes={} time={:.6}s{rate} error={:.3e} (tolerance {:.1e}) {}",
+            result.kernel,
             result.ranks,
             result.nodes.join(","),
             result.wall_time_s,
             result.error_norm,
-            if verified { "VERIFIED" } else { "FAILED VERIFICATION" }
+            result.tolerance,
+            if result.verified { "VERIFIED" } else { "FAILED VERIFICATION" }
         );
     }
-    if !verified {
-        eprintln!("odyssey-mpi: allreduce result differs from the serial sum by {:e}", result.error_norm);
+    if !result.verified {
+        eprintln!(
+            "odyssey-mpi: {} failed verification: error {:e} exceeds tolerance {:e}",
+            result.kernel, result.error_norm, result.tolerance
+        );
     }
-    Ok(verified)
+    Ok(Some(result.verified))
 }
 
 /// Gathers every rank's node name and pid on rank 0, in rank order.
