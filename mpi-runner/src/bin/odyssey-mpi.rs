@@ -28,6 +28,10 @@ struct Cli {
     /// Print the JSON result on stdout instead of the human-readable report.
     #[arg(long, global = true)]
     json: bool,
+    /// Corrupt one value of the answer after computing it, so verification
+    /// fails: for testing the failure path only.
+    #[arg(long, global = true, hide = true)]
+    inject_error: bool,
     #[command(subcommand)]
     kernel: KernelSpec,
 }
@@ -35,7 +39,10 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(msg) = preflight(&cli) {
-        eprintln!("odyssey-mpi: {msg}");
+        // Every rank finds the same fault; one line says it.
+        if announced_rank() == 0 {
+            eprintln!("odyssey-mpi: {msg}");
+        }
         return ExitCode::from(2);
     }
     match run(&cli) {
@@ -56,6 +63,14 @@ fn announced_ranks() -> usize {
         .iter()
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or(1)
+}
+
+/// This process's rank as the launcher announces it; alone, 0.
+fn announced_rank() -> usize {
+    ["SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// MemAvailable of this node, in bytes.
@@ -115,7 +130,8 @@ fn run(cli: &Cli) -> anyhow::Result<Option<bool>> {
             let _ = std::io::stdout().flush();
         }
     };
-    let outcome = kernels::run(&world, &cli.kernel, &progress);
+    let options = kernels::RunOptions { inject_error: cli.inject_error };
+    let outcome = kernels::run(&world, &cli.kernel, options, &progress);
     if !is_root {
         return Ok(Some(outcome.verified));
     }

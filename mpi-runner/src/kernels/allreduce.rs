@@ -9,7 +9,7 @@
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
-use super::{giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome};
+use super::{giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome, RunOptions};
 use crate::params::AllreduceParams as Params;
 
 /// Rank `rank`'s contribution.
@@ -35,7 +35,7 @@ pub fn serial(n_ranks: i32, n: usize) -> Vec<f64> {
 
 /// Runs the all-reduce `params.iters` times; rank 0 compares the last
 /// result with the serial reference.
-pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
+pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions) -> Outcome {
     let send = contribution(world.rank(), params.n);
     let mut recv = vec![0.0; params.n];
     world.barrier();
@@ -44,6 +44,9 @@ pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
         world.all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum());
     }
     let wall_time_s = max_over_ranks(world, mpi::time() - start);
+    if options.inject_error && world.rank() == 0 {
+        recv[0] += 1.0;
+    }
     let tolerance = tolerance(world.size(), params.n);
     let local_error = if world.rank() == 0 { max_abs_diff(&recv, &serial(world.size(), params.n)) } else { 0.0 };
     let (error_norm, verified) = share_verdict(world, local_error, local_error <= tolerance);

@@ -11,7 +11,7 @@
 
 use mpi::traits::*;
 
-use super::{gather_blocks, giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome};
+use super::{gather_blocks, giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome, RunOptions};
 use crate::params::{grid_dims, JacobiParams as Params};
 
 /// Temperature held on the top edge.
@@ -76,7 +76,7 @@ const SOUTH: i32 = 2;
 const WEST: i32 = 3;
 const EAST: i32 = 4;
 
-pub fn run<C: Communicator>(world: &C, params: Params, progress: &dyn Fn(&str)) -> Outcome {
+pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, progress: &dyn Fn(&str)) -> Outcome {
     let (grid_rows, grid_cols) = grid_dims(world.size() as usize);
     let cart = world
         .create_cartesian_communicator(&[grid_rows as i32, grid_cols as i32], &[false, false], false)
@@ -155,7 +155,10 @@ pub fn run<C: Communicator>(world: &C, params: Params, progress: &dyn Fn(&str)) 
     }
     let wall_time_s = max_over_ranks(&cart, mpi::time() - start);
 
-    let mine = interior(&u, rows, cols);
+    let mut mine = interior(&u, rows, cols);
+    if options.corrupts(&cart) {
+        mine[0] += 1.0;
+    }
     let gathered = gather_blocks(&cart, &mine, (rows, cols), (grid_rows, grid_cols));
     let tolerance = 4.0 * f64::EPSILON;
     let (error_norm, verified) = match gathered {

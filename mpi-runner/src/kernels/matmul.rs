@@ -11,7 +11,7 @@
 use mpi::topology::Color;
 use mpi::traits::*;
 
-use super::{gather_blocks, giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome};
+use super::{gather_blocks, giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome, RunOptions};
 use crate::params::{gcd, grid_dims, MatmulParams as Params};
 
 /// Element (i, j) of A: small values in [-0.5, 0.5) that vary in both indices.
@@ -48,7 +48,7 @@ pub fn serial(n: usize) -> Vec<f64> {
     c
 }
 
-pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
+pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions) -> Outcome {
     let n = params.n;
     let (grid_rows, grid_cols) = grid_dims(world.size() as usize);
     let rank = world.rank() as usize;
@@ -86,6 +86,9 @@ pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
         gemm_acc(&mut c_block, &a_panel, &b_panel, mr, kb, nc);
     }
     let wall_time_s = max_over_ranks(world, mpi::time() - start);
+    if options.corrupts(world) {
+        c_block[0] += 1.0;
+    }
 
     let tolerance = n as f64 * f64::EPSILON * n as f64 * 0.25;
     let (error_norm, verified) = match gather_blocks(world, &c_block, (mr, nc), (grid_rows, grid_cols)) {

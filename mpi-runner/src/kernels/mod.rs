@@ -38,15 +38,31 @@ pub struct Outcome {
     pub details: serde_json::Value,
 }
 
+/// How a run behaves beyond its parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Corrupt one value of the last rank's part of the answer after the
+    /// computation, so that verification must catch it. For tests of the
+    /// failure path (`odyssey-mpi --inject-error`), never for results.
+    pub inject_error: bool,
+}
+
+impl RunOptions {
+    /// Whether this rank corrupts its part (the last rank, when asked).
+    pub fn corrupts<C: Communicator>(&self, world: &C) -> bool {
+        self.inject_error && world.rank() == world.size() - 1
+    }
+}
+
 /// Runs `spec` on `world`. Parameters must have been validated for its size.
-pub fn run<C: Communicator>(world: &C, spec: &KernelSpec, progress: &dyn Fn(&str)) -> Outcome {
+pub fn run<C: Communicator>(world: &C, spec: &KernelSpec, options: RunOptions, progress: &dyn Fn(&str)) -> Outcome {
     match *spec {
-        KernelSpec::Allreduce(p) => allreduce::run(world, p),
-        KernelSpec::Pi(p) => pi::run(world, p),
-        KernelSpec::Jacobi(p) => jacobi::run(world, p, progress),
-        KernelSpec::Matmul(p) => matmul::run(world, p),
-        KernelSpec::Cg(p) => cg::run(world, p, progress),
-        KernelSpec::Osu(p) => osu::run(world, p),
+        KernelSpec::Allreduce(p) => allreduce::run(world, p, options),
+        KernelSpec::Pi(p) => pi::run(world, p, options),
+        KernelSpec::Jacobi(p) => jacobi::run(world, p, options, progress),
+        KernelSpec::Matmul(p) => matmul::run(world, p, options),
+        KernelSpec::Cg(p) => cg::run(world, p, options, progress),
+        KernelSpec::Osu(p) => osu::run(world, p, options),
     }
 }
 

@@ -9,7 +9,7 @@
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
-use super::{max_over_ranks, share_verdict, sum_over_ranks, Outcome};
+use super::{max_over_ranks, share_verdict, sum_over_ranks, Outcome, RunOptions};
 use crate::params::OsuParams as Params;
 
 /// Collective sweeps stop here: beyond it they measure bandwidth, not latency.
@@ -39,7 +39,7 @@ fn pattern(size: usize, i: usize) -> u8 {
     ((i * 7 + size) % 251) as u8
 }
 
-pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
+pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions) -> Outcome {
     let (rank, size) = (world.rank(), world.size());
     let peer = size - 1;
     let mut mismatches = 0.0;
@@ -109,6 +109,9 @@ pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
         }
         let time = mpi::time() - start;
         elapsed += time;
+        if options.corrupts(world) {
+            buf[0] ^= 1;
+        }
         mismatches += buf.iter().zip(&expect).filter(|(a, b)| a != b).count() as f64;
         let latency = max_over_ranks(world, time / f64::from(reps));
         bcast.push(serde_json::json!({"bytes": bytes, "latency_us": latency * 1e6}));

@@ -14,7 +14,7 @@
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
-use super::{giga_rate, max_over_ranks, share_verdict, Outcome};
+use super::{giga_rate, max_over_ranks, share_verdict, Outcome, RunOptions};
 use crate::params::PiParams as Params;
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -71,11 +71,14 @@ pub fn estimate(inside: u64, samples: u64) -> (f64, f64) {
     (4.0 * p, 4.0 * (p * (1.0 - p) / samples as f64).sqrt())
 }
 
-pub fn run<C: Communicator>(world: &C, params: Params) -> Outcome {
+pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions) -> Outcome {
     let (rank, ranks) = (world.rank() as u64, world.size() as u64);
     world.barrier();
     let start = mpi::time();
-    let local = hits(&mut Stream::new(params.seed, rank), share(params.samples, ranks, rank));
+    let mut local = hits(&mut Stream::new(params.seed, rank), share(params.samples, ranks, rank));
+    if options.corrupts(world) {
+        local += 1;
+    }
     let mut inside = 0u64;
     world.all_reduce_into(&local, &mut inside, SystemOperation::sum());
     let wall_time_s = max_over_ranks(world, mpi::time() - start);
