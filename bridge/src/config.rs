@@ -123,6 +123,11 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_HEALTH_MAX_SKEW", default_value_t = 300)]
     pub health_max_skew: u64,
 
+    /// odyssey-mpi as every node sees it (on the cluster's shared
+    /// filesystem): kernel jobs run it under srun.
+    #[arg(long, env = "BRIDGE_MPI_BINARY", default_value = "/var/lib/odyssey-cluster/shared/bin/odyssey-mpi")]
+    pub mpi_binary: PathBuf,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -217,6 +222,7 @@ pub struct Settings {
     pub fault_exit_after_sbatch: bool,
     pub health_secret_file: Option<PathBuf>,
     pub health_max_skew: Duration,
+    pub mpi_binary: PathBuf,
 }
 
 /// Every size and rate limit, by name.
@@ -241,6 +247,8 @@ pub enum ConfigError {
     MissingFile { flag: &'static str, path: PathBuf },
     #[error("config file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("--mpi-binary must be an absolute path, not {0}")]
+    RelativeMpiBinary(PathBuf),
 }
 
 fn range(name: &'static str, value: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
@@ -256,6 +264,10 @@ fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duratio
 
 impl Settings {
     pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        // Not required to exist: kernel jobs answer 503 until it is installed.
+        if !cli.mpi_binary.is_absolute() {
+            return Err(ConfigError::RelativeMpiBinary(cli.mpi_binary.clone()));
+        }
         if let Some(path) = &cli.slurm_conf {
             if !path.is_file() {
                 return Err(ConfigError::MissingSlurmConf(path.clone()));
@@ -306,6 +318,7 @@ impl Settings {
             fault_exit_after_sbatch: cli.fault_exit_after_sbatch,
             health_secret_file: cli.health_secret_file.clone(),
             health_max_skew: seconds("health-max-skew", cli.health_max_skew as f64, 1.0, 86400.0)?,
+            mpi_binary: cli.mpi_binary.clone(),
         })
     }
 

@@ -55,6 +55,24 @@ pub fn classify(
     }
 }
 
+/// A kernel job's failure in the light of its result: a failed verification
+/// is the reason (the exit code only echoes it); a job that SLURM calls
+/// COMPLETED but left no result failed all the same; otherwise the missing
+/// result adds to the reason SLURM's state gives.
+pub fn with_kernel_result(
+    failure: Option<Failure>,
+    finished: bool,
+    verified: Option<bool>,
+    problem: Option<&str>,
+) -> Option<Failure> {
+    match (finished, verified, problem, failure) {
+        (true, Some(false), Some(problem), _) => Some(Failure { class: "application", reason: problem.to_owned() }),
+        (true, None, Some(problem), Some(f)) => Some(Failure { reason: format!("{}; {problem}", f.reason), ..f }),
+        (true, None, Some(problem), None) => Some(Failure { class: "application", reason: problem.to_owned() }),
+        (_, _, _, failure) => failure,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +91,18 @@ mod tests {
         assert_eq!(classify("FAILED", Some(1), None, &starved).unwrap().class, "infrastructure");
         assert_eq!(classify("COMPLETED", Some(0), None, &[]), None);
         assert_eq!(classify("CANCELLED", Some(0), Some(15), &[]), None);
+    }
+
+    #[test]
+    fn kernel_results_refine_the_reason() {
+        let exit1 = classify("FAILED", Some(1), None, &[]);
+        let unverified = with_kernel_result(exit1.clone(), true, Some(false), Some("cg failed verification"));
+        assert_eq!(unverified.unwrap().reason, "cg failed verification");
+        let killed = with_kernel_result(exit1, true, None, Some("odyssey-mpi wrote no result"));
+        assert_eq!(killed.unwrap().reason, "exit code 1; odyssey-mpi wrote no result");
+        let completed = with_kernel_result(None, true, None, Some("no result"));
+        assert_eq!(completed.unwrap().class, "application");
+        assert_eq!(with_kernel_result(None, true, Some(true), None), None);
+        assert_eq!(with_kernel_result(None, false, None, None), None);
     }
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use mpi_runner::params::KernelSpec;
+
 use crate::config::Limits;
 
 /// The body of `POST /v1/jobs`.
@@ -44,6 +46,12 @@ pub struct JobRequest {
     /// Per-task health reports from the SPANK plugin: true (= "summary"),
     /// "summary" or "full".
     pub health_report: Option<HealthReport>,
+    /// A verified MPI kernel of `odyssey-mpi` (instead of script or command):
+    /// allreduce, pi, jacobi, matmul, cg or osu. Its JSON result joins the
+    /// job record when the job ends.
+    pub kernel: Option<String>,
+    /// The kernel's parameters, e.g. `{"n": 2048}`; absent ones take defaults.
+    pub params: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +94,13 @@ pub struct ValidJob {
     pub stderr: String,
     pub is_array: bool,
     pub dependencies: Vec<i64>,
+    /// For a kernel job: where rank 0 writes its JSON result, `%j` standing
+    /// for the SLURM job id.
+    pub result_path: Option<String>,
 }
+
+/// The file name a kernel job's result gets in its working directory.
+pub const RESULT_FILE: &str = "odyssey-result-%j.json";
 
 /// Environment names a job may not set: they steer SLURM itself.
 const RESERVED_ENV_PREFIXES: &[&str] = &["SLURM_", "SBATCH_", "SPANK_", "_SLURM", "SALLOC_", "SRUN_"];
@@ -195,8 +209,9 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// Validates `request` for a job running as a user whose home is `home`.
-pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<ValidJob, SpecError> {
+/// Validates `request` for a job running as a user whose home is `home`;
+/// kernel jobs run `mpi_binary` (odyssey-mpi).
+pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: &Path) -> Result<ValidJob, SpecError> {
     let name = request.name.clone().unwrap_or_else(|| "job".to_owned());
     token("name", &name, 128, &['.', '_', '-', '+'], limits)?;
     let mut options: Vec<(&'static str, String)> = vec![("job-name", name.clone())];
@@ -282,10 +297,32 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
         }
     }
 
-    let script = match (&request.script, &request.command) {
-        (Some(_), Some(_)) => return Err(bad("script", "give either script or command, not both")),
-        (None, None) => return Err(bad("script", "give a script (starting with #!) or a command")),
-        (Some(script), None) => {
+    let kernel = match &request.kernel {
+        Some(name) => {
+            if request.script.is_some() || request.command.is_some() {
+                return Err(bad("kernel", "give one of script, command or kernel"));
+            }
+            if is_array {
+                return Err(bad("array", "a kernel job cannot be an array"));
+            }
+            let spec = KernelSpec::from_parts(name, request.params.clone()).map_err(|e| {
+                bad(if e.starts_with("unknown kernel") { "kernel" } else { "params" }, e)
+            })?;
+            // sbatch runs one task per node unless told otherwise.
+            let ranks = request.ntasks.or(request.nodes).unwrap_or(1);
+            spec.validate(ranks as usize).map_err(|e| bad("params", format!("{e} (for {ranks} ranks)")))?;
+            Some(spec)
+        }
+        None if request.params.is_some() => return Err(bad("params", "params go with a kernel")),
+        None => None,
+    };
+    let result_path = kernel.as_ref().map(|_| working_dir.join(RESULT_FILE).display().to_string());
+
+    let script = match (&request.script, &request.command, &kernel) {
+        (_, _, Some(spec)) => kernel_script(spec, mpi_binary, result_path.as_deref().unwrap_or_default()),
+        (Some(_), Some(_), None) => return Err(bad("script", "give either script or command, not both")),
+        (None, None, None) => return Err(bad("script", "give a script (starting with #!), a command or a kernel")),
+        (Some(script), None, None) => {
             if script.len() > limits.max_script_bytes {
                 return Err(bad("script", format!("is longer than {} bytes", limits.max_script_bytes)));
             }
@@ -297,7 +334,7 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
             }
             script.clone()
         }
-        (None, Some(argv)) => {
+        (None, Some(argv), None) => {
             if argv.is_empty() || argv.len() > 1024 {
                 return Err(bad("command", "must have 1 to 1024 words"));
             }
@@ -327,7 +364,22 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits) -> Result<Va
         stderr,
         is_array,
         dependencies,
+        result_path,
     })
+}
+
+/// The batch script of a kernel job: one srun of odyssey-mpi over the
+/// allocation, writing its result where the bridge collects it.
+fn kernel_script(spec: &KernelSpec, mpi_binary: &Path, result_path: &str) -> String {
+    let (before, after) = result_path.split_once("%j").unwrap_or((result_path, ""));
+    let output = format!("{}\"$SLURM_JOB_ID\"{}", shell_quote(before), shell_quote(after));
+    let args: Vec<String> = spec.to_args().iter().map(|a| shell_quote(a)).collect();
+    format!(
+        "#!/bin/sh\n# Cloud Odyssey kernel job: {}\nexec srun --mpi=pmix {} --output {output} {}\n",
+        spec.name(),
+        shell_quote(&mpi_binary.display().to_string()),
+        args.join(" ")
+    )
 }
 
 fn output_path(
@@ -388,7 +440,7 @@ mod tests {
     }
 
     fn field_of(req: &JobRequest) -> String {
-        validate(req, Path::new("/home/alice"), &limits()).unwrap_err().field
+        validate(req, Path::new("/home/alice"), &limits(), Path::new(MPI)).unwrap_err().field
     }
 
     #[test]
@@ -397,6 +449,7 @@ mod tests {
             &JobRequest { command: Some(vec!["echo".into(), "it's; rm -rf /".into()]), ..Default::default() },
             Path::new("/home/alice"),
             &limits(),
+            Path::new(MPI),
         )
         .unwrap();
         assert_eq!(job.script, "#!/bin/sh\nexec 'echo' 'it'\\''s; rm -rf /'\n");
@@ -431,7 +484,7 @@ mod tests {
         let many: BTreeMap<String, String> = (0..5).map(|i| (format!("V{i}"), "x".into())).collect();
         assert_eq!(field_of(&JobRequest { env: Some(many), ..request() }), "env");
         // Newlines inside a value are data, not syntax: it travels NUL-separated.
-        assert!(validate(&env("MULTI", "a\nb"), Path::new("/h"), &limits()).is_ok());
+        assert!(validate(&env("MULTI", "a\nb"), Path::new("/h"), &limits(), Path::new(MPI)).is_ok());
     }
 
     #[test]
@@ -440,7 +493,43 @@ mod tests {
         assert_eq!(field_of(&script("echo hi")), "script");
         assert_eq!(field_of(&JobRequest { script: Some("#!/bin/sh".into()), ..request() }), "script");
         assert_eq!(field_of(&JobRequest { command: None, ..Default::default() }), "script");
-        assert!(validate(&script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"), Path::new("/h"), &limits()).is_ok());
+        assert!(validate(&script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"), Path::new("/h"), &limits(), Path::new(MPI)).is_ok());
+    }
+
+    const MPI: &str = "/shared/bin/odyssey-mpi";
+
+    fn kernel(name: &str, params: serde_json::Value) -> JobRequest {
+        JobRequest { kernel: Some(name.into()), params: Some(params), command: None, ..Default::default() }
+    }
+
+    #[test]
+    fn a_kernel_job_runs_odyssey_mpi_under_srun() {
+        let req = JobRequest { nodes: Some(3), ntasks: Some(6), ..kernel("jacobi", serde_json::json!({"n": 120})) };
+        let job = validate(&req, Path::new("/home/alice"), &limits(), Path::new(MPI)).unwrap();
+        assert_eq!(
+            job.script,
+            "#!/bin/sh\n# Cloud Odyssey kernel job: jacobi\nexec srun --mpi=pmix '/shared/bin/odyssey-mpi' \
+             --output '/home/alice/odyssey-result-'\"$SLURM_JOB_ID\"'.json' \
+             'jacobi' '--max-iters' '1000' '--n' '120' '--tol' '1e-6'\n"
+        );
+        assert_eq!(job.result_path.as_deref(), Some("/home/alice/odyssey-result-%j.json"));
+    }
+
+    #[test]
+    fn kernel_params_are_checked_before_submission() {
+        let six = |params| JobRequest { nodes: Some(3), ntasks: Some(6), ..kernel("jacobi", params) };
+        let err = validate(&six(serde_json::json!({"n": 100})), Path::new("/h"), &limits(), Path::new(MPI)).unwrap_err();
+        assert_eq!(err.field, "params");
+        assert!(err.detail.contains("3 x 2 process grid") && err.detail.ends_with("(for 6 ranks)"), "{err}");
+        assert_eq!(field_of(&kernel("fft", serde_json::json!({}))), "kernel");
+        assert_eq!(field_of(&kernel("pi", serde_json::json!({"samples": "x"}))), "params");
+        assert_eq!(field_of(&kernel("pi", serde_json::json!({"bogus": 1}))), "params");
+        assert_eq!(field_of(&JobRequest { params: Some(serde_json::json!({})), ..request() }), "params");
+        assert_eq!(field_of(&JobRequest { command: Some(vec!["x".into()]), ..kernel("pi", serde_json::json!({})) }), "kernel");
+        assert_eq!(field_of(&JobRequest { array: Some("1-2".into()), ..kernel("pi", serde_json::json!({})) }), "array");
+        // One task per node when ntasks is absent.
+        let req = JobRequest { nodes: Some(3), ..kernel("matmul", serde_json::json!({"n": 100})) };
+        assert_eq!(field_of(&req), "params");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod http;
 pub mod jobspec;
 /// Prometheus metrics and their registry.
 pub mod metrics;
+/// Reading a kernel job's result file, as untrusted input.
+pub mod results;
 /// The only code that runs SLURM commands; the poller and the controller probe.
 pub mod slurm;
 /// SQLite: accounts, tokens, jobs and their timelines.

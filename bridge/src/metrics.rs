@@ -24,6 +24,8 @@ pub struct Metrics {
     pub health_delivery_lag: prometheus::Histogram,
     pub health_tasks: IntCounterVec,
     pub health_oom_kills: prometheus::IntCounter,
+    /// Kernel job results collated, by outcome (verified, unverified, missing).
+    pub kernel_results: IntCounterVec,
 }
 
 impl Metrics {
@@ -76,8 +78,14 @@ impl Metrics {
         let health_oom_kills =
             prometheus::IntCounter::new("bridge_health_oom_kills_total", "Tasks reported OOM-killed")
                 .expect("valid metric");
+        let kernel_results = IntCounterVec::new(
+            Opts::new("bridge_kernel_results_total", "Kernel job results collated, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(health_reports.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(kernel_results.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(health_reports.clone()),
             Box::new(health_delivery_lag.clone()),
             Box::new(health_tasks.clone()),
             Box::new(health_oom_kills.clone()),
@@ -104,6 +112,7 @@ impl Metrics {
             health_delivery_lag,
             health_tasks,
             health_oom_kills,
+            kernel_results,
         }
     }
 

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/events", get(get_events))
         .route("/jobs/{id}/output", get(get_output))
         .route("/jobs/{id}/health", get(get_health))
+        .route("/jobs/{id}/result", get(get_result))
 }
 
 /// Per-user submissions in the last minute (sliding window).
@@ -134,8 +135,19 @@ async fn submit_job(
     let account = unix_account(caller.user.unix_account(), state.settings.uid_floor)
         .map_err(|e| ApiError::Forbidden(format!("your account has no valid Unix mapping: {e}")))?;
     let limits = state.settings.limits;
-    let valid =
-        jobspec::validate(&request, &account.home, &limits).map_err(|e| ApiError::invalid(e.field, e.detail))?;
+    let mpi_binary = &state.settings.mpi_binary;
+    let valid = jobspec::validate(&request, &account.home, &limits, mpi_binary)
+        .map_err(|e| ApiError::invalid(e.field, e.detail))?;
+    if valid.result_path.is_some() {
+        let binary = mpi_binary.clone();
+        if !tokio::task::spawn_blocking(move || binary.is_file()).await.map_err(anyhow::Error::from)? {
+            return Err(ApiError::Unavailable(format!(
+                "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
+                 (scripts/build.sh installs it)",
+                mpi_binary.display()
+            )));
+        }
+    }
 
     let dir = valid.working_dir.clone();
     if !tokio::task::spawn_blocking(move || dir.is_dir()).await.map_err(anyhow::Error::from)? {
@@ -210,6 +222,7 @@ async fn submit_job(
         stderr_path: Some(valid.stderr.clone()),
         unix_user: account.name.clone(),
         uid: account.uid,
+        result_path: valid.result_path.clone(),
     };
     let job = match state.store.call(move |conn| jobs::insert(conn, &new_job)).await? {
         Inserted::Existing(job) => {
@@ -320,6 +333,20 @@ struct JobView {
     #[serde(flatten)]
     job: Job,
     failure: Option<crate::failure::Failure>,
+    /// Kernel jobs only: where the result is and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<ResultView>,
+}
+
+#[derive(Serialize)]
+struct ResultView {
+    url: String,
+    /// Whether the poller has read it yet (it does once the job finished).
+    collated: bool,
+    /// Whether it passed verification; null until collated or when missing.
+    verified: Option<bool>,
+    /// Why there is no verified result.
+    problem: Option<String>,
 }
 
 async fn health_records(state: &AppState, job: &Job) -> Result<Vec<serde_json::Value>, ApiError> {
@@ -342,7 +369,37 @@ async fn get_job(
     } else {
         None
     };
-    Ok(Json(JobView { job, failure }))
+    let failure = crate::failure::with_kernel_result(failure, job.finished, job.result_verified, job.result_error.as_deref());
+    let result = job.is_kernel().then(|| ResultView {
+        url: format!("/v1/jobs/{}/result", job.id),
+        collated: job.result_verified.is_some() || job.result_error.is_some(),
+        verified: job.result_verified,
+        problem: job.result_error.clone(),
+    });
+    Ok(Json(JobView { job, failure, result }))
+}
+
+/// A kernel job's result, as rank 0 wrote it.
+async fn get_result(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &caller, job_id(&id)?).await?;
+    if !job.is_kernel() {
+        return Err(ApiError::NotFound(format!("job {} is not a kernel job: it has no result", job.id)));
+    }
+    if !job.finished {
+        return Err(ApiError::Conflict(format!("job {} is {}: its result comes when it ends", job.id, job.state)));
+    }
+    let id = job.id;
+    match state.store.read(move |conn| jobs::result(conn, id)).await? {
+        Some(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
+        None => match job.result_error {
+            Some(problem) => Err(ApiError::NotFound(format!("job {id} has no result: {problem}"))),
+            None => Err(ApiError::Conflict(format!("job {id} ended moments ago; its result is being collated"))),
+        },
+    }
 }
 
 #[derive(Serialize)]

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::parse::{JobDetail, NodeInfo, QueueEntry};
 use super::{hostlist, Slurm, SlurmError};
 use crate::metrics::Metrics;
-use crate::store::jobs::{self, Observation, Tracked, SUBMITTING};
+use crate::store::jobs::{self, Collated, Observation, Tracked, SUBMITTING};
 use crate::store::{now, Store, StoreError};
 
 /// States after which SLURM does nothing more with a job.
@@ -191,6 +191,7 @@ impl Poller {
                 }
             }
         }
+        self.collate_results().await?;
         // Counting the whole history scans an index of it: after changes, at
         // most every COUNT_INTERVAL, and every COUNT_MAX_AGE regardless
         // (submissions and cancels happen outside the poller).
@@ -214,6 +215,38 @@ impl Poller {
             }
             self.counts_dirty.store(false, std::sync::atomic::Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Reads the results of kernel jobs that have finished into their records.
+    async fn collate_results(&self) -> Result<(), PollError> {
+        let pending = self.store.read(jobs::uncollated).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let collated = match tokio::task::spawn_blocking(move || {
+            pending.iter().map(|job| (job.id, crate::results::collate(job))).collect::<Vec<_>>()
+        })
+        .await
+        {
+            Ok(collated) => collated,
+            Err(err) => {
+                tracing::error!(%err, "collating kernel results failed; retrying next round");
+                return Ok(());
+            }
+        };
+        for (id, result) in &collated {
+            let outcome = match result {
+                Collated::Result { verified: true, .. } => "verified",
+                Collated::Result { verified: false, .. } => "unverified",
+                Collated::Missing(_) => "missing",
+            };
+            tracing::info!(job = id, outcome, "kernel result collated");
+            self.metrics.kernel_results.with_label_values(&[outcome]).inc();
+        }
+        self.store
+            .call(move |conn| collated.iter().try_for_each(|(id, result)| jobs::store_result(conn, *id, result)))
+            .await?;
         Ok(())
     }
 

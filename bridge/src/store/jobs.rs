@@ -41,11 +41,27 @@ pub struct Job {
     #[serde(skip)]
     pub uid: u32,
     pub finished: bool,
+    /// Kernel jobs: where the result file goes (`%j` = SLURM id).
+    #[serde(skip)]
+    pub result_path: Option<String>,
+    /// Kernel jobs, once collated: whether the result passed verification.
+    #[serde(skip)]
+    pub result_verified: Option<bool>,
+    /// Kernel jobs, once collated: why there is no verified result.
+    #[serde(skip)]
+    pub result_error: Option<String>,
+}
+
+impl Job {
+    pub fn is_kernel(&self) -> bool {
+        self.result_path.is_some()
+    }
 }
 
 const COLUMNS: &str = "j.id, j.user_id, u.name, j.slurm_job_id, j.tag, j.idempotency_key, j.request_hash, j.name,
     j.partition, j.state, j.reason, j.exit_code, j.signal, j.nodes, j.submitted_at, j.started_at, j.ended_at,
-    j.spec, j.script, j.stdout_path, j.stderr_path, j.unix_user, j.uid, j.finished";
+    j.spec, j.script, j.stdout_path, j.stderr_path, j.unix_user, j.uid, j.finished, j.result_path, j.result_verified,
+    j.result_error";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let spec: String = row.get(17)?;
@@ -74,6 +90,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         unix_user: row.get(21)?,
         uid: row.get(22)?,
         finished: row.get(23)?,
+        result_path: row.get(24)?,
+        result_verified: row.get(25)?,
+        result_error: row.get(26)?,
     })
 }
 
@@ -92,6 +111,7 @@ pub struct NewJob {
     pub stderr_path: Option<String>,
     pub unix_user: String,
     pub uid: u32,
+    pub result_path: Option<String>,
 }
 
 /// The outcome of `insert`: a new row, or the job an earlier request with
@@ -113,8 +133,8 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     let at = now();
     tx.execute(
         "INSERT INTO jobs (user_id, tag, idempotency_key, request_hash, name, partition, state, submitted_at,
-                           spec, script, stdout_path, stderr_path, unix_user, uid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           spec, script, stdout_path, stderr_path, unix_user, uid, result_path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             job.user_id,
             job.tag,
@@ -129,7 +149,8 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
             job.stdout_path,
             job.stderr_path,
             job.unix_user,
-            job.uid
+            job.uid,
+            job.result_path
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -349,6 +370,59 @@ pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Re
     }
     tx.commit()?;
     Ok(transitions)
+}
+
+/// A finished kernel job whose result has not been collated.
+#[derive(Debug, Clone)]
+pub struct Uncollated {
+    pub id: i64,
+    pub slurm_job_id: Option<i64>,
+    pub result_path: String,
+    pub uid: u32,
+    pub state: String,
+}
+
+/// Finished kernel jobs without a collated result, oldest first.
+pub fn uncollated(conn: &Connection) -> Result<Vec<Uncollated>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, slurm_job_id, result_path, uid, state FROM jobs INDEXED BY jobs_uncollated
+         WHERE result_path IS NOT NULL AND result IS NULL AND result_error IS NULL AND finished = 1
+         ORDER BY id LIMIT 256",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(Uncollated {
+            id: row.get(0)?,
+            slurm_job_id: row.get(1)?,
+            result_path: row.get(2)?,
+            uid: row.get(3)?,
+            state: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// What collating a kernel job's result found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Collated {
+    /// Rank 0's JSON; `error` says why it failed verification, if it did.
+    Result { json: String, verified: bool, error: Option<String> },
+    /// No usable result, and why.
+    Missing(String),
+}
+
+pub fn store_result(conn: &mut Connection, id: i64, collated: &Collated) -> Result<(), StoreError> {
+    let (json, verified, error) = match collated {
+        Collated::Result { json, verified, error } => (Some(json.as_str()), Some(*verified), error.as_deref()),
+        Collated::Missing(why) => (None, None, Some(why.as_str())),
+    };
+    conn.prepare_cached("UPDATE jobs SET result = ?2, result_verified = ?3, result_error = ?4 WHERE id = ?1")?
+        .execute(params![id, json, verified, error])?;
+    Ok(())
+}
+
+/// A kernel job's collated JSON result, if any.
+pub fn result(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn.prepare_cached("SELECT result FROM jobs WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?.flatten())
 }
 
 /// Counts of jobs by state, for the metrics gauge.

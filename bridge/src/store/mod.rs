@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_indexes.sql"),
     include_str!("migrations/0003_health.sql"),
+    include_str!("migrations/0004_kernel_results.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
