@@ -4,6 +4,7 @@
 mod bridge;
 mod cluster;
 mod health;
+mod kernels;
 mod lifecycle;
 mod mpi;
 mod spank;

@@ -305,9 +305,8 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: 
             if is_array {
                 return Err(bad("array", "a kernel job cannot be an array"));
             }
-            let spec = KernelSpec::from_parts(name, request.params.clone()).map_err(|e| {
-                bad(if e.starts_with("unknown kernel") { "kernel" } else { "params" }, e)
-            })?;
+            let spec = KernelSpec::from_parts(name, request.params.clone())
+                .map_err(|e| bad(if e.starts_with("unknown kernel") { "kernel" } else { "params" }, e))?;
             // sbatch runs one task per node unless told otherwise.
             let ranks = request.ntasks.or(request.nodes).unwrap_or(1);
             spec.validate(ranks as usize).map_err(|e| bad("params", format!("{e} (for {ranks} ranks)")))?;
@@ -369,13 +368,15 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: 
 }
 
 /// The batch script of a kernel job: one srun of odyssey-mpi over the
-/// allocation, writing its result where the bridge collects it.
+/// allocation, writing its result where the bridge collects it. A rank that
+/// dies ends the step (`--kill-on-bad-exit`), rather than leaving the others
+/// waiting for it until the time limit.
 fn kernel_script(spec: &KernelSpec, mpi_binary: &Path, result_path: &str) -> String {
     let (before, after) = result_path.split_once("%j").unwrap_or((result_path, ""));
     let output = format!("{}\"$SLURM_JOB_ID\"{}", shell_quote(before), shell_quote(after));
     let args: Vec<String> = spec.to_args().iter().map(|a| shell_quote(a)).collect();
     format!(
-        "#!/bin/sh\n# Cloud Odyssey kernel job: {}\nexec srun --mpi=pmix {} --output {output} {}\n",
+        "#!/bin/sh\n# Cloud Odyssey kernel job: {}\nexec srun --mpi=pmix --kill-on-bad-exit=1 {} --output {output} {}\n",
         spec.name(),
         shell_quote(&mpi_binary.display().to_string()),
         args.join(" ")
@@ -493,7 +494,13 @@ mod tests {
         assert_eq!(field_of(&script("echo hi")), "script");
         assert_eq!(field_of(&JobRequest { script: Some("#!/bin/sh".into()), ..request() }), "script");
         assert_eq!(field_of(&JobRequest { command: None, ..Default::default() }), "script");
-        assert!(validate(&script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"), Path::new("/h"), &limits(), Path::new(MPI)).is_ok());
+        assert!(validate(
+            &script("#!/bin/bash\n#SBATCH --time=5\nhostname\n"),
+            Path::new("/h"),
+            &limits(),
+            Path::new(MPI)
+        )
+        .is_ok());
     }
 
     const MPI: &str = "/shared/bin/odyssey-mpi";
@@ -508,7 +515,7 @@ mod tests {
         let job = validate(&req, Path::new("/home/alice"), &limits(), Path::new(MPI)).unwrap();
         assert_eq!(
             job.script,
-            "#!/bin/sh\n# Cloud Odyssey kernel job: jacobi\nexec srun --mpi=pmix '/shared/bin/odyssey-mpi' \
+            "#!/bin/sh\n# Cloud Odyssey kernel job: jacobi\nexec srun --mpi=pmix --kill-on-bad-exit=1 '/shared/bin/odyssey-mpi' \
              --output '/home/alice/odyssey-result-'\"$SLURM_JOB_ID\"'.json' \
              'jacobi' '--max-iters' '1000' '--n' '120' '--tol' '1e-6'\n"
         );
@@ -518,14 +525,18 @@ mod tests {
     #[test]
     fn kernel_params_are_checked_before_submission() {
         let six = |params| JobRequest { nodes: Some(3), ntasks: Some(6), ..kernel("jacobi", params) };
-        let err = validate(&six(serde_json::json!({"n": 100})), Path::new("/h"), &limits(), Path::new(MPI)).unwrap_err();
+        let err =
+            validate(&six(serde_json::json!({"n": 100})), Path::new("/h"), &limits(), Path::new(MPI)).unwrap_err();
         assert_eq!(err.field, "params");
         assert!(err.detail.contains("3 x 2 process grid") && err.detail.ends_with("(for 6 ranks)"), "{err}");
         assert_eq!(field_of(&kernel("fft", serde_json::json!({}))), "kernel");
         assert_eq!(field_of(&kernel("pi", serde_json::json!({"samples": "x"}))), "params");
         assert_eq!(field_of(&kernel("pi", serde_json::json!({"bogus": 1}))), "params");
         assert_eq!(field_of(&JobRequest { params: Some(serde_json::json!({})), ..request() }), "params");
-        assert_eq!(field_of(&JobRequest { command: Some(vec!["x".into()]), ..kernel("pi", serde_json::json!({})) }), "kernel");
+        assert_eq!(
+            field_of(&JobRequest { command: Some(vec!["x".into()]), ..kernel("pi", serde_json::json!({})) }),
+            "kernel"
+        );
         assert_eq!(field_of(&JobRequest { array: Some("1-2".into()), ..kernel("pi", serde_json::json!({})) }), "array");
         // One task per node when ntasks is absent.
         let req = JobRequest { nodes: Some(3), ..kernel("matmul", serde_json::json!({"n": 100})) };

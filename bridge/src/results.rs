@@ -20,10 +20,8 @@ pub fn collate(job: &Uncollated) -> Collated {
         return Collated::Missing("the job never reached SLURM".into());
     };
     let path = job.result_path.replace("%j", &slurm_id.to_string());
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path);
+    let opened =
+        std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(&path);
     let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -97,7 +95,10 @@ mod tests {
         let file = dir.join("odyssey-result-42.json");
         let job = job(&dir);
 
-        assert_eq!(collate(&job), Collated::Missing("odyssey-mpi wrote no result: the job ended FAILED before rank 0 finished".into()));
+        assert_eq!(
+            collate(&job),
+            Collated::Missing("odyssey-mpi wrote no result: the job ended FAILED before rank 0 finished".into())
+        );
 
         std::fs::write(&file, result(true)).unwrap();
         let Collated::Result { verified: true, error: None, .. } = collate(&job) else { panic!("{:?}", collate(&job)) };

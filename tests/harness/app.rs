@@ -181,7 +181,7 @@ impl Client {
 
     /// Polls the job (bounded) until it is finished; the job.
     pub async fn wait_finished(&self, id: i64) -> Value {
-        for _ in 0..600 {
+        for _ in 0..1200 {
             let reply = self.get(&format!("/v1/jobs/{id}")).await;
             assert_eq!(reply.status, 200, "{}", reply.text);
             if reply.body["finished"] == true {
@@ -189,7 +189,7 @@ impl Client {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("job {id} did not finish within 60 s");
+        panic!("job {id} did not finish within 120 s");
     }
 
     /// Polls (bounded) until the job has this state.

@@ -369,7 +369,8 @@ async fn get_job(
     } else {
         None
     };
-    let failure = crate::failure::with_kernel_result(failure, job.finished, job.result_verified, job.result_error.as_deref());
+    let failure =
+        crate::failure::with_kernel_result(failure, job.finished, job.result_verified, job.result_error.as_deref());
     let result = job.is_kernel().then(|| ResultView {
         url: format!("/v1/jobs/{}/result", job.id),
         collated: job.result_verified.is_some() || job.result_error.is_some(),

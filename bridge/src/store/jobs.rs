@@ -422,7 +422,11 @@ pub fn store_result(conn: &mut Connection, id: i64, collated: &Collated) -> Resu
 
 /// A kernel job's collated JSON result, if any.
 pub fn result(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(conn.prepare_cached("SELECT result FROM jobs WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?.flatten())
+    Ok(conn
+        .prepare_cached("SELECT result FROM jobs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// Counts of jobs by state, for the metrics gauge.
