@@ -15,3 +15,11 @@ install -d -m 0755 "$SHARED_DIR/bin"
 install -m 0755 "$REPO/target/release/odyssey-mpi" "$SHARED_DIR/bin/.odyssey-mpi.new"
 mv -f "$SHARED_DIR/bin/.odyssey-mpi.new" "$SHARED_DIR/bin/odyssey-mpi"
 bash "$CLUSTER" plugin install "$REPO/target/release/libodyssey_spank.so"
+
+step "building the C reference twins of the kernels (mpicc -O3) for bench/kernels.sh"
+install -d -m 0755 "$SHARED_DIR/bin/c-twins"
+for source in "$REPO"/mpi-runner/c/*.c; do
+  name=$(basename "$source" .c)
+  mpicc -O3 -Wall -Wextra -Werror -o "$SHARED_DIR/bin/c-twins/.$name.new" "$source" -lm
+  mv -f "$SHARED_DIR/bin/c-twins/.$name.new" "$SHARED_DIR/bin/c-twins/$name"
+done

@@ -39,7 +39,7 @@ if [[ -s $PID_FILE ]] && [[ $(cat "/proc/$(cat "$PID_FILE")/comm" 2>/dev/null) =
   kill "$(cat "$PID_FILE")" && sleep 0.5
 fi
 "$REPO/target/release/bridge" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
-  --data-dir "$DATA_DIR" --slurm-conf "$SLURM_CONF" >"$LOG_FILE" 2>&1 &
+  --data-dir "$DATA_DIR" --slurm-conf "$SLURM_CONF" --mpi-binary "$SHARED_DIR/bin/odyssey-mpi" >"$LOG_FILE" 2>&1 &
 BRIDGE_PID=$!
 echo "$BRIDGE_PID" >"$PID_FILE"
 trap 'kill "$BRIDGE_PID" 2>/dev/null || true; rm -f "$PID_FILE"' EXIT
@@ -66,15 +66,18 @@ TOKEN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/jso
 echo "access token: ${TOKEN:0:24}..."
 AUTH=(-H "authorization: Bearer $TOKEN")
 
-step "submitting an MPI all-reduce: $N_NODES nodes x 2 ranks, srun --mpi=pmix, as alice"
+step "submitting a verified MPI kernel job: Jacobi heat equation, $N_NODES nodes x 2 ranks, as alice"
 WORK_DIR=$SHARED_DIR/users/alice
-JOB_SPEC=$(jq -n --arg dir "$WORK_DIR" --arg bin "$SHARED_DIR/bin/odyssey-mpi" --argjson nodes "$N_NODES" '{
-  name: "allreduce-demo", nodes: $nodes, ntasks: ($nodes * 2), working_dir: $dir, time_limit: 5,
-  script: ("#!/bin/bash\nsrun --mpi=pmix " + $bin + " --output " + $dir + "/demo-$SLURM_JOB_ID.json allreduce --n 65536\n")
+# The grid side must divide over the process grid: a multiple of the rank count does.
+JOB_SPEC=$(jq -n --arg dir "$WORK_DIR" --argjson nodes "$N_NODES" '{
+  name: "jacobi-demo", kernel: "jacobi", params: {n: ($nodes * 200), max_iters: 2000},
+  nodes: $nodes, ntasks: ($nodes * 2), working_dir: $dir, time_limit: 5
 }')
 show "curl -X POST $API/v1/jobs -d '$(jq -c . <<<"$JOB_SPEC")'"
 JOB=$(curl -fsS -X POST "$API/v1/jobs" "${AUTH[@]}" -H 'content-type: application/json' -d "$JOB_SPEC")
 jq -c '{id, slurm_job_id, state, user, unix_user}' <<<"$JOB"
+echo "the batch script the bridge wrote:"
+jq -r .script <<<"$JOB" | sed 's/^/    /'
 JOB_ID=$(jq -r .id <<<"$JOB")
 
 step "following its output (Server-Sent Events until the job ends)"
@@ -82,16 +85,23 @@ show "curl -N '$API/v1/jobs/$JOB_ID/output?follow=true'"
 curl -fsSN --max-time 120 "$API/v1/jobs/$JOB_ID/output?follow=true" "${AUTH[@]}" \
   | awk '/^event:/ { event = $2 } /^data:/ && event == "output" { sub(/^data: ?/, ""); print }'
 
-step "the job's record and timeline"
+step "the job's record, timeline and collated result"
+RECORD=""
+for _ in $(seq 100); do
+  RECORD=$(curl -fsS "$API/v1/jobs/$JOB_ID" "${AUTH[@]}")
+  [[ $(jq -r '.result.collated' <<<"$RECORD") == true ]] && break
+  sleep 0.1
+done
 show "curl $API/v1/jobs/$JOB_ID"
-RECORD=$(curl -fsS "$API/v1/jobs/$JOB_ID" "${AUTH[@]}")
-jq -c '{id, slurm_job_id, state, exit_code, nodes, started_at, ended_at}' <<<"$RECORD"
+jq -c '{id, slurm_job_id, state, exit_code, nodes, result, failure}' <<<"$RECORD"
 show "curl $API/v1/jobs/$JOB_ID/events"
 curl -fsS "$API/v1/jobs/$JOB_ID/events" "${AUTH[@]}" | jq -c '.[]'
 [[ $(jq -r .state <<<"$RECORD") == COMPLETED ]] || fail "job $JOB_ID ended $(jq -r .state <<<"$RECORD")"
-curl -fsS "$API/v1/jobs/$JOB_ID/output" "${AUTH[@]}" | grep -q VERIFIED \
-  || fail "job $JOB_ID did not produce a verified result"
-echo "JSON result: $WORK_DIR/demo-$(jq -r .slurm_job_id <<<"$RECORD").json"
+show "curl $API/v1/jobs/$JOB_ID/result"
+RESULT=$(curl -fsS "$API/v1/jobs/$JOB_ID/result" "${AUTH[@]}")
+jq -c '{kernel, params, ranks, nodes, wall_time_s, bandwidth_gb_s, error_norm, tolerance, verified,
+        iterations: .details.iterations, process_grid: .details.process_grid}' <<<"$RESULT"
+[[ $(jq -r .verified <<<"$RESULT") == true ]] || fail "job $JOB_ID did not produce a verified result"
 
 if ((ONCE)); then
   step "demo done"
