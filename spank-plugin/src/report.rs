@@ -111,7 +111,7 @@ pub fn mem_available() -> Known<u64> {
 /// Free bytes (for unprivileged users) on the filesystem holding `path`.
 pub fn free_space(path: &std::path::Path) -> Known<u64> {
     match nix::sys::statvfs::statvfs(path) {
-        Ok(stat) => Known::Value(stat.blocks_available() as u64 * stat.fragment_size() as u64),
+        Ok(stat) => Known::Value(stat.blocks_available() * stat.fragment_size()),
         Err(_) => Known::Unknown { unknown: "statvfs of the working directory failed" },
     }
 }

@@ -149,11 +149,11 @@ impl Poller {
         let grace_cutoff = now() - self.submit_grace.as_secs_f64();
         for job in &tracked {
             match job.slurm_job_id {
-                None if job.state == SUBMITTING => {
-                    // From before this process started, or far past sbatch's timeout.
-                    if job.submitted_at < self.process_started || job.submitted_at < grace_cutoff {
-                        orphans.push(job.clone());
-                    }
+                // From before this process started, or far past sbatch's timeout.
+                None if job.state == SUBMITTING
+                    && (job.submitted_at < self.process_started || job.submitted_at < grace_cutoff) =>
+                {
+                    orphans.push(job.clone());
                 }
                 None => {}
                 Some(slurm_id) => match by_job.get(&slurm_id) {
@@ -205,7 +205,7 @@ impl Poller {
             .map(|t| t.is_none_or(|t| t.elapsed() >= if dirty { COUNT_INTERVAL } else { COUNT_MAX_AGE }))
             .unwrap_or(true);
         if due {
-            let counts = self.store.read(|conn| jobs::count_by_state(conn)).await?;
+            let counts = self.store.read(jobs::count_by_state).await?;
             self.metrics.jobs_by_state.reset();
             for (state, count) in counts {
                 self.metrics.jobs_by_state.with_label_values(&[&state]).set(count);
