@@ -20,11 +20,12 @@ cd "$SHARED_DIR/scratch"
 
 declare -A PARAMS=(
   [pi]="--samples 100000000"
-  [jacobi]="--n 2048 --max-iters 200"
+  [jacobi]="--n 4096 --max-iters 60"
   [matmul]="--n 1024"
   [cg]="--n 1024 --max-iters 200 --tol 1e-300"
 )
 declare -A METRIC=([pi]=gflop_s [jacobi]=bandwidth_gb_s [matmul]=gflop_s [cg]=gflop_s)
+declare -A UNIT=([gflop_s]=GFLOP/s [bandwidth_gb_s]=GB/s)
 KERNELS=(pi jacobi matmul cg)
 
 # One rank per node: `on RANKS program args...`; stdout.
@@ -58,11 +59,11 @@ for ranks in 1 2; do
     done
     rt=$(median "${rust_t[@]}") ct=$(median "${c_t[@]}")
     RATE[$kernel.$ranks]=$(median "${rust_r[@]}")
-    unit=${metric%_s}; unit=${unit/_/ }
+    unit=${UNIT[$metric]}
     # shellcheck disable=SC2016 # the backquotes are Markdown
-    printf '| %s `%s` | %s | %.4f s | %.4f s | %s | %.3f %s/s | %.3f %s/s | %s |\n' "$kernel" "${PARAMS[$kernel]}" \
-      "$ranks" "$rt" "$ct" "$(ratio "$rt" "$ct")" "${RATE[$kernel.$ranks]}" "${unit^^}" "$(median "${c_r[@]}")" \
-      "${unit^^}" "$verified"
+    printf '| %s `%s` | %s | %.4f s | %.4f s | %s | %.3f %s | %.3f %s | %s |\n' "$kernel" "${PARAMS[$kernel]}" \
+      "$ranks" "$rt" "$ct" "$(ratio "$rt" "$ct")" "${RATE[$kernel.$ranks]}" "$unit" "$(median "${c_r[@]}")" \
+      "$unit" "$verified"
   done
 done
 

@@ -3,7 +3,16 @@
 #include <math.h>
 #include "twin.h"
 
-static double sweep(const double *restrict u, double *restrict next, size_t rows, size_t cols) {
+static void sweep(const double *restrict u, double *restrict next, size_t rows, size_t cols) {
+    size_t w = cols + 2;
+    for (size_t i = 1; i <= rows; i++) {
+        const double *up = u + (i - 1) * w, *mid = u + i * w, *down = u + (i + 1) * w;
+        double *out = next + i * w;
+        for (size_t j = 1; j <= cols; j++) out[j] = 0.25 * (up[j] + down[j] + mid[j - 1] + mid[j + 1]);
+    }
+}
+
+static double sweep_with_change(const double *restrict u, double *restrict next, size_t rows, size_t cols) {
     size_t w = cols + 2;
     double change = 0.0;
     for (size_t i = 1; i <= rows; i++) {
@@ -26,6 +35,7 @@ int main(int argc, char **argv) {
     size_t n = (size_t)arg(argc, argv, "--n", 256);
     int max_iters = (int)arg(argc, argv, "--max-iters", 1000);
     double tol = arg(argc, argv, "--tol", 1e-6);
+    int check_every = (int)arg(argc, argv, "--check-every", 10);
     int dims[2], periods[2] = {0, 0}, coords[2];
     grid_dims(size, &dims[0], &dims[1]);
     MPI_Comm cart;
@@ -43,7 +53,7 @@ int main(int argc, char **argv) {
     if (coords[0] == 0)
         for (size_t j = 1; j <= cols; j++) u[j] = next[j] = 1.0;
     MPI_Barrier(cart);
-    double start = MPI_Wtime(), residual;
+    double start = MPI_Wtime(), residual = INFINITY;
     int iters = 0;
     for (;;) {
         MPI_Request req[8];
@@ -73,10 +83,12 @@ int main(int argc, char **argv) {
             if (west != MPI_PROC_NULL) u[(i + 1) * w] = recv_w[i];
             if (east != MPI_PROC_NULL) u[(i + 1) * w + cols + 1] = recv_e[i];
         }
-        double change = sweep(u, next, rows, cols);
-        residual = max_over_ranks(change, cart);
-        double *t = u; u = next; next = t;
         iters++;
+        if (iters % check_every == 0)
+            residual = max_over_ranks(sweep_with_change(u, next, rows, cols), cart);
+        else
+            sweep(u, next, rows, cols);
+        double *t = u; u = next; next = t;
         if (residual < tol || iters >= max_iters) break;
     }
     double t = max_over_ranks(MPI_Wtime() - start, cart);

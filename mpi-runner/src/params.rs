@@ -66,6 +66,10 @@ pub struct JacobiParams {
     /// Stop when the largest change of an iteration falls below this.
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
+    /// Measure (and all-reduce) the largest change every this many
+    /// iterations; the sweeps between are plain stencil updates.
+    #[arg(long, default_value_t = 10)]
+    pub check_every: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Args, Serialize, Deserialize)]
@@ -226,6 +230,9 @@ impl KernelSpec {
                 tolerance(p.tol)?;
                 if p.max_iters == 0 {
                     return Err("--max-iters must be at least 1".into());
+                }
+                if p.check_every == 0 {
+                    return Err("--check-every must be at least 1".into());
                 }
                 divides_grid(p.n, ranks)?;
             }
