@@ -7,11 +7,13 @@ static void apply(const double *restrict p, double *restrict out, size_t rows, s
     for (size_t i = 0; i < rows; i++) {
         const double *up = p + i * n, *mid = p + (i + 1) * n, *down = p + (i + 2) * n;
         double *o = out + i * n;
-        for (size_t j = 0; j < n; j++) {
-            double left = j > 0 ? mid[j - 1] : 0.0;
-            double right = j + 1 < n ? mid[j + 1] : 0.0;
-            o[j] = 4.0 * mid[j] - up[j] - down[j] - left - right;
+        if (n == 1) {
+            o[0] = 4.0 * mid[0] - up[0] - down[0];
+            continue;
         }
+        o[0] = 4.0 * mid[0] - up[0] - down[0] - mid[1];
+        for (size_t j = 1; j + 1 < n; j++) o[j] = 4.0 * mid[j] - up[j] - down[j] - mid[j - 1] - mid[j + 1];
+        o[n - 1] = 4.0 * mid[n - 1] - up[n - 1] - down[n - 1] - mid[n - 2];
     }
 }
 
