@@ -9,6 +9,7 @@ fn srun_and_sbatch_list_the_option() {
     for program in ["srun", "sbatch", "salloc"] {
         let help = cluster.ok(program, &["--help"]);
         assert!(help.contains("--health-report=MODE"), "{program} --help:\n{help}");
+        assert!(help.contains("summary (the"), "{program} --help:\n{help}");
     }
 }
 
@@ -36,6 +37,25 @@ fn sbatch_forwards_the_mode_to_the_steps_of_its_script() {
     );
     let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
     assert_eq!(output, "summary\n");
+}
+
+#[test]
+fn the_option_without_a_value_means_summary() {
+    let (cluster, _guard) = TestCluster::ensure();
+    cluster.spank_plugin();
+    let out = cluster.ok("srun", &["-N2", "--health-report", "printenv", "ODYSSEY_HEALTH_REPORT"]);
+    assert_eq!(out, "summary\nsummary\n");
+    // sbatch and salloc forward it to the steps inside; the next word is
+    // the script or command, never the option's value.
+    let out_path = cluster.user_dir("alice").join(format!("{}.out", unique_name("spank-bare")));
+    let out_arg = format!("--output={}", out_path.display());
+    let id = cluster
+        .sbatch_wait(Some("alice"), &["--health-report", &out_arg, "--wrap", "srun printenv ODYSSEY_HEALTH_REPORT"]);
+    let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
+    assert_eq!(output, "summary\n");
+    let out =
+        cluster.ok_as("alice", "salloc", &["-N1", "--health-report", "srun", "printenv", "ODYSSEY_HEALTH_REPORT"]);
+    assert_eq!(out, "summary\n");
 }
 
 #[test]

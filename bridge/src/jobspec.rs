@@ -517,7 +517,7 @@ mod tests {
             job.script,
             "#!/bin/sh\n# Cloud Odyssey kernel job: jacobi\nexec srun --mpi=pmix --kill-on-bad-exit=1 '/shared/bin/odyssey-mpi' \
              --output '/home/alice/odyssey-result-'\"$SLURM_JOB_ID\"'.json' \
-             'jacobi' '--max-iters' '1000' '--n' '120' '--tol' '1e-6'\n"
+             'jacobi' '--check-every' '10' '--max-iters' '1000' '--n' '120' '--tol' '1e-6'\n"
         );
         assert_eq!(job.result_path.as_deref(), Some("/home/alice/odyssey-result-%j.json"));
     }

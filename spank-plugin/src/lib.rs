@@ -1,11 +1,11 @@
 //! `odyssey_health`: the Cloud Odyssey SPANK plugin.
 //!
-//! It adds `--health-report=MODE` to srun, sbatch and salloc. With a mode
+//! It adds `--health-report[=MODE]` to srun, sbatch and salloc. With a mode
 //! other than `off`, each step daemon writes one record per task (exit code
 //! or signal, wall time) and one per node (load, MemAvailable, free space of
 //! the working directory, step start and end) to a local spool, fsynced
-//! record by record; the step sees the mode as `ODYSSEY_HEALTH_REPORT`.
-//! Delivery of the spool to the bridge is the next part of issue #4.
+//! record by record, and posts the node's pending records to the bridge; the
+//! step sees the mode as `ODYSSEY_HEALTH_REPORT`.
 //!
 //! Task callbacks run in processes forked from slurmstepd, so nothing here
 //! starts a thread or an async runtime (slurm-spank's `Plugin` safety note).
@@ -14,10 +14,12 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::path::PathBuf;
 
-use slurm_spank::{spank_log_error, spank_log_info, Context, Plugin, SpankHandle, SpankOption, SPANK_PLUGIN};
+use slurm_spank::{spank_log_error, spank_log_info, Context, Plugin, SpankHandle};
 
 /// Sending spooled records to the bridge (also `odyssey-health-flush`).
 pub mod deliver;
+/// The plugin's symbols for SLURM's loader, and the option's registration.
+mod hooks;
 /// Health reporting choices, parsed and displayed by name.
 pub mod mode;
 /// Task and node records, and what this node can tell about itself.
@@ -30,10 +32,6 @@ use report::{Known, NodeRecord, Outcome, TaskRecord, NO_PER_TASK_SOURCE};
 
 /// Where records go unless plugstack.conf says `spool=...`; `%n` is the node.
 pub const DEFAULT_SPOOL: &str = "/var/spool/odyssey-health/%n";
-
-// The loader checks the major and minor version against the running SLURM:
-// this build targets 22.05 (cluster-notes.md, "Rust crates against these versions").
-SPANK_PLUGIN!(b"odyssey_health", 0x160500, OdysseyHealth);
 
 /// The option's name on the command line: `--health-report`.
 pub const OPTION: &str = "health-report";
@@ -151,25 +149,20 @@ unsafe impl Plugin for OdysseyHealth {
                 }
             }
         }
-        // sbatch and salloc ignore a static option table; registering here
-        // works in every context that parses options (cluster-notes.md,
-        // "SPANK plugins here").
-        if matches!(spank.context()?, Context::Local | Context::Remote | Context::Allocator) {
-            spank.register_option(
-                SpankOption::new(OPTION)
-                    .takes_value("MODE")
-                    .usage("Per-task health report for this job: off, summary or full (Cloud Odyssey)"),
-            )?;
-        }
+        // The option itself is registered by the init hook (hooks.rs).
         Ok(())
     }
 
     fn init_post_opt(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
-        self.mode = match spank.get_option_value(OPTION)? {
-            // Forwarded from sbatch/salloc to an inner srun without a value,
-            // the option arrives as the literal "(null)" (cluster-notes.md).
-            Some(value) if value != "(null)" => value.parse().map_err(|e| format!("--{OPTION}: {e}"))?,
-            _ => self.default_mode,
+        let value = spank.get_option_value(OPTION)?.map(|v| v.into_owned());
+        self.mode = match value.as_deref() {
+            // Given without a value (`--health-report`): summary. Forwarded
+            // so from sbatch or salloc to an inner srun, it arrives as the
+            // literal "(null)" (cluster-notes.md).
+            Some("(null)") => Mode::Summary,
+            Some(value) => value.parse().map_err(|e| format!("--{OPTION}: {e}"))?,
+            None if spank.is_option_set(OPTION) => Mode::Summary,
+            None => self.default_mode,
         };
         if self.mode != Mode::Off && spank.context()? == Context::Remote {
             // The node's own short hostname, not SLURMD_NODENAME from the job's
