@@ -34,12 +34,21 @@ time_srun() { # args...: milliseconds of one srun
   echo $(((t1 - t0) / 1000))
 }
 absent=() off=() on=()
+# Each round runs the three cases in one of the six orders, in turn, so no
+# case always follows another (a step's cleanup can slow the next launch).
+ORDERS=("absent off on" "absent on off" "off absent on" "off on absent" "on absent off" "on off absent")
 for ((round = 1; round <= ROUNDS; round++)); do
-  bash "$CLUSTER" plugin remove >/dev/null 2>&1
-  absent+=("$(time_srun)")
-  bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
-  off+=("$(time_srun)")
-  on+=("$(time_srun --health-report=summary)")
+  for case in ${ORDERS[round % 6]}; do
+    case $case in
+      absent)
+        bash "$CLUSTER" plugin remove >/dev/null 2>&1
+        absent+=("$(time_srun)")
+        bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
+        ;;
+      off) off+=("$(time_srun)") ;;
+      on) on+=("$(time_srun --health-report=summary)") ;;
+    esac
+  done
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
 

@@ -94,15 +94,13 @@ macro_rules! hook {
     };
 }
 
+// Only the hooks the plugin uses: slurmd runs a separate `slurmstepd spank
+// prolog` (and epilog) process for every job when any plugin exports the
+// job_prolog or job_epilog symbol, which costs every job on the node a
+// process start whether or not it reports.
 hook!(slurm_spank_init, init, true);
-hook!(slurm_spank_job_prolog, job_prolog, false);
 hook!(slurm_spank_init_post_opt, init_post_opt, false);
-hook!(slurm_spank_local_user_init, local_user_init, false);
 hook!(slurm_spank_user_init, user_init, false);
-hook!(slurm_spank_task_init_privileged, task_init_privileged, false);
-hook!(slurm_spank_task_init, task_init, false);
 hook!(slurm_spank_task_post_fork, task_post_fork, false);
 hook!(slurm_spank_task_exit, task_exit, false);
-hook!(slurm_spank_job_epilog, job_epilog, false);
-hook!(slurm_spank_slurmd_exit, slurmd_exit, false);
 hook!(slurm_spank_exit, exit, false);

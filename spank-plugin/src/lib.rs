@@ -120,14 +120,32 @@ impl OdysseyHealth {
 
     /// Appends a record; a spool failure goes to the SLURM log and never
     /// fails the user's job.
-    fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T) {
-        if let Err(err) = spool::append(file, record) {
+    fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T, durability: spool::Durability) {
+        if let Err(err) = spool::append(file, record, durability) {
             spank_log_error!("odyssey_health: cannot spool to {}: {err}", file.display());
         }
     }
 }
 
 unsafe impl Plugin for OdysseyHealth {
+    /// Nothing to set up: the plugin logs through SPANK directly, so it
+    /// builds no tracing subscriber in every srun and step daemon.
+    fn setup(&self, _spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
+        Ok(())
+    }
+
+    /// A failed callback's error and its causes, through SPANK's log (in
+    /// srun, sbatch and salloc that is the user's terminal).
+    fn report_error(&self, error: &dyn Error) {
+        let mut report = error.to_string();
+        let mut cause = error.source();
+        while let Some(source) = cause {
+            report.push_str(&format!(": {source}"));
+            cause = source.source();
+        }
+        spank_log_error!("odyssey_health: {report}");
+    }
+
     fn init(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
         for arg in spank.plugin_argv()? {
             match arg.split_once('=') {
@@ -231,7 +249,8 @@ unsafe impl Plugin for OdysseyHealth {
             at,
         };
         let file = step.file.clone();
-        self.spool(&file, &record);
+        // Durable with the node record, before anything is sent (spool.rs).
+        self.spool(&file, &record, spool::Durability::Buffered);
         Ok(())
     }
 
@@ -255,7 +274,7 @@ unsafe impl Plugin for OdysseyHealth {
             tasks_ok: step.tasks_ok,
             at: report::now(),
         };
-        self.spool(&step.file, &record);
+        self.spool(&step.file, &record, spool::Durability::Sync);
         self.deliver(&step);
         Ok(())
     }

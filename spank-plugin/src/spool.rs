@@ -1,7 +1,11 @@
-//! The local spool: one JSON-lines file per job step, appended and fsynced
-//! record by record before anything is sent, so that a bridge outage loses
-//! nothing. Blocking I/O on a local disk, in the calling process: task
-//! callbacks run in processes forked from slurmstepd and start no threads.
+//! The local spool: one JSON-lines file per job step, appended record by
+//! record and fsynced before anything is sent, so that a bridge outage loses
+//! nothing. Task records are appended as tasks end; the step's node record,
+//! appended last, is written with `Durability::Sync`, whose fsync makes the
+//! whole file durable before delivery (one fsync per node and step, not one
+//! per task: each task's would delay its exit message to srun). Blocking I/O
+//! on a local disk, in the calling process: task callbacks run in processes
+//! forked from slurmstepd and start no threads.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -20,9 +24,18 @@ pub fn step_file(dir: &Path, job_id: u32, step: &str) -> PathBuf {
     dir.join(format!("{job_id}.{step}.jsonl"))
 }
 
-/// Appends one record as a line and makes it durable (fsync) before
-/// returning. Directories are created 0700: records name users' jobs.
-pub fn append<T: Serialize>(file: &Path, record: &T) -> std::io::Result<()> {
+/// Whether `append` makes the file durable before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the page cache; a later `Sync` append makes it durable.
+    Buffered,
+    /// fsync (data) of the whole file, this record and every earlier one.
+    Sync,
+}
+
+/// Appends one record as a line. Directories are created 0700: records name
+/// users' jobs.
+pub fn append<T: Serialize>(file: &Path, record: &T, durability: Durability) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
@@ -32,7 +45,10 @@ pub fn append<T: Serialize>(file: &Path, record: &T) -> std::io::Result<()> {
     // One write of the whole line: O_APPEND keeps concurrent writers' lines
     // whole on a local filesystem.
     out.write_all(&line)?;
-    out.sync_data()
+    match durability {
+        Durability::Buffered => Ok(()),
+        Durability::Sync => out.sync_data(),
+    }
 }
 
 #[cfg(test)]
@@ -43,8 +59,8 @@ mod tests {
     fn records_append_as_lines() {
         let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
         let file = step_file(&node_dir(dir.join("%n").to_str().unwrap(), "c1"), 7, "0");
-        append(&file, &serde_json::json!({"id": "a"})).unwrap();
-        append(&file, &serde_json::json!({"id": "b"})).unwrap();
+        append(&file, &serde_json::json!({"id": "a"}), Durability::Buffered).unwrap();
+        append(&file, &serde_json::json!({"id": "b"}), Durability::Sync).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(text, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
         assert!(file.starts_with(dir.join("c1")));
