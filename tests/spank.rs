@@ -36,7 +36,7 @@ fn sbatch_forwards_the_mode_to_the_steps_of_its_script() {
         &["--health-report=summary", &out_arg, "--wrap", "srun printenv ODYSSEY_HEALTH_REPORT"],
     );
     let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
-    assert_eq!(output, "summary\n");
+    assert_eq!(without_summaries(&output), ["summary"], "{output}");
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn the_option_without_a_value_means_summary() {
     let id = cluster
         .sbatch_wait(Some("alice"), &["--health-report", &out_arg, "--wrap", "srun printenv ODYSSEY_HEALTH_REPORT"]);
     let output = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("job {id}: {e}"));
-    assert_eq!(output, "summary\n");
+    assert_eq!(without_summaries(&output), ["summary"], "{output}");
     let out =
         cluster.ok_as("alice", "salloc", &["-N1", "--health-report", "srun", "printenv", "ODYSSEY_HEALTH_REPORT"]);
     assert_eq!(out, "summary\n");
@@ -194,4 +194,46 @@ fn a_batch_job_with_the_option_reports_its_steps() {
     let step0: Vec<_> = of_kind(&records, "task").into_iter().filter(|t| t["step_id"] == 0).collect();
     assert_eq!(step0.len(), 2, "{records:?}");
     assert!(step0.iter().all(|t| t["exit_code"] == 0));
+    // The srun inside printed its step's summary into the job's output, one
+    // line per node; the batch script's own step printed nothing there.
+    let output = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(summaries(&output).len(), 2, "{output}");
+}
+
+/// Output lines other than the plugin's per-node summaries.
+fn without_summaries(output: &str) -> Vec<&str> {
+    output.lines().filter(|l| !l.contains("odyssey_health: ")).collect()
+}
+
+/// The per-node summary lines in srun's stderr, without slurmstepd's prefix.
+fn summaries(stderr: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> =
+        stderr.lines().filter_map(|l| l.split_once("odyssey_health: ").map(|(_, s)| s)).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn srun_prints_a_summary_per_node_when_the_step_ends() {
+    let (cluster, _guard) = TestCluster::ensure();
+    cluster.spank_plugin();
+    let out = cluster.run("srun", &["-N2", "-n4", "--health-report", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let lines = summaries(&stderr);
+    assert_eq!(lines.len(), 2, "{stderr}");
+    for line in &lines {
+        let (node, rest) = line.split_once(": ").unwrap();
+        assert!(node.starts_with('c'), "{line}");
+        assert_eq!(rest, "2 tasks ok, peak memory unknown, OOM unknown", "{stderr}");
+    }
+    let out = cluster.run("srun", &["-N1", "--health-report=full", "sh", "-c", "exit 3"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        summaries(&stderr)[0].ends_with(": 0 of 1 tasks ok (task 0: exit code 3), peak memory unknown, OOM unknown"),
+        "{stderr}"
+    );
+    // Without the option, no summary.
+    let out = cluster.run("srun", &["-N2", "true"]);
+    assert!(summaries(&text(&out.stderr)).is_empty(), "{}", text(&out.stderr));
 }

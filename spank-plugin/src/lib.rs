@@ -70,6 +70,9 @@ struct Step {
     task_started: HashMap<u32, f64>,
     tasks: u32,
     tasks_ok: u32,
+    /// Tasks of this step on this node, for the end-of-step summary.
+    local_tasks: u32,
+    summaries: Vec<report::TaskSummary>,
 }
 
 impl Step {
@@ -210,6 +213,8 @@ unsafe impl Plugin for OdysseyHealth {
                 task_started: HashMap::new(),
                 tasks: 0,
                 tasks_ok: 0,
+                local_tasks: spank.job_local_task_count().unwrap_or(0),
+                summaries: Vec::new(),
             });
         }
         Ok(())
@@ -248,6 +253,19 @@ unsafe impl Plugin for OdysseyHealth {
             oom_killed: Known::Unknown { unknown: "no OOM evidence per task without a memory cgroup" },
             at,
         };
+        step.summaries.push(report::TaskSummary {
+            task,
+            outcome,
+            peak_memory_bytes: record.peak_memory_bytes.clone(),
+            oom_killed: record.oom_killed.clone(),
+        });
+        // The node's last task: its line for srun's terminal. A step
+        // daemon's error() is the one message srun relays (as
+        // "slurmstepd-<node>: error: ..."); a batch script's step has no srun,
+        // and its output file is the user's.
+        if step.summaries.len() == step.local_tasks as usize && step.step_id != BATCH_STEP {
+            spank_log_error!("odyssey_health: {}", report::node_summary(&step.node, &step.summaries));
+        }
         let file = step.file.clone();
         // Durable with the node record, before anything is sent (spool.rs).
         self.spool(&file, &record, spool::Durability::Buffered);
