@@ -66,6 +66,19 @@ async fn reports_from_a_job_reach_its_record_and_the_nodes() {
     }
     assert_eq!(health["tasks"], 4, "3 tasks of step 0 and the batch script: {health}");
     assert_eq!(health["tasks_ok"], 4, "{health}");
+    // Grouped per step (the batch script's first), per node, per task.
+    let steps = health["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["batch", "0"], "{health}");
+    let step0 = &steps[1];
+    assert_eq!((step0["tasks"].as_u64(), step0["tasks_ok"].as_u64()), (Some(3), Some(3)), "{health}");
+    let nodes = step0["nodes"].as_array().unwrap();
+    let node_names: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(node_names, ["c1", "c2", "c3"], "{health}");
+    for node in nodes {
+        assert_eq!(node["node_record"]["kind"], "node", "{node}");
+        assert_eq!(node["tasks"].as_array().unwrap().len(), 1, "{node}");
+    }
     let nodes = alice.get("/v1/nodes").await.body;
     for node in nodes["nodes"].as_array().unwrap() {
         assert_eq!(node["health"]["kind"], "node", "{node}");

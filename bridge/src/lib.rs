@@ -10,6 +10,8 @@ pub mod error;
 pub mod failure;
 /// The HTTP surface: `AppState`, `app(state) -> Router`, one module per resource.
 pub mod http;
+/// A job's health records grouped per step, node and task.
+pub mod job_health;
 /// A job request and the rules that turn it into sbatch options.
 pub mod jobspec;
 /// Prometheus metrics and their registry.

@@ -8,9 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -34,13 +31,7 @@ pub struct Delivered {
     pub error: Option<String>,
 }
 
-pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
+pub use odyssey_health_wire::sign;
 
 /// The spool's pending step files, oldest first.
 fn pending(dir: &Path) -> Vec<PathBuf> {
@@ -102,8 +93,8 @@ pub fn deliver(dir: &Path, target: &Target) -> Delivered {
             let sent = agent
                 .post(&target.url)
                 .set("content-type", "application/x-ndjson")
-                .set("x-odyssey-timestamp", &timestamp)
-                .set("x-odyssey-signature", &signature)
+                .set(odyssey_health_wire::TIMESTAMP_HEADER, &timestamp)
+                .set(odyssey_health_wire::SIGNATURE_HEADER, &signature)
                 .send_string(&body);
             if let Err(e) = sent {
                 done.files_left = files.len() - idx;

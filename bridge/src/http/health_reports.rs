@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
+use odyssey_health_wire::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde::Serialize;
-use sha2::Sha256;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -22,20 +21,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health-reports", post(ingest))
 }
 
-/// The MAC of `<timestamp>.<body>` under `secret`, before finalising.
-fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
-
-/// Signs `body` at `timestamp` with `secret`: what the plugin sends
-/// (`odyssey_spank::deliver::sign` is the plugin's side of the contract).
-pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
-}
+/// Signs `body` at `timestamp` with `secret`, as the plugin does.
+pub use odyssey_health_wire::sign;
 
 #[derive(Serialize)]
 struct Ingested {
@@ -53,8 +40,8 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return Err(ApiError::Unavailable("health reporting is not configured (--health-secret-file)".into()));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let timestamp = header("x-odyssey-timestamp");
-    let signature = header("x-odyssey-signature");
+    let timestamp = header(TIMESTAMP_HEADER);
+    let signature = header(SIGNATURE_HEADER);
     let sent_at: f64 = timestamp.parse().map_err(|_| {
         reject(&state, "rejected_signature", ApiError::Unauthorized("missing X-Odyssey-Timestamp".into()))
     })?;
@@ -66,9 +53,7 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             ApiError::Unauthorized(format!("timestamp is more than {skew} s from the bridge's clock")),
         ));
     }
-    let given = hex::decode(signature).unwrap_or_default();
-    // verify_slice compares in constant time.
-    if mac(secret, timestamp, &body).verify_slice(&given).is_err() {
+    if !odyssey_health_wire::verify(secret, timestamp, &body, signature) {
         return Err(reject(&state, "rejected_signature", ApiError::Unauthorized("bad signature".into())));
     }
     let mut records = Vec::new();

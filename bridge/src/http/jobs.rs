@@ -409,6 +409,8 @@ struct JobHealth {
     slurm_job_id: Option<i64>,
     tasks: usize,
     tasks_ok: usize,
+    /// Per step (batch first), per node, per task.
+    steps: Vec<crate::job_health::StepHealth>,
     /// Every record, oldest first: `kind` task or node, per step.
     records: Vec<serde_json::Value>,
 }
@@ -420,9 +422,10 @@ async fn get_health(
 ) -> Result<Json<JobHealth>, ApiError> {
     let job = visible_job(&state, &caller, job_id(&id)?).await?;
     let records = health_records(&state, &job).await?;
-    let tasks: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "task").collect();
-    let tasks_ok = tasks.iter().filter(|t| t["exit_code"] == 0).count();
-    Ok(Json(JobHealth { id: job.id, slurm_job_id: job.slurm_job_id, tasks: tasks.len(), tasks_ok, records }))
+    let steps = crate::job_health::group(&records);
+    let tasks = steps.iter().map(|s| s.tasks).sum();
+    let tasks_ok = steps.iter().map(|s| s.tasks_ok).sum();
+    Ok(Json(JobHealth { id: job.id, slurm_job_id: job.slurm_job_id, tasks, tasks_ok, steps, records }))
 }
 
 async fn get_events(
