@@ -13,15 +13,18 @@ ROUNDS=${1:-30}
 bash "$CLUSTER" up >/dev/null
 PLUGIN=$ODYSSEY_STATE_DIR/lib/odyssey_spank.so
 [[ -f $PLUGIN ]] || fail "no plugin installed: run scripts/build.sh"
-KEEP=$(mktemp --suffix=.so)
+# The installed plugin and its flush program, reinstalled after each "absent".
+KEEP_DIR=$(mktemp -d)
+KEEP=$KEEP_DIR/libodyssey_spank.so
 cp "$PLUGIN" "$KEEP"
+[[ -x $ODYSSEY_STATE_DIR/lib/odyssey-health-flush ]] && cp "$ODYSSEY_STATE_DIR/lib/odyssey-health-flush" "$KEEP_DIR/"
 # A bridge where plugstack.conf sends the reports, so "on" includes delivery.
 DATA=$ODYSSEY_STATE_DIR/bench-health-$$
 "$REPO/target/release/bridge" --listen 10.199.0.1:8080 --metrics-listen 127.0.0.1:18191 --data-dir "$DATA" \
   --slurm-conf "$SLURM_CONF" --health-secret-file "$ODYSSEY_STATE_DIR/etc/health.secret" \
   >"$ODYSSEY_STATE_DIR/log/bench-health-bridge.log" 2>&1 &
 BRIDGE_PID=$!
-trap 'kill $BRIDGE_PID 2>/dev/null; bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1; rm -rf "$KEEP" "$DATA"' EXIT
+trap 'kill $BRIDGE_PID 2>/dev/null; bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1; rm -rf "$KEEP_DIR" "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs http://10.199.0.1:8080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 cd "$SHARED_DIR/scratch"
 

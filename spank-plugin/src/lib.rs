@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use slurm_spank::{spank_log_error, spank_log_info, Context, Plugin, SpankHandle};
@@ -52,6 +53,9 @@ struct OdysseyHealth {
     secret: Option<PathBuf>,
     /// Per-request timeout (`timeout_ms=...`, default 1000).
     timeout_ms: Option<u64>,
+    /// `odyssey-health-flush` (`flush=...`): when given, a step daemon hands
+    /// delivery to it in a process of its own and exits at once.
+    flush: Option<PathBuf>,
     /// The mode for this job step, settled in `init_post_opt`.
     mode: Mode,
     /// Set in `init_post_opt` of a step daemon that reports.
@@ -121,6 +125,48 @@ impl OdysseyHealth {
         }
     }
 
+    /// Delivers through `odyssey-health-flush` in a detached process, so the
+    /// step daemon exits without waiting for the bridge (a step's end, and
+    /// the next job on the node, would wait for it otherwise); inline when
+    /// there is no flush program or it cannot start. A flush killed with the
+    /// step loses nothing: the records stay spooled for the next delivery.
+    fn deliver_from_step(&self, step: &Step) {
+        let (Some(flush), Some(url), Some(secret)) = (&self.flush, &self.url, &self.secret) else {
+            return self.deliver(step);
+        };
+        let dir = step.file.parent().unwrap_or(std::path::Path::new("/"));
+        let timeout_ms = self.timeout_ms.unwrap_or(1000);
+        let mut spawned = std::process::Command::new(flush);
+        spawned
+            .arg("--spool")
+            .arg(dir)
+            .args(["--url", url])
+            .arg("--secret")
+            .arg(secret)
+            .args(["--timeout-ms", &timeout_ms.to_string(), "--budget-ms", &(2 * timeout_ms).to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a signal for the step's does not reach it.
+            .process_group(0);
+        // SAFETY: between fork and exec the closure only makes one system
+        // call. It marks every inherited descriptor above stderr close-on-exec:
+        // the step daemon's connections to srun among them, which would
+        // otherwise stay open in the flush and keep srun waiting for their end.
+        let spawned = unsafe {
+            spawned.pre_exec(|| {
+                nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC);
+                Ok(())
+            })
+        }
+        .spawn();
+        // Not waited for: it outlives this step daemon, and init reaps it.
+        if let Err(err) = spawned {
+            spank_log_info!("odyssey_health: cannot start {}: {err}; delivering in the step daemon", flush.display());
+            self.deliver(step);
+        }
+    }
+
     /// Appends a record; a spool failure goes to the SLURM log and never
     /// fails the user's job.
     fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T, durability: spool::Durability) {
@@ -158,13 +204,14 @@ unsafe impl Plugin for OdysseyHealth {
                 Some(("spool", value)) if value.starts_with('/') => self.spool = Some(value.to_owned()),
                 Some(("url", value)) if value.starts_with("http://") => self.url = Some(value.to_owned()),
                 Some(("secret", value)) if value.starts_with('/') => self.secret = Some(PathBuf::from(value)),
+                Some(("flush", value)) if value.starts_with('/') => self.flush = Some(PathBuf::from(value)),
                 Some(("timeout_ms", value)) => {
                     self.timeout_ms =
                         Some(value.parse().map_err(|_| format!("plugstack.conf argument {arg:?}: not milliseconds"))?)
                 }
                 _ => {
                     return Err(format!(
-                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, timeout_ms=N)"
+                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, flush=/path, timeout_ms=N)"
                     )
                     .into())
                 }
@@ -293,7 +340,7 @@ unsafe impl Plugin for OdysseyHealth {
             at: report::now(),
         };
         self.spool(&step.file, &record, spool::Durability::Sync);
-        self.deliver(&step);
+        self.deliver_from_step(&step);
         Ok(())
     }
 
