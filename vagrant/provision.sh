@@ -24,6 +24,8 @@ if [[ $ODYSSEY_ROLE == controller ]]; then
   install -d -m 0755 "$SHARED_DIR/bin" "$SHARED_DIR/lib"
   install -m 0755 "$CARGO_TARGET_DIR/release/odyssey-mpi" "$SHARED_DIR/bin/odyssey-mpi"
   install -m 0755 "$CARGO_TARGET_DIR/release/libodyssey_spank.so" "$SHARED_DIR/lib/odyssey_spank.so"
+  # Beside the .so, so that `cluster plugin install` finds and installs it.
+  install -m 0755 "$CARGO_TARGET_DIR/release/odyssey-health-flush" "$SHARED_DIR/lib/odyssey-health-flush"
   install -m 0755 "$CARGO_TARGET_DIR/release/bridge" /usr/local/bin/bridge
 fi
 bash "$CLUSTER" plugin install "$SHARED_DIR/lib/odyssey_spank.so" --mode vm
