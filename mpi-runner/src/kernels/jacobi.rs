@@ -29,9 +29,58 @@ pub fn sweep(u: &[f64], next: &mut [f64], rows: usize, cols: usize) {
         let left = &u[i * w..(i + 1) * w - 2];
         let right = &u[i * w + 2..(i + 1) * w];
         let out = &mut next[i * w + 1..(i + 1) * w - 1];
-        for ((o, (a, b)), (l, r)) in out.iter_mut().zip(up.iter().zip(down)).zip(left.iter().zip(right)) {
-            *o = 0.25 * (a + b + l + r);
+        stencil_row(out, up, down, left, right);
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86-64; the fence orders the streaming stores
+    // before anything that follows (the halo sends read this grid).
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
+/// One row of the update. On x86-64 the results go out with streaming
+/// (non-temporal) stores: the new grid is not read again this sweep, and
+/// writing it without first reading it into the cache saves a third of the
+/// memory traffic. The sums run in the same order as the scalar form, so the
+/// values are the same to the bit.
+#[inline]
+fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &[f64]) {
+    let n = out.len();
+    assert!(up.len() == n && down.len() == n && left.len() == n && right.len() == n);
+    let scalar = |j: usize| 0.25 * (up[j] + down[j] + left[j] + right[j]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_add_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_stream_pd};
+        // Streaming stores need 16-byte alignment: one scalar first if the row starts between.
+        let mut j = 0;
+        if n > 0 && (out.as_ptr() as usize) % 16 != 0 {
+            out[0] = scalar(0);
+            j = 1;
         }
+        // SAFETY: every access is below n (checked above for all five
+        // slices); out[j..] is 16-byte aligned here, so is each pair stored.
+        unsafe {
+            let quarter = _mm_set1_pd(0.25);
+            while j + 2 <= n {
+                let sum = _mm_add_pd(
+                    _mm_add_pd(
+                        _mm_add_pd(_mm_loadu_pd(up.as_ptr().add(j)), _mm_loadu_pd(down.as_ptr().add(j))),
+                        _mm_loadu_pd(left.as_ptr().add(j)),
+                    ),
+                    _mm_loadu_pd(right.as_ptr().add(j)),
+                );
+                _mm_stream_pd(out.as_mut_ptr().add(j), _mm_mul_pd(quarter, sum));
+                j += 2;
+            }
+        }
+        for j in j..n {
+            out[j] = scalar(j);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = scalar(j);
     }
 }
 
