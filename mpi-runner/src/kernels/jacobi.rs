@@ -74,8 +74,8 @@ fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &
                 j += 2;
             }
         }
-        for j in j..n {
-            out[j] = scalar(j);
+        for (j, o) in out.iter_mut().enumerate().skip(j) {
+            *o = scalar(j);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
