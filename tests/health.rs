@@ -176,9 +176,9 @@ async fn a_corrupt_spool_file_is_reported_and_skipped() {
 #[test]
 fn jobs_run_with_the_plugin_removed() {
     let (cluster, _guard) = TestCluster::exclusive();
-    let plugin = cluster.spank_plugin();
-    let kept = cluster.state_dir.join("lib/odyssey_spank.keep.so");
-    std::fs::copy(&plugin, &kept).unwrap();
+    cluster.spank_plugin();
+    // Reinstalled from the build afterwards, with odyssey-health-flush beside it.
+    let built = cluster.repo.join("target/release/libodyssey_spank.so");
     let out = cluster.cluster_script(&["plugin", "remove"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ran = cluster.ok("srun", &["-N3", "hostname"]);
@@ -186,8 +186,9 @@ fn jobs_run_with_the_plugin_removed() {
     let refused = cluster.run("srun", &["-N1", "--health-report=summary", "true"]);
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("unrecognized option"), "{}", text(&refused.stderr));
-    let out = cluster.cluster_script(&["plugin", "install", kept.to_str().unwrap()]);
+    let out = cluster.cluster_script(&["plugin", "install", built.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    std::fs::remove_file(kept).unwrap();
+    let conf = std::fs::read_to_string(cluster.state_dir.join("etc/plugstack.conf.d/odyssey-health.conf")).unwrap();
+    assert!(conf.contains(" flush="), "{conf}");
     assert_eq!(cluster.ok("srun", &["-N1", "--health-report=off", "true"]), "");
 }

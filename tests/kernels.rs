@@ -27,6 +27,7 @@ async fn wait_collated(client: &Client, id: i64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kernel_job_ends_with_its_verified_result_in_the_record() {
     let (cluster, _guard) = TestCluster::ensure();
+    let _slot = e2e::mpi_job_slot();
     let app = kernel_app(cluster, &cluster.mpi_binary()).await;
     let alice = app.user("alice").await;
     let job = alice
@@ -120,6 +121,7 @@ fn rank_pids(slurm_id: i64, rank: u32) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rank_killed_mid_run_fails_the_job_with_a_clear_reason_and_no_result() {
     let (cluster, _guard) = TestCluster::ensure();
+    let _slot = e2e::mpi_job_slot();
     let app = kernel_app(cluster, &cluster.mpi_binary()).await;
     let alice = app.user("alice").await;
     // Far more iterations than it can run before the kill; the time limit
@@ -151,6 +153,7 @@ async fn a_rank_killed_mid_run_fails_the_job_with_a_clear_reason_and_no_result()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_verification_marks_the_job_failed_with_the_reason() {
     let (cluster, _guard) = TestCluster::ensure();
+    let _slot = e2e::mpi_job_slot();
     // The real odyssey-mpi, told to corrupt its answer after computing it.
     let wrapper = cluster.shared_dir.join("scratch").join(unique_name("inject-error"));
     let real = cluster.mpi_binary();

@@ -29,6 +29,17 @@ pub struct TestCluster {
 static LIFECYCLE: RwLock<()> = RwLock::new(());
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
 
+/// MPI jobs run one at a time across the test process. Each MPI job at 6
+/// ranks already oversubscribes the 2-core machine; two at once (beside the
+/// other tests' jobs) can starve Open MPI's TCP connection set-up between
+/// nodes until it fails ("failed to TCP connect", open-mpi/ompi#11508).
+static MPI_JOBS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held while a test runs an MPI job (see `MPI_JOBS`).
+pub fn mpi_job_slot() -> std::sync::MutexGuard<'static, ()> {
+    MPI_JOBS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How long any single command may run before the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
