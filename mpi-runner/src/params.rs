@@ -274,6 +274,21 @@ impl KernelSpec {
         }
     }
 
+    /// Whether rank 0 of a run on `ranks` ranks fits in `available` bytes
+    /// (MemAvailable of its node); the message says how much it needs.
+    pub fn fits_in(&self, ranks: usize, available: u64) -> Result<(), String> {
+        let need = self.rank0_bytes(ranks);
+        if need > available {
+            return Err(format!(
+                "{} with these parameters needs {} MiB on rank 0, but this node has {} MiB available",
+                self.name(),
+                need >> 20,
+                available >> 20
+            ));
+        }
+        Ok(())
+    }
+
     /// The command line `odyssey-mpi` takes for this spec, after its global
     /// options: the subcommand and one `--flag value` per parameter.
     pub fn to_args(&self) -> Vec<String> {
@@ -354,5 +369,17 @@ mod tests {
         let err = KernelSpec::Cg(CgParams { n: 2, ..Default::default() }).validate(3).unwrap_err();
         assert!(err.contains("fewer grid rows"), "{err}");
         assert!(KernelSpec::Matmul(MatmulParams { n: MAX_SIDE }).validate(1).is_err());
+    }
+
+    #[test]
+    fn a_run_too_large_for_the_node_is_refused_with_the_sizes() {
+        // matmul n = 4096 on one rank: A, B, C and the serial product, twice.
+        let spec = KernelSpec::Matmul(MatmulParams { n: 4096 });
+        assert_eq!(spec.rank0_bytes(1), 8 * 4096 * 4096 * 8);
+        let err = spec.fits_in(1, 512 << 20).unwrap_err();
+        assert_eq!(err, "matmul with these parameters needs 1024 MiB on rank 0, but this node has 512 MiB available");
+        assert!(spec.fits_in(1, 2 << 30).is_ok());
+        // More ranks, smaller shares on rank 0.
+        assert!(spec.rank0_bytes(4) < spec.rank0_bytes(1));
     }
 }

@@ -84,16 +84,8 @@ fn mem_available() -> Option<u64> {
 fn preflight(cli: &Cli) -> Result<(), String> {
     let ranks = announced_ranks();
     cli.kernel.validate(ranks)?;
-    let need = cli.kernel.rank0_bytes(ranks);
     if let Some(available) = mem_available() {
-        if need > available {
-            return Err(format!(
-                "{} with these parameters needs {} MiB on rank 0, but this node has {} MiB available",
-                cli.kernel.name(),
-                need >> 20,
-                available >> 20
-            ));
-        }
+        cli.kernel.fits_in(ranks, available)?;
     }
     if let Some(dir) = cli.output.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
