@@ -23,12 +23,6 @@ static double dot(const double *x, const double *y, size_t len) {
     return s;
 }
 
-static double sum(double v) {
-    double out;
-    MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    return out;
-}
-
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -44,7 +38,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < len; i++) r[i] = p[n + i] = 1.0;
     MPI_Barrier(MPI_COMM_WORLD);
     double start = MPI_Wtime();
-    double b_norm = sqrt(sum((double)len)), rr = sum(dot(r, r, len)), relative = 1.0;
+    double b_norm = sqrt(sum_over_ranks((double)len, MPI_COMM_WORLD));
+    double rr = sum_over_ranks(dot(r, r, len), MPI_COMM_WORLD), relative = 1.0;
     int iters = 0;
     while (iters < max_iters) {
         MPI_Request req[4];
@@ -60,12 +55,12 @@ int main(int argc, char **argv) {
         MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
         apply(p, ap, rows, n);
         double *body = p + n;
-        double alpha = rr / sum(dot(body, ap, len));
+        double alpha = rr / sum_over_ranks(dot(body, ap, len), MPI_COMM_WORLD);
         for (size_t i = 0; i < len; i++) {
             x[i] += alpha * body[i];
             r[i] -= alpha * ap[i];
         }
-        double rr_next = sum(dot(r, r, len));
+        double rr_next = sum_over_ranks(dot(r, r, len), MPI_COMM_WORLD);
         iters++;
         relative = sqrt(rr_next) / b_norm;
         if (relative < tol) break;

@@ -32,6 +32,12 @@ static inline double max_over_ranks(double v, MPI_Comm comm) {
     return out;
 }
 
+static inline double sum_over_ranks(double v, MPI_Comm comm) {
+    double out;
+    MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, comm);
+    return out;
+}
+
 /* Rank 0 prints {"kernel":..,"ranks":..,"wall_time_s":..,"<metric>":..,"answer":..}. */
 static inline void report(const char *kernel, double seconds, const char *metric, double value, double answer) {
     int rank, size;

@@ -28,6 +28,9 @@ extern "C" {
     fn spank_option_callback(val: c_int, optarg: *const c_char, remote: c_int) -> c_int;
 }
 
+/// One of `Plugin`'s callbacks.
+type Hook = fn(&mut dyn Plugin, &mut SpankHandle) -> Result<(), Box<dyn std::error::Error>>;
+
 /// Runs one hook the way `SPANK_PLUGIN!` does: the plugin and the option
 /// cache from slurm-spank's globals, `setup` on first use, errors reported.
 fn call(
@@ -35,7 +38,7 @@ fn call(
     ac: c_int,
     argv: *const *const c_char,
     register: bool,
-    hook: fn(&mut dyn Plugin, &mut SpankHandle) -> Result<(), Box<dyn std::error::Error>>,
+    hook: Hook,
 ) -> c_int {
     slurm_spank::spank_callback_with_globals::<OdysseyHealth, _>(move |plugin, options, need_setup| {
         if register {

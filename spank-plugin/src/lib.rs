@@ -72,10 +72,9 @@ struct Step {
     started: f64,
     /// Start time of each task, by global task id (task_post_fork).
     task_started: HashMap<u32, f64>,
-    tasks: u32,
-    tasks_ok: u32,
     /// Tasks of this step on this node, for the end-of-step summary.
     local_tasks: u32,
+    /// One per task that ended, in the order they ended.
     summaries: Vec<report::TaskSummary>,
 }
 
@@ -258,8 +257,6 @@ unsafe impl Plugin for OdysseyHealth {
                 workdir: PathBuf::from(workdir),
                 started: report::now(),
                 task_started: HashMap::new(),
-                tasks: 0,
-                tasks_ok: 0,
                 local_tasks: spank.job_local_task_count().unwrap_or(0),
                 summaries: Vec::new(),
             });
@@ -279,8 +276,6 @@ unsafe impl Plugin for OdysseyHealth {
         let task = spank.task_global_id()?;
         let outcome = Outcome::from_wait_status(spank.task_exit_status()?);
         let at = report::now();
-        step.tasks += 1;
-        step.tasks_ok += u32::from(outcome.ok());
         let record = TaskRecord {
             id: step.record_id(&format!("task{task}")),
             kind: "task",
@@ -335,8 +330,8 @@ unsafe impl Plugin for OdysseyHealth {
             workdir_free_bytes: report::free_space(&step.workdir),
             step_start: step.started,
             step_end: report::now(),
-            tasks: step.tasks,
-            tasks_ok: step.tasks_ok,
+            tasks: step.summaries.len() as u32,
+            tasks_ok: step.summaries.iter().filter(|t| t.outcome.ok()).count() as u32,
             at: report::now(),
         };
         self.spool(&step.file, &record, spool::Durability::Sync);

@@ -138,19 +138,19 @@ async fn submit_job(
     let mpi_binary = &state.settings.mpi_binary;
     let valid = jobspec::validate(&request, &account.home, &limits, mpi_binary)
         .map_err(|e| ApiError::invalid(e.field, e.detail))?;
-    if valid.result_path.is_some() {
-        let binary = mpi_binary.clone();
-        if !tokio::task::spawn_blocking(move || binary.is_file()).await.map_err(anyhow::Error::from)? {
-            return Err(ApiError::Unavailable(format!(
-                "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
-                 (scripts/build.sh installs it)",
-                mpi_binary.display()
-            )));
-        }
+    // One trip to the blocking pool for both filesystem checks.
+    let (dir, binary) = (valid.working_dir.clone(), valid.result_path.as_ref().map(|_| mpi_binary.clone()));
+    let (dir_ok, binary_ok) = tokio::task::spawn_blocking(move || (dir.is_dir(), binary.is_none_or(|b| b.is_file())))
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !binary_ok {
+        return Err(ApiError::Unavailable(format!(
+            "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
+             (scripts/build.sh installs it)",
+            mpi_binary.display()
+        )));
     }
-
-    let dir = valid.working_dir.clone();
-    if !tokio::task::spawn_blocking(move || dir.is_dir()).await.map_err(anyhow::Error::from)? {
+    if !dir_ok {
         return Err(ApiError::invalid("working_dir", format!("{} is not a directory", valid.working_dir.display())));
     }
 

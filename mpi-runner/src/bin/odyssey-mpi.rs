@@ -56,21 +56,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The first of `vars` set to a number.
+fn from_env(vars: &[&str]) -> Option<usize> {
+    vars.iter().find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
 /// The rank count the launcher announces, before MPI starts: srun sets
 /// SLURM_STEP_NUM_TASKS, mpirun OMPI_COMM_WORLD_SIZE; alone, one rank.
 fn announced_ranks() -> usize {
-    ["SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or(1)
+    from_env(&["SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"]).unwrap_or(1)
 }
 
 /// This process's rank as the launcher announces it; alone, 0.
 fn announced_rank() -> usize {
-    ["SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or(0)
+    from_env(&["SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"]).unwrap_or(0)
 }
 
 /// MemAvailable of this node, in bytes.

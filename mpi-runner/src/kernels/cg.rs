@@ -152,8 +152,9 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
     let result = solve(params, rows, &|v| sum_over_ranks(world, v), &mut exchange, progress);
     let wall_time_s = max_over_ranks(world, mpi::time() - start);
 
-    // Gather the bands (padded to the largest) on rank 0.
-    let widest = band(n, ranks, ranks - 1).1.max(band(n, ranks, 0).1) * n;
+    let converged = result.history.last().is_some_and(|r| *r < params.tol);
+    // Gather the bands (padded to the largest: bands differ by a row at most) on rank 0.
+    let widest = n.div_ceil(ranks) * n;
     let mut mine = result.x.clone();
     mine.resize(widest, 0.0);
     if options.corrupts(world) {
@@ -169,7 +170,6 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
         let reference = serial(params);
         let scale = reference.x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let error = max_abs_diff(&x, &reference.x) / scale;
-        let converged = result.history.last().is_some_and(|r| *r < params.tol);
         share_verdict(world, error, error <= tolerance && (!converged || true_residual(&x, n) <= 10.0 * params.tol))
     } else {
         root.gather_into(&mine[..]);
@@ -187,7 +187,7 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
         bandwidth_gb_s: None,
         details: serde_json::json!({
             "iterations": result.iterations,
-            "converged": result.history.last().is_some_and(|r| *r < params.tol),
+            "converged": converged,
             "residual_history": result.history,
         }),
     }
@@ -204,6 +204,8 @@ mod tests {
             for r in 0..ranks {
                 let (start, rows) = band(13, ranks, r);
                 assert_eq!(start, next);
+                // The gather pads every band to this: none is wider.
+                assert!(rows <= 13usize.div_ceil(ranks));
                 next += rows;
             }
             assert_eq!(next, 13);

@@ -19,17 +19,36 @@ use crate::params::{grid_dims, JacobiParams as Params};
 /// Temperature held on the top edge.
 pub const HOT: f64 = 1.0;
 
+/// Interior row `i` (1..=rows) of a grid with a one-cell halo, rows `w`
+/// wide, and its four neighbours: each slice's element j lines up with the
+/// row's element j.
+struct Row<'a> {
+    up: &'a [f64],
+    down: &'a [f64],
+    left: &'a [f64],
+    centre: &'a [f64],
+    right: &'a [f64],
+}
+
+impl<'a> Row<'a> {
+    fn of(u: &'a [f64], i: usize, w: usize) -> Row<'a> {
+        Row {
+            up: &u[(i - 1) * w + 1..i * w - 1],
+            down: &u[(i + 1) * w + 1..(i + 2) * w - 1],
+            left: &u[i * w..(i + 1) * w - 2],
+            centre: &u[i * w + 1..(i + 1) * w - 1],
+            right: &u[i * w + 2..(i + 1) * w],
+        }
+    }
+}
+
 /// One Jacobi sweep over the `rows x cols` interior of `u` (which has a
 /// one-cell halo, so rows are `cols + 2` wide) into `next`.
 pub fn sweep(u: &[f64], next: &mut [f64], rows: usize, cols: usize) {
     let w = cols + 2;
     for i in 1..=rows {
-        let up = &u[(i - 1) * w + 1..i * w - 1];
-        let down = &u[(i + 1) * w + 1..(i + 2) * w - 1];
-        let left = &u[i * w..(i + 1) * w - 2];
-        let right = &u[i * w + 2..(i + 1) * w];
-        let out = &mut next[i * w + 1..(i + 1) * w - 1];
-        stencil_row(out, up, down, left, right);
+        let Row { up, down, left, right, .. } = Row::of(u, i, w);
+        stencil_row(&mut next[i * w + 1..(i + 1) * w - 1], up, down, left, right);
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE2 is part of x86-64; the fence orders the streaming stores
@@ -92,11 +111,7 @@ pub fn sweep_with_change(u: &[f64], next: &mut [f64], rows: usize, cols: usize) 
     // scalar maximum (a floating-point reduction) would not.
     let mut lanes = [0.0f64; LANES];
     for i in 1..=rows {
-        let up = &u[(i - 1) * w + 1..i * w - 1];
-        let down = &u[(i + 1) * w + 1..(i + 2) * w - 1];
-        let left = &u[i * w..(i + 1) * w - 2];
-        let centre = &u[i * w + 1..(i + 1) * w - 1];
-        let right = &u[i * w + 2..(i + 1) * w];
+        let Row { up, down, left, centre, right } = Row::of(u, i, w);
         let out = &mut next[i * w + 1..(i + 1) * w - 1];
         let mut j = 0;
         while j + LANES <= cols {
@@ -118,6 +133,17 @@ pub fn sweep_with_change(u: &[f64], next: &mut [f64], rows: usize, cols: usize) 
     lanes.into_iter().fold(0.0, f64::max)
 }
 
+/// Iteration `iter` (counted from 1) from `u` into `next`: the largest
+/// change when this iteration measures it (every `check_every`), else None.
+fn iterate(u: &[f64], next: &mut [f64], rows: usize, cols: usize, iter: u32, check_every: u32) -> Option<f64> {
+    if iter % check_every == 0 {
+        Some(sweep_with_change(u, next, rows, cols))
+    } else {
+        sweep(u, next, rows, cols);
+        None
+    }
+}
+
 /// A `(rows + 2) x (cols + 2)` block with its halo; the cells on the global
 /// boundary hold the edge temperatures.
 fn block(rows: usize, cols: usize, top_edge: bool) -> Vec<f64> {
@@ -137,13 +163,9 @@ pub fn serial(params: Params) -> (Vec<f64>, u32) {
     let mut iters = 0;
     loop {
         iters += 1;
-        let check = iters % params.check_every == 0;
-        let change = if check { sweep_with_change(&u, &mut next, n, n) } else { f64::INFINITY };
-        if !check {
-            sweep(&u, &mut next, n, n);
-        }
+        let change = iterate(&u, &mut next, n, n, iters, params.check_every);
         std::mem::swap(&mut u, &mut next);
-        if change < params.tol || iters >= params.max_iters {
+        if change.is_some_and(|c| c < params.tol) || iters >= params.max_iters {
             return (u, iters);
         }
     }
@@ -230,14 +252,12 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
             }
         }
         iters += 1;
-        let check = iters % params.check_every == 0;
-        if check {
-            residual = max_over_ranks(&cart, sweep_with_change(&u, &mut next, rows, cols));
-        } else {
-            sweep(&u, &mut next, rows, cols);
+        let measured = iterate(&u, &mut next, rows, cols, iters, params.check_every);
+        if let Some(change) = measured {
+            residual = max_over_ranks(&cart, change);
         }
         std::mem::swap(&mut u, &mut next);
-        if check && iters % report_every == 0 {
+        if measured.is_some() && iters % report_every == 0 {
             progress(&format!("jacobi: iteration {iters}, largest change {residual:.3e}"));
         }
         if residual < params.tol || iters >= params.max_iters {
