@@ -368,7 +368,8 @@ async fn main() -> std::process::ExitCode {
 async fn seed(data_dir: PathBuf, rows: u64, user: String, password: String) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)?;
     let store = bridge::store::Store::open(&data_dir.join("bridge.db"))?;
-    let hash = bridge::auth::password::hash(password, Default::default()).await?;
+    let pool = bridge::auth::pool::CredentialPool::new(1, 1);
+    let hash = bridge::auth::password::hash(&pool, password, Default::default()).await?;
     let started = Instant::now();
     let inserted = store
         .call(move |conn| {

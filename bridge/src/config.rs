@@ -80,6 +80,35 @@ pub struct Cli {
     /// Lowest Unix uid a job may run as: system accounts stay out of reach.
     #[arg(long, env = "BRIDGE_UID_FLOOR", default_value_t = 1000)]
     pub uid_floor: u32,
+    /// Highest Unix uid a job may run as. 60000 is Debian's last uid for
+    /// people (adduser.conf LAST_UID): nobody (65534) and the dynamic
+    /// service ranges above stay out of reach.
+    #[arg(long, env = "BRIDGE_UID_CEILING", default_value_t = 60000)]
+    pub uid_ceiling: u32,
+    /// PAM service that proves a Unix account (`"method": "pam"` logins);
+    /// /etc/pam.d/<name> must exist (bridge/pam.d/odyssey-bridge).
+    #[arg(long, env = "BRIDGE_PAM_SERVICE", default_value = "odyssey-bridge")]
+    pub pam_service: String,
+    /// Logins and registrations per client address per minute (429 beyond):
+    /// enough for a lab behind one NAT address, far too few to guess
+    /// passwords.
+    #[arg(long, env = "BRIDGE_LOGIN_RATE_PER_ADDRESS", default_value_t = 60)]
+    pub login_rate_per_address: u32,
+    /// Logins per account name per minute, from any address (429 beyond).
+    #[arg(long, env = "BRIDGE_LOGIN_RATE_PER_NAME", default_value_t = 10)]
+    pub login_rate_per_name: u32,
+    /// Threads that check passwords (argon2id, PAM). Each argon2id check
+    /// holds --argon2-memory-kib, so this bounds their memory; 2 matches
+    /// the 2 cores of a small head node.
+    #[arg(long, env = "BRIDGE_CREDENTIAL_THREADS", default_value_t = 2)]
+    pub credential_threads: usize,
+    /// Password checks that may wait for a thread; beyond, 503 at once.
+    #[arg(long, env = "BRIDGE_CREDENTIAL_QUEUE", default_value_t = 64)]
+    pub credential_queue: usize,
+    /// Output streams (`?follow=true`) one user may hold open at once
+    /// (429 beyond): each holds a connection and polls a file.
+    #[arg(long, env = "BRIDGE_MAX_FOLLOWS_PER_USER", default_value_t = 8)]
+    pub max_follows_per_user: usize,
 
     /// Largest request body in bytes (1 MiB: room for a script).
     #[arg(long, env = "BRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -216,6 +245,8 @@ pub struct Settings {
     pub refresh_ttl: Duration,
     pub registration: Registration,
     pub uid_floor: u32,
+    pub uid_ceiling: u32,
+    pub pam_service: String,
     pub limits: Limits,
     pub password_cost: PasswordCost,
     pub log_format: LogFormat,
@@ -234,6 +265,11 @@ pub struct Limits {
     pub max_env_entries: usize,
     pub submit_rate_per_minute: u32,
     pub max_concurrent_sbatch: usize,
+    pub login_rate_per_address: u32,
+    pub login_rate_per_name: u32,
+    pub credential_threads: usize,
+    pub credential_queue: usize,
+    pub max_follows_per_user: usize,
 }
 
 /// A setting that is out of range, named as on the command line.
@@ -247,6 +283,8 @@ pub enum ConfigError {
     MissingFile { flag: &'static str, path: PathBuf },
     #[error("config file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("--pam-service must be a file name under /etc/pam.d, not {0:?}")]
+    PamService(String),
     #[error("--mpi-binary must be an absolute path, not {0}")]
     RelativeMpiBinary(PathBuf),
 }
@@ -262,7 +300,20 @@ fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duratio
     range(name, value, min, max).map(Duration::from_secs_f64)
 }
 
+fn pam_service(name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    valid.then(|| name.to_owned()).ok_or_else(|| ConfigError::PamService(name.to_owned()))
+}
+
 impl Settings {
+    /// The uid range jobs may run in.
+    pub fn uid_range(&self) -> crate::unix::UidRange {
+        crate::unix::UidRange { floor: self.uid_floor, ceiling: self.uid_ceiling }
+    }
+
     pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
         // Not required to exist: kernel jobs answer 503 until it is installed.
         if !cli.mpi_binary.is_absolute() {
@@ -282,6 +333,13 @@ impl Settings {
             max_env_entries: range("max-env-entries", cli.max_env_entries as f64, 0.0, 4096.0)? as usize,
             submit_rate_per_minute: range("submit-rate", f64::from(cli.submit_rate), 1.0, 1e6)? as u32,
             max_concurrent_sbatch: range("max-concurrent-sbatch", cli.max_concurrent_sbatch as f64, 1.0, 256.0)?
+                as usize,
+            login_rate_per_address: range("login-rate-per-address", f64::from(cli.login_rate_per_address), 1.0, 1e6)?
+                as u32,
+            login_rate_per_name: range("login-rate-per-name", f64::from(cli.login_rate_per_name), 1.0, 1e6)? as u32,
+            credential_threads: range("credential-threads", cli.credential_threads as f64, 1.0, 64.0)? as usize,
+            credential_queue: range("credential-queue", cli.credential_queue as f64, 1.0, 65536.0)? as usize,
+            max_follows_per_user: range("max-follows-per-user", cli.max_follows_per_user as f64, 1.0, 1024.0)?
                 as usize,
         };
         let tls = match (&cli.tls_cert, &cli.tls_key) {
@@ -309,6 +367,9 @@ impl Settings {
             registration: cli.registration,
             // Never 0: whatever the configuration, no job runs as root.
             uid_floor: range("uid-floor", f64::from(cli.uid_floor), 1.0, f64::from(u32::MAX))? as u32,
+            uid_ceiling: range("uid-ceiling", f64::from(cli.uid_ceiling), f64::from(cli.uid_floor), f64::from(u32::MAX))?
+                as u32,
+            pam_service: pam_service(&cli.pam_service)?,
             limits,
             password_cost: PasswordCost {
                 memory_kib: range("argon2-memory-kib", f64::from(cli.argon2_memory_kib), 8.0, 4194304.0)? as u32,

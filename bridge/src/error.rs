@@ -45,6 +45,10 @@ pub enum ApiError {
     /// 503: SLURM (or another dependency) does not answer now.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the bridge is saturated (every password-check thread busy and
+    /// the queue full); retry after the given seconds.
+    #[error("{detail}")]
+    Overloaded { detail: String, retry_after: u64 },
     /// 500: the database failed; details are logged, not sent.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,7 +92,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,7 +122,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. } | ApiError::Overloaded { retry_after, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
@@ -157,8 +161,17 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<crate::auth::pool::Busy> for ApiError {
+    fn from(e: crate::auth::pool::Busy) -> Self {
+        ApiError::Overloaded { detail: e.to_string(), retry_after: 1 }
+    }
+}
+
 impl From<crate::auth::password::PasswordError> for ApiError {
     fn from(e: crate::auth::password::PasswordError) -> Self {
-        ApiError::Internal(e.into())
+        match e {
+            crate::auth::password::PasswordError::Busy(busy) => busy.into(),
+            other => ApiError::Internal(other.into()),
+        }
     }
 }

@@ -4,6 +4,8 @@
 pub mod auth;
 /// Command line, environment and config file -> validated `Settings`.
 pub mod config;
+/// `#SBATCH` lines of a script, parsed as sbatch reads them, from an allowlist.
+pub mod directives;
 /// `ApiError`: every error answer, rendered as RFC 9457 problem+json.
 pub mod error;
 /// Classifying a failed job: application, resource or infrastructure.
@@ -16,12 +18,16 @@ pub mod job_health;
 pub mod jobspec;
 /// Prometheus metrics and their registry.
 pub mod metrics;
+/// Opening a file a job's user controls (output, results) from root, safely.
+pub mod owned_file;
 /// Reading a kernel job's result file, as untrusted input.
 pub mod results;
 /// The only code that runs SLURM commands; the poller and the controller probe.
 pub mod slurm;
 /// SQLite: accounts, tokens, jobs and their timelines.
 pub mod store;
+/// Unix accounts jobs run as: lookup and the rules a mapping must pass.
+pub mod unix;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,8 +56,10 @@ pub async fn build_state(
     metrics: Metrics,
 ) -> anyhow::Result<AppState> {
     let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
-    let revoked = store.call(|conn| store::tokens::live_revocations(conn)).await?;
-    let dummy_hash = auth::password::dummy_hash(settings.password_cost).await?;
+    let (revoked_tokens, revoked_families) = store.call(|conn| store::tokens::live_revocations(conn)).await?;
+    let limits = settings.limits;
+    let credentials = auth::pool::CredentialPool::new(limits.credential_threads, limits.credential_queue);
+    let dummy_hash = auth::password::dummy_hash(&credentials, settings.password_cost).await?;
     let health_secret = match &settings.health_secret_file {
         Some(path) => {
             let secret = std::fs::read(path).with_context(|| format!("read health secret {}", path.display()))?;
@@ -62,11 +70,17 @@ pub async fn build_state(
     };
     Ok(AppState::new(http::Shared {
         slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
-        sbatch_slots: Arc::new(Semaphore::new(settings.limits.max_concurrent_sbatch)),
+        sbatch_slots: Arc::new(Semaphore::new(limits.max_concurrent_sbatch)),
+        follow_slots: Default::default(),
+        credentials,
+        login_throttle: Arc::new(auth::throttle::LoginThrottle::new(
+            limits.login_rate_per_address,
+            limits.login_rate_per_name,
+        )),
         settings: Arc::new(settings),
         store,
         keys,
-        revocations: Revocations::from_list(revoked),
+        revocations: Revocations::from_lists(revoked_tokens, revoked_families),
         slurm_health,
         nodes,
         metrics,
@@ -123,7 +137,10 @@ pub async fn serve(
     let result = match tls {
         None => {
             tracing::info!(%addr, "bridge listening (http)");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serve http")
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serve http")
         }
         Some((cert, key)) => {
             // ring: pure Rust and C, no cmake; one provider for the process.
@@ -140,7 +157,7 @@ pub async fn serve(
             tracing::info!(%addr, "bridge listening (https)");
             axum_server::from_tcp_rustls(listener.into_std()?, config)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .context("serve https")
         }

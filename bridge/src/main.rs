@@ -58,20 +58,40 @@ fn main() -> ExitCode {
 }
 
 async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<()> {
+    use bridge::unix::{self, MappedBy, UidRange};
     let UserAction::Add { name, role, unix_user } = action;
     let store = bridge::open_store(&settings)?;
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password).context("read the password from stdin")?;
     let password = password.trim_end_matches(['\n', '\r']).to_owned();
     anyhow::ensure!(password.chars().count() >= 8, "the password must be at least 8 characters");
-    let hash = bridge::auth::password::hash(password, settings.password_cost).await?;
+    // Whoever runs this is the machine's administrator: a mapping made here
+    // is an admin's. An explicit --unix-user must pass the rules; without
+    // it, the same-name account is mapped only if it would pass them.
+    let range = UidRange { floor: settings.uid_floor, ceiling: settings.uid_ceiling };
+    let mapping = match unix_user {
+        Some(unix_user) => {
+            unix::resolve(&unix_user, range, MappedBy::Admin).context("--unix-user")?;
+            Some(unix_user)
+        }
+        None => unix::resolve(&name, range, MappedBy::Admin).ok().map(|a| a.name),
+    };
+    let pool = bridge::auth::pool::CredentialPool::new(1, 1);
+    let hash = bridge::auth::password::hash(&pool, password, settings.password_cost).await?;
     let role = role.into();
     let created = {
-        let name = name.clone();
-        store.call(move |conn| bridge::store::users::create(conn, &name, &hash, role, unix_user.as_deref())).await?
+        let (name, mapping) = (name.clone(), mapping.clone());
+        store
+            .call(move |conn| {
+                bridge::store::users::create(conn, &name, &hash, role, mapping.as_deref().map(|m| (m, MappedBy::Admin)))
+            })
+            .await?
     };
     anyhow::ensure!(created.is_some(), "the name {name:?} is taken");
-    println!("created {} {name}", role.as_str());
+    match mapping {
+        Some(unix_user) => println!("created {} {name}, jobs run as Unix account {unix_user}", role.as_str()),
+        None => println!("created {} {name}, not mapped to a Unix account (it cannot submit jobs)", role.as_str()),
+    }
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! Collating a kernel job's result: rank 0 of `odyssey-mpi` writes its JSON
 //! into the job's working directory, which the job's user controls, so the
-//! bridge (root) reads it as it would any untrusted file: no symbolic link,
-//! no FIFO, owned by the job's uid, bounded in size, and parsed strictly.
+//! bridge (root) reads it as it would any untrusted file (`owned_file`): no
+//! symbolic link, no FIFO or device, owned by the job's uid, bounded in
+//! size, and parsed strictly.
 
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use mpi_runner::report::KernelResult;
 
@@ -20,31 +20,16 @@ pub fn collate(job: &Uncollated) -> Collated {
         return Collated::Missing("the job never reached SLURM".into());
     };
     let path = job.result_path.replace("%j", &slurm_id.to_string());
-    let opened =
-        std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(&path);
-    let file = match opened {
+    let file = match crate::owned_file::open_owned(&path, job.uid, Some(MAX_RESULT_BYTES)) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::owned_file::OwnedFileError::NotFound { .. }) => {
             return Collated::Missing(format!(
                 "odyssey-mpi wrote no result: the job ended {} before rank 0 finished",
                 job.state
             ))
         }
-        Err(e) => return Collated::Missing(format!("cannot open the result {path}: {e}")),
+        Err(e) => return Collated::Missing(format!("the result is unusable: {e}")),
     };
-    let meta = match file.metadata() {
-        Ok(meta) => meta,
-        Err(e) => return Collated::Missing(format!("cannot read the result {path}: {e}")),
-    };
-    if !meta.is_file() {
-        return Collated::Missing(format!("the result {path} is not a regular file"));
-    }
-    if meta.uid() != job.uid {
-        return Collated::Missing(format!("the result {path} belongs to uid {}, not the job's", meta.uid()));
-    }
-    if meta.len() > MAX_RESULT_BYTES {
-        return Collated::Missing(format!("the result {path} is larger than {MAX_RESULT_BYTES} bytes"));
-    }
     let mut json = String::new();
     if let Err(e) = file.take(MAX_RESULT_BYTES).read_to_string(&mut json) {
         return Collated::Missing(format!("cannot read the result {path}: {e}"));
@@ -115,7 +100,7 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         std::os::unix::fs::symlink("/etc/shadow", &file).unwrap();
         let Collated::Missing(why) = collate(&job) else { panic!() };
-        assert!(why.starts_with("cannot open the result"), "{why}");
+        assert!(why.contains("is not a regular file"), "{why}");
 
         // Nor a file of someone else.
         std::fs::remove_file(&file).unwrap();

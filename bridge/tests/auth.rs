@@ -177,7 +177,7 @@ async fn expired_tokens_are_refused() {
         &std::fs::read(t.dir.join("jwt.key")).unwrap(),
         std::time::Duration::from_secs(900),
     );
-    let (fresh, mut claims) = keys.issue(1, "alice", bridge::store::users::Role::User);
+    let (fresh, mut claims) = keys.issue(1, "alice", bridge::store::users::Role::User, "family");
     assert_eq!(call(&t.state, "GET", "/v1/auth/me", Some(&fresh), None).await.status, StatusCode::OK);
     claims.exp -= 7200;
     claims.nbf -= 7200;
@@ -203,8 +203,101 @@ async fn logout_revokes_the_access_token_at_once() {
         .await
         .problem(StatusCode::UNAUTHORIZED);
     // Revocation survives a restart: a new state over the same database.
-    let revoked = t.state.store.call(|conn| bridge::store::tokens::live_revocations(conn)).await.unwrap();
-    assert_eq!(revoked.len(), 1);
+    let (tokens, families) = t.state.store.call(|conn| bridge::store::tokens::live_revocations(conn)).await.unwrap();
+    assert_eq!((tokens.len(), families.len()), (1, 1));
+}
+
+// See: #8 (logout also revokes the refresh token).
+#[tokio::test]
+async fn issue_8_logout_without_a_body_revokes_its_refresh_token_too() {
+    let t = test_state(&[]).await;
+    let (token, refresh) = login(&t.state, "alice").await;
+    let (other_access, other_refresh) = login(&t.state, "alice").await;
+    let reply = call(&t.state, "POST", "/v1/auth/logout", Some(&token), None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    call(&t.state, "POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // Another login of the same account stays.
+    assert_eq!(call(&t.state, "GET", "/v1/auth/me", Some(&other_access), None).await.status, StatusCode::OK);
+    let reply = call(&t.state, "POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": other_refresh}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+// See: #8 (a detected reuse also revokes the access tokens of that family).
+#[tokio::test]
+async fn issue_8_refresh_reuse_revokes_the_access_tokens_of_the_login() {
+    let t = test_state(&[]).await;
+    let (first_access, first) = login(&t.state, "alice").await;
+    let rotated = call(&t.state, "POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": first}))).await;
+    let access = rotated.body["access_token"].as_str().unwrap().to_owned();
+    call(&t.state, "POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": first})))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    for token in [&first_access, &access] {
+        let detail = call(&t.state, "GET", "/v1/auth/me", Some(token), None).await.problem(StatusCode::UNAUTHORIZED);
+        assert!(detail.contains("revoked"), "{detail}");
+    }
+}
+
+// See: #8 (login and registration are rate-limited per address and per name).
+#[tokio::test]
+async fn issue_8_logins_are_throttled_per_address_and_per_name() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    let t = test_state(&["--login-rate-per-address", "5", "--login-rate-per-name", "3"]).await;
+    let attempt = |address: &str, name: &str| {
+        let mut request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"name": name, "password": "wrong-password"}).to_string()))
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(address.parse::<std::net::SocketAddr>().unwrap()));
+        send(&t.state, request)
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("10.0.0.1:1000", "alice").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = attempt("10.0.0.1:1000", "alice").await;
+    let detail = reply.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(detail.contains("account name"), "{detail}");
+    assert!(reply.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // The name is limited from every address; other names from this one
+    // until the address's budget is gone.
+    assert_eq!(attempt("10.0.0.2:1000", "alice").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt("10.0.0.1:1000", "bob").await.status, StatusCode::UNAUTHORIZED);
+    let detail = attempt("10.0.0.1:1000", "carol").await.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(detail.contains("client address"), "{detail}");
+    // A legitimate user elsewhere still gets in.
+    let reply = call(&t.state, "POST", "/v1/auth/register", None, Some(json!({"name": "dave", "password": "dave-password"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+}
+
+// See: #8 (a user cache can never keep a demoted user's old role).
+#[test]
+fn issue_8_a_stale_read_never_refills_the_user_cache() {
+    let cache = bridge::http::UserCache::default();
+    let user = |role| bridge::store::users::User {
+        id: 1,
+        name: "alice".into(),
+        password_hash: String::new(),
+        role,
+        unix_user: None,
+        unix_mapped_by: None,
+        disabled: false,
+        created_at: 0.0,
+    };
+    // A request read the account (admin) before an admin demoted it...
+    let generation = cache.generation();
+    cache.forget(1);
+    // ...and puts what it read afterwards: dropped.
+    cache.put(user(bridge::store::users::Role::Admin), generation);
+    assert!(cache.get(1).is_none());
+    let generation = cache.generation();
+    cache.put(user(bridge::store::users::Role::User), generation);
+    assert_eq!(cache.get(1).unwrap().role, bridge::store::users::Role::User);
 }
 
 #[tokio::test]

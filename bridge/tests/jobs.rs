@@ -4,7 +4,9 @@ use serde_json::json;
 use crate::support::{call, login, make_admin, test_state};
 
 /// Maps `name` to the Unix account `nobody` (uid 65534 on Debian), which
-/// exists everywhere; these requests fail validation before sbatch.
+/// exists everywhere; these requests fail validation before sbatch. The
+/// state must allow uid 65534 (`--uid-ceiling 65534`): by default nobody is
+/// out of range.
 async fn mapped_user(t: &crate::support::TestState, name: &str) -> String {
     login(&t.state, "admin_x").await;
     make_admin(&t.state, "admin_x").await;
@@ -18,7 +20,7 @@ async fn mapped_user(t: &crate::support::TestState, name: &str) -> String {
 
 #[tokio::test]
 async fn every_injection_class_is_refused_before_sbatch() {
-    let t = test_state(&["--max-env-entries", "3"]).await;
+    let t = test_state(&["--max-env-entries", "3", "--uid-ceiling", "65534"]).await;
     let token = mapped_user(&t, "carol").await;
     let cases = [
         (json!({"name": "x\n#SBATCH --uid=0", "command": ["true"]}), "name"),
@@ -42,9 +44,21 @@ async fn every_injection_class_is_refused_before_sbatch() {
         (json!({"name": "n".repeat(129), "command": ["true"]}), "name"),
         (json!({"comment": "c".repeat(5000), "command": ["true"]}), "comment"),
         (json!({"env": {"BIG": "v".repeat(5000)}, "command": ["true"]}), "env.BIG"),
+        // Directives outside the allowlist, and bad values in allowed ones
+        // (issue #8): refused with their line, like the JSON fields.
+        (json!({"script": "#!/bin/cat\n#SBATCH --bbf=/etc/shadow\n"}), "script"),
+        (json!({"script": "#!/bin/sh\n#SBATCH --export-file=/var/lib/odyssey-bridge/jwt.key\n"}), "script"),
+        (json!({"script": "#!/bin/sh\n#SBATCH --priority=99999\n"}), "script"),
+        (json!({"script": "#!/bin/sh\n#SBATCH --partition='debug --uid=0'\n"}), "script"),
+        (json!({"script": "#!/bin/sh\n#SBATCH --output=-o/etc/passwd\n"}), "script"),
+        (json!({"script": "#!/bin/sh\n#SBATCH --mem=lots\n"}), "script"),
     ];
     for (body, field) in cases {
         let reply = call(&t.state, "POST", "/v1/jobs", Some(&token), Some(body.clone())).await;
+        if field == "script" && body["script"].as_str().is_some_and(|s| s.contains("SBATCH")) {
+            let detail = reply.body["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with("script: line 2"), "{body}: {detail}");
+        }
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text);
         reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(reply.body["field"], field, "{body}: {}", reply.text);
@@ -71,12 +85,44 @@ async fn an_account_without_a_unix_mapping_gets_403() {
     let (token, _) = login(&t.state, "nounixaccount").await;
     let reply = call(&t.state, "POST", "/v1/jobs", Some(&token), Some(json!({"command": ["true"]}))).await;
     let detail = reply.problem(StatusCode::FORBIDDEN);
-    assert!(detail.contains("no valid Unix mapping") && detail.contains("nounixaccount"), "{detail}");
+    assert!(detail.contains("not mapped") && detail.contains("nounixaccount"), "{detail}");
+    assert!(detail.contains("\"method\": \"pam\"") && detail.contains("PATCH /v1/users/"), "{detail}");
+}
+
+// See: #8 (registering the name of a Unix account claims nothing).
+#[tokio::test]
+async fn issue_8_registering_a_unix_name_yields_no_unix_authority() {
+    let t = test_state(&["--uid-ceiling", "65534"]).await;
+    // System accounts, nobody, and names that may belong to people later.
+    for name in ["nobody", "daemon", "bin", "root", "alice", "bob"] {
+        let (token, _) = login(&t.state, name).await;
+        let me = call(&t.state, "GET", "/v1/auth/me", Some(&token), None).await;
+        assert_eq!(me.body["unix_user"], serde_json::Value::Null, "{name}: {}", me.text);
+        let reply = call(&t.state, "POST", "/v1/jobs", Some(&token), Some(json!({"command": ["id"]}))).await;
+        let detail = reply.problem(StatusCode::FORBIDDEN);
+        assert!(detail.contains("not mapped"), "{name}: {detail}");
+    }
+}
+
+// See: #8 (root and out-of-range accounts are refused even to an admin).
+#[tokio::test]
+async fn issue_8_admins_cannot_map_root_or_out_of_range_accounts() {
+    let t = test_state(&[]).await;
+    login(&t.state, "admin_x").await;
+    make_admin(&t.state, "admin_x").await;
+    let (admin, _) = login(&t.state, "admin_x").await;
+    login(&t.state, "carol").await;
+    for (unix_user, says) in [("root", "root"), ("daemon", "outside the allowed range"), ("nobody", "outside the allowed range")] {
+        let reply =
+            call(&t.state, "PATCH", "/v1/users/carol", Some(&admin), Some(json!({"unix_user": unix_user}))).await;
+        let detail = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains(says), "{unix_user}: {detail}");
+    }
 }
 
 #[tokio::test]
 async fn bad_idempotency_keys_and_queries_are_problems() {
-    let t = test_state(&[]).await;
+    let t = test_state(&["--uid-ceiling", "65534"]).await;
     let token = mapped_user(&t, "carol").await;
     let request = axum::http::Request::builder()
         .method("POST")

@@ -23,6 +23,10 @@ pub struct Claims {
     pub role: Role,
     /// Unique per token, so one token can be revoked.
     pub jti: String,
+    /// The login (refresh-token family) this token was issued from, so
+    /// logout and refresh-token reuse revoke it with the family.
+    #[serde(default)]
+    pub fam: String,
     pub iss: String,
     pub aud: String,
     pub iat: u64,
@@ -90,13 +94,14 @@ impl Keys {
     }
 
     /// A signed access token for this user; the claims too (for the jti).
-    pub fn issue(&self, user_id: i64, name: &str, role: Role) -> (String, Claims) {
+    pub fn issue(&self, user_id: i64, name: &str, role: Role, family: &str) -> (String, Claims) {
         let now = crate::store::now() as u64;
         let claims = Claims {
             sub: user_id.to_string(),
             name: name.to_owned(),
             role,
             jti: crate::auth::random_token(),
+            fam: family.to_owned(),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now,

@@ -1,9 +1,13 @@
-//! Authentication: argon2id passwords, HS256 access tokens, opaque refresh
-//! tokens with rotation and reuse detection, and access-token revocation.
+//! Authentication: argon2id passwords and PAM proofs on a bounded pool,
+//! HS256 access tokens, opaque refresh tokens with rotation and reuse
+//! detection, and revocation of access tokens and of whole login families.
 
 pub mod jwt;
+pub mod pam;
 pub mod password;
+pub mod pool;
 pub mod revocation;
+pub mod throttle;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

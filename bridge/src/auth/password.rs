@@ -1,8 +1,11 @@
-//! argon2id password hashing, on the blocking pool: a hash takes tens of
-//! milliseconds of CPU by design and must not stall the async workers.
+//! argon2id password hashing, on the credential pool (`auth::pool`): a hash
+//! takes tens of milliseconds of CPU and 19 MiB by design, and must neither
+//! stall the async workers nor multiply under a flood.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::pool::{Busy, CredentialPool};
 
 /// argon2id cost. The defaults are OWASP's first recommendation
 /// (m = 19 MiB, t = 2, p = 1); tests lower them.
@@ -22,9 +25,14 @@ impl Default for PasswordCost {
 pub enum PasswordError {
     #[error("argon2: {0}")]
     Argon2(String),
-    #[error("hashing task: {0}")]
-    Task(String),
+    /// The credential pool is saturated: 503 with Retry-After.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
+
+/// What a stored hash column holds for an account that has no bridge
+/// password (it signs in through PAM): no PHC string parses as this.
+pub const NO_PASSWORD: &str = "!no-password";
 
 fn hasher(cost: PasswordCost) -> Result<Argon2<'static>, PasswordError> {
     let params =
@@ -33,31 +41,30 @@ fn hasher(cost: PasswordCost) -> Result<Argon2<'static>, PasswordError> {
 }
 
 /// A PHC string (`$argon2id$v=19$m=...`) with a random salt.
-pub async fn hash(password: String, cost: PasswordCost) -> Result<String, PasswordError> {
-    tokio::task::spawn_blocking(move || {
+pub async fn hash(pool: &CredentialPool, password: String, cost: PasswordCost) -> Result<String, PasswordError> {
+    pool.run(move || {
         let salt = SaltString::generate(&mut OsRng);
         hasher(cost)?
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| PasswordError::Argon2(e.to_string()))
     })
-    .await
-    .map_err(|e| PasswordError::Task(e.to_string()))?
+    .await?
 }
 
 /// Whether `password` matches `phc`. The parameters come from the stored
 /// hash, so raising the cost later keeps old hashes valid.
-pub async fn verify(password: String, phc: String) -> Result<bool, PasswordError> {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify(pool: &CredentialPool, password: String, phc: String) -> Result<bool, PasswordError> {
+    pool.run(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| PasswordError::Argon2(e.to_string()))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
-    .await
-    .map_err(|e| PasswordError::Task(e.to_string()))?
+    .await?
 }
 
-/// A hash of a password nobody has: login against an unknown name verifies
-/// against it, so both paths cost the same and names cannot be probed by time.
-pub async fn dummy_hash(cost: PasswordCost) -> Result<String, PasswordError> {
-    hash(crate::auth::random_token(), cost).await
+/// A hash of a password nobody has: login against an unknown name (or an
+/// account without a bridge password) verifies against it, so every path
+/// costs the same and names cannot be probed by time.
+pub async fn dummy_hash(pool: &CredentialPool, cost: PasswordCost) -> Result<String, PasswordError> {
+    hash(pool, crate::auth::random_token(), cost).await
 }

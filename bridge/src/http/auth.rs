@@ -1,5 +1,7 @@
-//! `/v1/auth/*`: register, login, refresh (rotation with reuse detection),
-//! logout (immediate revocation), me.
+//! `/v1/auth/*`: register, login (bridge password, or the Unix account's own
+//! password through PAM, which also proves the Unix mapping), refresh
+//! (rotation with reuse detection), logout (immediate revocation), me.
+//! Register and login are throttled per client address and per name.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,12 +9,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, AppState, AuthUser};
+use super::{ApiJson, AppState, AuthUser, ClientAddr};
+use crate::auth::pam::PamError;
 use crate::auth::{self, password};
 use crate::config::Registration;
 use crate::error::ApiError;
 use crate::store::users::{self, Role, User};
 use crate::store::{now, tokens};
+use crate::unix::{self, MappedBy};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,10 +66,20 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// 429 once an address or a name has made too many attempts.
+fn throttle(state: &AppState, address: Option<std::net::IpAddr>, name: &str) -> Result<(), ApiError> {
+    state.login_throttle.check(address, Some(name)).map_err(|hit| ApiError::TooManyRequests {
+        detail: format!("too many sign-in attempts from this {}; retry later", hit.by),
+        retry_after: hit.retry_after.as_secs().max(1),
+    })
+}
+
 async fn register(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
+    throttle(&state, address, &body.name)?;
     if state.settings.registration == Registration::Closed {
         return Err(ApiError::Forbidden("registration is closed; ask an administrator for an account".into()));
     }
@@ -75,7 +89,7 @@ async fn register(
     }
     check_name("name", &body.name)?;
     check_password(&body.password)?;
-    let hash = password::hash(body.password, state.settings.password_cost).await?;
+    let hash = password::hash(&state.credentials, body.password, state.settings.password_cost).await?;
     let name = body.name.clone();
     let user = state
         .store
@@ -90,6 +104,20 @@ async fn register(
 struct Login {
     name: String,
     password: String,
+    #[serde(default)]
+    method: LoginMethod,
+}
+
+/// How a login proves who it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LoginMethod {
+    /// The bridge account's own password.
+    #[default]
+    Password,
+    /// The Unix account `name`'s password, checked by PAM: signs in to (or
+    /// creates) the bridge account of that name, mapped to that Unix account.
+    Pam,
 }
 
 #[derive(Serialize)]
@@ -103,7 +131,7 @@ struct TokenPair {
 
 /// A new access token and a new refresh token in `family`.
 async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<TokenPair, ApiError> {
-    let (access_token, _) = state.keys.issue(user.id, &user.name, user.role);
+    let (access_token, _) = state.keys.issue(user.id, &user.name, user.role, &family);
     let refresh_token = auth::random_token();
     let hash = auth::token_hash(&refresh_token);
     let refresh_ttl = state.settings.refresh_ttl;
@@ -121,23 +149,103 @@ async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<Tok
     })
 }
 
-async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> Result<Json<TokenPair>, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Json<TokenPair>, ApiError> {
+    throttle(&state, address, &body.name)?;
     let denied = || ApiError::Unauthorized("wrong name or password".into());
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(denied());
     }
-    let name = body.name.clone();
-    let user = state.store.call(move |conn| users::by_name(conn, &name)).await?;
-    let phc = user.as_ref().map_or_else(|| state.dummy_hash.as_str().to_owned(), |u| u.password_hash.clone());
-    let matches = password::verify(body.password, phc).await?;
-    let user = match user {
-        Some(user) if matches => user,
-        _ => return Err(denied()),
+    let user = match body.method {
+        LoginMethod::Password => password_login(&state, body).await?,
+        LoginMethod::Pam => pam_login(&state, body).await?,
     };
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
     Ok(Json(issue_pair(&state, &user, auth::random_token()).await?))
+}
+
+async fn password_login(state: &AppState, body: Login) -> Result<User, ApiError> {
+    let name = body.name.clone();
+    let user = state.store.call(move |conn| users::by_name(conn, &name)).await?;
+    // Unknown names and accounts without a bridge password (PAM only)
+    // verify against the dummy hash: the same cost, the same answer.
+    let phc = match &user {
+        Some(u) if u.password_hash != password::NO_PASSWORD => u.password_hash.clone(),
+        _ => state.dummy_hash.as_str().to_owned(),
+    };
+    let matches = password::verify(&state.credentials, body.password, phc).await?;
+    match user {
+        Some(user) if matches && user.password_hash != password::NO_PASSWORD => Ok(user),
+        _ => Err(ApiError::Unauthorized("wrong name or password".into())),
+    }
+}
+
+/// Signs in with the Unix account's own password. The proof maps the bridge
+/// account of the same name to that Unix account: an existing account that
+/// was not mapped (anyone could have registered the name) is taken over,
+/// its bridge password cleared and its tokens revoked; an account mapped to
+/// another Unix account is left alone (409).
+async fn pam_login(state: &AppState, body: Login) -> Result<User, ApiError> {
+    let denied = || ApiError::Unauthorized("wrong name or password".into());
+    check_name("name", &body.name).map_err(|_| denied())?;
+    let service = &state.settings.pam_service;
+    match auth::pam::authenticate(&state.credentials, service, &body.name, body.password).await {
+        Ok(()) => {}
+        Err(PamError::Denied(reason)) => {
+            tracing::info!(name = %body.name, %reason, "PAM login refused");
+            return Err(denied());
+        }
+        Err(PamError::Busy(busy)) => return Err(busy.into()),
+        Err(e @ PamError::Unavailable { .. }) => return Err(ApiError::Unavailable(e.to_string())),
+    }
+    // PAM proved the password; the account must also pass the mapping rules.
+    let (name, range) = (body.name.clone(), state.settings.uid_range());
+    tokio::task::spawn_blocking(move || unix::resolve(&name, range, MappedBy::Pam))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| ApiError::Forbidden(format!("this Unix account cannot use the bridge: {e}")))?;
+    let name = body.name.clone();
+    let open = state.settings.registration == Registration::Open;
+    let outcome = state
+        .store
+        .call(move |conn| -> Result<Result<(User, bool), String>, crate::store::StoreError> {
+            match users::by_name(conn, &name)? {
+                Some(user) => match user.unix_mapping() {
+                    Some((unix_user, _)) if unix_user == name => Ok(Ok((user, false))),
+                    Some((unix_user, _)) => Ok(Err(format!(
+                        "the bridge account {name:?} is mapped to the Unix account {unix_user:?}, not {name:?}"
+                    ))),
+                    None => {
+                        let user = users::map_by_pam(conn, user.id, &name, password::NO_PASSWORD)?;
+                        tokens::revoke_user(conn, user.as_ref().map_or(0, |u| u.id))?;
+                        Ok(user.map(|u| (u, true)).ok_or_else(|| "the account vanished".to_owned()))
+                    }
+                },
+                None if !open => Ok(Err("registration is closed; ask an administrator for an account".into())),
+                None => {
+                    let created = users::create(
+                        conn,
+                        &name,
+                        password::NO_PASSWORD,
+                        Role::User,
+                        Some((&name, MappedBy::Pam)),
+                    )?;
+                    Ok(created.map(|u| (u, false)).ok_or_else(|| "the name was taken a moment ago; retry".to_owned()))
+                }
+            }
+        })
+        .await?;
+    let (user, took_over) = outcome.map_err(ApiError::Conflict)?;
+    if took_over {
+        tracing::warn!(user = %user.name, "PAM proof took over an unmapped account: its password and tokens are revoked");
+        state.user_cache.forget(user.id);
+    }
+    Ok(user)
 }
 
 #[derive(Deserialize)]
@@ -158,8 +266,7 @@ async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<Refresh>)
     }
     let family = token.family.clone();
     let reuse = || async {
-        let family = family.clone();
-        state.store.call(move |conn| tokens::revoke_family(conn, &family)).await?;
+        revoke_login(&state, family.clone()).await?;
         tracing::warn!(user_id = token.user_id, "refresh token reuse: revoked its family");
         Err::<Json<TokenPair>, ApiError>(ApiError::Unauthorized(
             "refresh token was already used; every token of this login is now revoked".into(),
@@ -194,8 +301,29 @@ struct Logout {
     refresh_token: Option<String>,
 }
 
-/// Revokes the access token at once (not at expiry) and, if given, the
-/// refresh token's whole family.
+/// Revokes a whole login: its refresh tokens, and every access token issued
+/// from it (in memory at once, in the store for restarts).
+async fn revoke_login(state: &AppState, family: String) -> Result<(), ApiError> {
+    // No access token of this family outlives the longest access lifetime.
+    let expires_at = now() + state.keys.access_ttl.as_secs_f64() + 60.0;
+    {
+        let family = family.clone();
+        state
+            .store
+            .call(move |conn| {
+                tokens::revoke_family(conn, &family)?;
+                tokens::revoke_access_family(conn, &family, expires_at)
+            })
+            .await?;
+    }
+    state.revocations.revoke_family(family, expires_at, now());
+    Ok(())
+}
+
+/// Revokes the access token at once (not at expiry), and the login it came
+/// from: its refresh token and every access token issued from it. A
+/// `refresh_token` in the body revokes that token's login too (it must be
+/// the caller's).
 async fn logout(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -211,24 +339,24 @@ async fn logout(
     let expires_at = caller.claims.exp as f64;
     let refresh_hash = body.and_then(|b| b.refresh_token).map(|t| auth::token_hash(&t));
     let user_id = caller.user.id;
-    {
+    let other_family = {
         let jti = jti.clone();
         state
             .store
             .call(move |conn| {
                 tokens::revoke_access(conn, &jti, expires_at)?;
-                if let Some(hash) = refresh_hash {
-                    if let Some(token) = tokens::find_refresh(conn, &hash)? {
-                        if token.user_id == user_id {
-                            tokens::revoke_family(conn, &token.family)?;
-                        }
-                    }
-                }
-                Ok(())
+                let Some(hash) = refresh_hash else { return Ok(None) };
+                Ok(tokens::find_refresh(conn, &hash)?.filter(|t| t.user_id == user_id).map(|t| t.family))
             })
-            .await?;
+            .await?
+    };
+    state.revocations.revoke_token(jti, expires_at, now());
+    if !caller.claims.fam.is_empty() {
+        revoke_login(&state, caller.claims.fam.clone()).await?;
     }
-    state.revocations.insert(jti);
+    if let Some(family) = other_family.filter(|f| *f != caller.claims.fam) {
+        revoke_login(&state, family).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

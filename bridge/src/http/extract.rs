@@ -56,19 +56,20 @@ impl FromRequestParts<AppState> for AuthUser {
             .keys
             .verify(token.trim())
             .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
-        if state.revocations.contains(&claims.jti) {
+        if state.revocations.is_revoked(&claims.jti, &claims.fam) {
             return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
         }
         let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
         let user = match state.user_cache.get(id) {
             Some(user) => user,
             None => {
+                let generation = state.user_cache.generation();
                 let user = state
                     .store
                     .read(move |conn| users::by_id(conn, id))
                     .await?
                     .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
-                state.user_cache.put(user.clone());
+                state.user_cache.put(user.clone(), generation);
                 user
             }
         };
@@ -106,5 +107,18 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(value))
+    }
+}
+
+/// The client's address from the connection (not from headers a client
+/// could forge); `None` where the router runs without a socket (tests).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(info.map(|info| info.0.ip())))
     }
 }

@@ -3,9 +3,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{ApiJson, ApiQuery, AppState, AuthUser};
 use crate::error::ApiError;
 use crate::jobspec::{self, JobRequest};
+use crate::owned_file::{self, OwnedFileError};
 use crate::slurm::poller::comment_tag;
-use crate::slurm::{SbatchOutcome, SlurmError, Submission};
+use crate::slurm::{Identity, SbatchOutcome, SlurmError, Submission};
+use crate::unix;
 use crate::store::jobs::{self, Event, Inserted, Job, JobFilter, NewJob};
 use crate::store::users::Role;
 
@@ -63,25 +62,25 @@ impl RateLimiter {
     }
 }
 
-/// A Unix account jobs may run as.
-#[derive(Debug, Clone)]
-pub struct UnixAccount {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
-
-/// Looks up a Unix account and checks it is not a system account.
-pub fn unix_account(name: &str, uid_floor: u32) -> Result<UnixAccount, String> {
-    let user = nix::unistd::User::from_name(name)
-        .map_err(|e| format!("cannot look up Unix account {name:?}: {e}"))?
-        .ok_or_else(|| format!("there is no Unix account {name:?}"))?;
-    let uid = user.uid.as_raw();
-    if uid < uid_floor {
-        return Err(format!("Unix account {name:?} has uid {uid}, below the floor of {uid_floor}"));
-    }
-    Ok(UnixAccount { name: user.name, uid, gid: user.gid.as_raw(), home: user.dir })
+/// The caller's Unix identity, checked now (an account can change, be
+/// locked or leave the uid range after it was mapped). 403 when there is
+/// none: a bridge account runs jobs only as a Unix account an admin mapped
+/// or the user proved.
+async fn caller_identity(state: &AppState, caller: &AuthUser) -> Result<Identity, ApiError> {
+    let Some((unix_user, mapped_by)) = caller.user.unix_mapping() else {
+        return Err(ApiError::Forbidden(format!(
+            "the account {:?} is not mapped to a Unix account, so it cannot run jobs: sign in with your Unix \
+             password (POST /v1/auth/login with \"method\": \"pam\") or ask an admin to map it \
+             (PATCH /v1/users/{{name}} with \"unix_user\")",
+            caller.user.name
+        )));
+    };
+    let (unix_user, range) = (unix_user.to_owned(), state.settings.uid_range());
+    tokio::task::spawn_blocking(move || unix::resolve(&unix_user, range, mapped_by))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map(Identity::from)
+        .map_err(|e| ApiError::Forbidden(format!("your Unix mapping cannot run jobs: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -132,27 +131,33 @@ async fn submit_job(
 ) -> Result<Response, ApiError> {
     caller.require(Role::User)?;
     let key = idempotency_key(&headers)?;
-    let account = unix_account(caller.user.unix_account(), state.settings.uid_floor)
-        .map_err(|e| ApiError::Forbidden(format!("your account has no valid Unix mapping: {e}")))?;
+    let identity = caller_identity(&state, &caller).await?;
     let limits = state.settings.limits;
     let mpi_binary = &state.settings.mpi_binary;
-    let valid = jobspec::validate(&request, &account.home, &limits, mpi_binary)
+    let valid = jobspec::validate(&request, &identity.home, &limits, mpi_binary)
         .map_err(|e| ApiError::invalid(e.field, e.detail))?;
-    // One trip to the blocking pool for both filesystem checks.
-    let (dir, binary) = (valid.working_dir.clone(), valid.result_path.as_ref().map(|_| mpi_binary.clone()));
-    let (dir_ok, binary_ok) = tokio::task::spawn_blocking(move || (dir.is_dir(), binary.is_none_or(|b| b.is_file())))
-        .await
-        .map_err(anyhow::Error::from)?;
-    if !binary_ok {
-        return Err(ApiError::Unavailable(format!(
-            "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
-             (scripts/build.sh installs it)",
-            mpi_binary.display()
-        )));
+    if valid.result_path.is_some() {
+        // The bridge's own configured binary, not a path from the request.
+        let binary = mpi_binary.clone();
+        let installed = tokio::task::spawn_blocking(move || binary.is_file()).await.map_err(anyhow::Error::from)?;
+        if !installed {
+            return Err(ApiError::Unavailable(format!(
+                "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
+                 (scripts/build.sh installs it)",
+                mpi_binary.display()
+            )));
+        }
     }
-    if !dir_ok {
-        return Err(ApiError::invalid("working_dir", format!("{} is not a directory", valid.working_dir.display())));
-    }
+    // A dry run costs an sbatch like a submission: it counts alike.
+    state.submit_limiter.check(caller.user.id, limits.submit_rate_per_minute).map_err(|retry_after| {
+        ApiError::TooManyRequests {
+            detail: format!(
+                "at most {} submissions per minute; retry in {retry_after} s",
+                limits.submit_rate_per_minute
+            ),
+            retry_after,
+        }
+    })?;
 
     // Dependencies name the caller's own earlier jobs, by bridge id.
     let mut options = valid.options.clone();
@@ -180,10 +185,7 @@ async fn submit_job(
     let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
     options.push(("comment", comment_tag(&tag)));
     let submission = Submission {
-        uid: account.uid,
-        gid: account.gid,
-        user_name: account.name.clone(),
-        home: account.home.clone(),
+        identity: identity.clone(),
         working_dir: valid.working_dir.clone(),
         options,
         env: valid.env.clone(),
@@ -198,16 +200,6 @@ async fn submit_job(
         return Ok(Json(DryRun { dry_run: true, slurm, script: valid.script }).into_response());
     }
 
-    state.submit_limiter.check(caller.user.id, limits.submit_rate_per_minute).map_err(|retry_after| {
-        ApiError::TooManyRequests {
-            detail: format!(
-                "at most {} submissions per minute; retry in {retry_after} s",
-                limits.submit_rate_per_minute
-            ),
-            retry_after,
-        }
-    })?;
-
     let hash = request_hash(&request);
     let new_job = NewJob {
         user_id: caller.user.id,
@@ -216,12 +208,12 @@ async fn submit_job(
         request_hash: hash.clone(),
         name: valid.name.clone(),
         partition: valid.partition.clone(),
-        spec: serde_json::to_value(&request).map_err(anyhow::Error::from)?,
+        spec: valid.spec.clone(),
         script: valid.script.clone(),
         stdout_path: Some(valid.stdout.clone()),
         stderr_path: Some(valid.stderr.clone()),
-        unix_user: account.name.clone(),
-        uid: account.uid,
+        unix_user: identity.name.clone(),
+        uid: identity.uid,
         result_path: valid.result_path.clone(),
     };
     let job = match state.store.call(move |conn| jobs::insert(conn, &new_job)).await? {
@@ -267,44 +259,20 @@ async fn submit_job(
     }
 }
 
-/// sbatch with a bounded number running at once; the job's environment goes
-/// through a root-only NUL-separated file (`--export-file`).
-async fn run_sbatch(state: &AppState, mut submission: Submission, dry_run: bool) -> Result<SbatchOutcome, ApiError> {
+/// sbatch, as the user, with a bounded number running at once.
+async fn run_sbatch(state: &AppState, submission: Submission, dry_run: bool) -> Result<SbatchOutcome, ApiError> {
     let _slot = state.sbatch_slots.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
-    let env_file = if submission.env.is_empty() {
-        None
-    } else {
-        let path = state.settings.data_dir.join(format!("env-{}", crate::auth::random_token()));
-        let env = std::mem::take(&mut submission.env);
-        let written = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-                for (key, value) in env {
-                    file.write_all(format!("{key}={value}\0").as_bytes())?;
-                }
-                file.sync_all()
-            })
-            .await
-            .map_err(anyhow::Error::from)?
-        };
-        written.map_err(|e| anyhow::anyhow!("write job environment file: {e}"))?;
-        submission.options.push(("export-file", path.display().to_string()));
-        Some(path)
-    };
     let started = Instant::now();
     let result = state.slurm.sbatch(&submission, dry_run).await;
-    if let Some(path) = env_file {
-        let _ = tokio::fs::remove_file(path).await;
-    }
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(SlurmError::Rejected { .. }) => "rejected",
+        Err(SlurmError::Rejected { .. } | SlurmError::WorkingDir { .. }) => "rejected",
         Err(_) => "error",
     };
     state.metrics.sbatch_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     result.map_err(|e| match e {
         SlurmError::Rejected { stderr, .. } => ApiError::SlurmRejected(stderr),
+        e @ SlurmError::WorkingDir { .. } => ApiError::invalid("working_dir", e.to_string()),
         SlurmError::Timeout { .. } => {
             ApiError::Unavailable(format!("sbatch did not finish within {:?}", state.settings.slurm_timeout))
         }
@@ -351,7 +319,12 @@ struct ResultView {
 
 async fn health_records(state: &AppState, job: &Job) -> Result<Vec<serde_json::Value>, ApiError> {
     match job.slurm_job_id {
-        Some(slurm_id) => Ok(state.store.read(move |conn| crate::store::health::for_job(conn, slurm_id)).await?),
+        Some(slurm_id) => {
+            // Records from before this job was submitted belong to an
+            // earlier job that had the same SLURM id.
+            let since = job.submitted_at;
+            Ok(state.store.read(move |conn| crate::store::health::for_job(conn, slurm_id, since)).await?)
+        }
         None => Ok(Vec::new()),
     }
 }
@@ -556,7 +529,14 @@ async fn cancel_job(
     let Some(slurm_id) = job.slurm_job_id else {
         return Err(ApiError::Conflict(format!("job {} is still being submitted; retry in a moment", job.id)));
     };
-    match state.slurm.scancel(slurm_id).await {
+    // scancel runs as the job's owner with --user: an id SLURM has since
+    // given to someone else's job is refused by slurmctld.
+    let uid = job.uid;
+    let owner = tokio::task::spawn_blocking(move || unix::lookup_uid(uid))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| ApiError::Conflict(format!("job {}: its Unix account is gone: {e}", job.id)))?;
+    match state.slurm.scancel(slurm_id, &Identity::from(owner)).await {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(job))),
         // The job ended between the poll and the scancel.
         Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("already completing or completed") => {
@@ -580,23 +560,18 @@ struct OutputQuery {
 /// Largest output chunk per request.
 const MAX_OUTPUT_CHUNK: u64 = 4 * 1024 * 1024;
 
-/// Opens a job's output file as only its owner could: the file must belong to
-/// the job's uid, so a path pointed at someone else's file (or a symlink to
-/// /etc/shadow) yields nothing, though the bridge itself runs as root.
-fn open_owned(path: &str, uid: u32) -> Result<std::fs::File, ApiError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ApiError::NotFound("the job has written no output yet".into()),
-            _ => ApiError::Forbidden(format!("cannot read the output file: {e}")),
-        })?;
-    let meta = file.metadata().map_err(anyhow::Error::from)?;
-    if meta.uid() != uid || !meta.is_file() {
-        return Err(ApiError::Forbidden("the output path is not a file owned by the job's user".into()));
+/// Opens a job's output file as only its owner could (`owned_file`), off
+/// the async threads.
+async fn open_output(path: String, uid: u32) -> Result<tokio::fs::File, ApiError> {
+    let opened = tokio::task::spawn_blocking(move || owned_file::open_owned(&path, uid, None))
+        .await
+        .map_err(anyhow::Error::from)?;
+    match opened {
+        Ok(file) => Ok(tokio::fs::File::from_std(file)),
+        Err(OwnedFileError::NotFound { .. }) => Err(ApiError::NotFound("the job has written no output yet".into())),
+        Err(OwnedFileError::Io { source, .. }) => Err(ApiError::Forbidden(format!("cannot read the output file: {source}"))),
+        Err(_) => Err(ApiError::Forbidden("the output path is not a regular file owned by the job's user".into())),
     }
-    Ok(file)
 }
 
 async fn get_output(
@@ -621,10 +596,10 @@ async fn get_output(
         .ok_or_else(|| ApiError::NotFound("this job writes one output file per task or array element".into()))?;
     let offset = query.offset.unwrap_or(0);
     if query.follow {
-        return Ok(follow(state, job.id, path, job.uid, offset).into_response());
+        let slot = state.follow_slots.take(caller.user.id, state.settings.limits.max_follows_per_user)?;
+        return Ok(follow(state, job.id, path, job.uid, offset, slot).into_response());
     }
-    let file = open_owned(&path, job.uid)?;
-    let mut file = tokio::fs::File::from_std(file);
+    let mut file = open_output(path, job.uid).await?;
     file.seek(std::io::SeekFrom::Start(offset)).await.map_err(anyhow::Error::from)?;
     let mut buf = Vec::new();
     file.take(limit).read_to_end(&mut buf).await.map_err(anyhow::Error::from)?;
@@ -640,19 +615,24 @@ async fn get_output(
 }
 
 /// Server-Sent Events: `output` events with new bytes as they appear, then
-/// one `end` event once the job has finished and everything was sent.
+/// one `end` event once the job has finished and everything was sent. The
+/// producer ends as soon as the client goes away (the channel closes), and
+/// holds the user's stream slot until then.
 fn follow(
     state: AppState,
     id: i64,
     path: String,
     uid: u32,
     mut offset: u64,
+    slot: FollowSlot,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = async_stream(move |tx| async move {
+        let _slot = slot;
         loop {
+            // The read-only connections: a follower never queues behind writes.
             let finished =
-                matches!(state.store.call(move |conn| jobs::by_id(conn, id)).await, Ok(Some(ref j)) if j.finished);
-            let chunk = match open_owned(&path, uid) {
+                matches!(state.store.read(move |conn| jobs::by_id(conn, id)).await, Ok(Some(ref j)) if j.finished);
+            let chunk = match open_output(path.clone(), uid).await {
                 Ok(file) => read_from(file, offset).await.unwrap_or_default(),
                 Err(ApiError::NotFound(_)) => Vec::new(),
                 Err(e) => {
@@ -673,14 +653,60 @@ fn follow(
                 let _ = tx.send(SseEvent::default().event("end").data(offset.to_string())).await;
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = tx.closed() => return,
+            }
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn read_from(file: std::fs::File, offset: u64) -> std::io::Result<Vec<u8>> {
-    let mut file = tokio::fs::File::from_std(file);
+/// Open output streams per user, capped (`max_follows_per_user`).
+#[derive(Clone, Default)]
+pub struct FollowSlots {
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+/// One open stream; dropping it frees the slot.
+pub struct FollowSlot {
+    slots: FollowSlots,
+    user_id: i64,
+}
+
+impl FollowSlots {
+    fn take(&self, user_id: i64, max: usize) -> Result<FollowSlot, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(user_id).or_default();
+        if *count >= max {
+            return Err(ApiError::TooManyRequests {
+                detail: format!("at most {max} output streams per user at once; close one first"),
+                retry_after: 1,
+            });
+        }
+        *count += 1;
+        Ok(FollowSlot { slots: self.clone(), user_id })
+    }
+
+    /// Streams open now for a user.
+    pub fn open(&self, user_id: i64) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&user_id).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for FollowSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+async fn read_from(mut file: tokio::fs::File, offset: u64) -> std::io::Result<Vec<u8>> {
     file.seek(std::io::SeekFrom::Start(offset)).await?;
     let mut buf = Vec::new();
     file.take(64 * 1024).read_to_end(&mut buf).await?;

@@ -22,9 +22,11 @@ use tokio::sync::{watch, Semaphore};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use extract::{ApiJson, ApiQuery, AuthUser};
+pub use extract::{ApiJson, ApiQuery, AuthUser, ClientAddr};
 
 use crate::auth::jwt::Keys;
+use crate::auth::pool::CredentialPool;
+use crate::auth::throttle::LoginThrottle;
 use crate::auth::revocation::Revocations;
 use crate::config::Settings;
 use crate::error::{ApiError, InternalErrorMessage};
@@ -70,8 +72,14 @@ pub struct Shared {
     pub submit_limiter: jobs::RateLimiter,
     /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
     pub sbatch_slots: Arc<Semaphore>,
+    /// Open output streams per user (`max_follows_per_user`).
+    pub follow_slots: jobs::FollowSlots,
+    /// The threads that check passwords (argon2id, PAM), with their queue.
+    pub credentials: CredentialPool,
+    /// Logins and registrations per client address and per name.
+    pub login_throttle: Arc<LoginThrottle>,
     /// Accounts by id, so authenticating a request needs no query. Entries
-    /// are dropped whenever an account changes (`users::update_user`).
+    /// are dropped whenever an account changes (`UserCache::forget`).
     pub user_cache: UserCache,
     /// The health-report secret (from --health-secret-file), if configured.
     pub health_secret: Option<Vec<u8>>,
@@ -81,9 +89,16 @@ pub struct Shared {
 }
 
 /// Accounts by id; see `AppState::user_cache`.
+///
+/// A request that missed the cache reads the account and then puts it in;
+/// if an admin changed the account between that read and the put, the put
+/// would keep the old role (or a disabled account enabled) indefinitely.
+/// So every `forget` bumps a generation, and a put made with a generation
+/// read before the change is dropped.
 #[derive(Clone, Default)]
 pub struct UserCache {
     users: Arc<std::sync::RwLock<std::collections::HashMap<i64, crate::store::users::User>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl UserCache {
@@ -91,12 +106,24 @@ impl UserCache {
         self.users.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    pub fn put(&self, user: crate::store::users::User) {
-        self.users.write().unwrap_or_else(|e| e.into_inner()).insert(user.id, user);
+    /// Take this before reading an account from the store; pass it to `put`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches `user` unless an account changed since `generation`.
+    pub fn put(&self, user: crate::store::users::User, generation: u64) {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        // Compared under the write lock, which `forget` also takes.
+        if self.generation() == generation {
+            users.insert(user.id, user);
+        }
     }
 
     pub fn forget(&self, id: i64) {
-        self.users.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        users.remove(&id);
     }
 }
 

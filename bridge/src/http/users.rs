@@ -1,4 +1,5 @@
-//! `/v1/users`: account administration (admins only).
+//! `/v1/users`: account administration (admins only), including the Unix
+//! mapping an admin vouches for.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -8,6 +9,7 @@ use super::{ApiJson, AppState, AuthUser};
 use crate::error::ApiError;
 use crate::store::tokens;
 use crate::store::users::{self, Role, User, UserChange};
+use crate::unix::{self, MappedBy};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users", get(list_users)).route("/users/{name}", get(get_user).patch(update_user))
@@ -36,9 +38,14 @@ async fn update_user(
 ) -> Result<Json<User>, ApiError> {
     caller.require(Role::Admin)?;
     if let Some(Some(unix_user)) = &change.unix_user {
+        // An admin's mapping: still never root, never outside the uid range;
+        // an account without a login shell is allowed (a deliberate act).
         super::auth::check_name("unix_user", unix_user)?;
-        super::jobs::unix_account(unix_user, state.settings.uid_floor)
-            .map_err(|e| ApiError::invalid("unix_user", e))?;
+        let (unix_user, range) = (unix_user.clone(), state.settings.uid_range());
+        tokio::task::spawn_blocking(move || unix::resolve(&unix_user, range, MappedBy::Admin))
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(|e| ApiError::invalid("unix_user", e.to_string()))?;
     }
     if name == caller.user.name && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true)) {
         return Err(ApiError::Conflict("an admin cannot demote or disable their own account".into()));

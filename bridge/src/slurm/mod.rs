@@ -6,10 +6,14 @@ pub mod parse;
 pub mod poller;
 pub mod probe;
 
+mod as_user;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+pub use as_user::Identity;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -18,7 +22,7 @@ use tokio::process::Command;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SlurmError {
     #[error("cannot run {command}: {reason}")]
-    Spawn { command: &'static str, reason: String },
+    Spawn { command: &'static str, reason: String, errno: Option<i32> },
     #[error("{command} did not finish within {timeout:?}")]
     Timeout { command: &'static str, timeout: Duration },
     /// SLURM answered and refused: the request is at fault.
@@ -31,6 +35,10 @@ pub enum SlurmError {
     ControllerDown(String),
     #[error("{command} printed something unexpected: {output:?}")]
     Unexpected { command: &'static str, output: String },
+    /// The user cannot enter the job's working directory: sbatch, running
+    /// as them, could not `chdir` there.
+    #[error("cannot enter {dir} as {user}: {reason}")]
+    WorkingDir { dir: String, user: String, reason: String },
 }
 
 /// How to reach the cluster: which slurm.conf, how long to wait, and where
@@ -60,19 +68,22 @@ pub struct Controller {
 }
 
 /// One sbatch call, built from validated values only. Every option is
-/// passed as `--name=value`, so no value can become another option.
-#[derive(Debug, Clone, Default)]
+/// passed as `--name=value`, so no value can become another option; sbatch
+/// runs as `identity`, so SLURM sees the user's authority, never root's.
+#[derive(Debug, Clone)]
 pub struct Submission {
-    pub uid: u32,
-    pub gid: u32,
-    pub user_name: String,
-    pub home: PathBuf,
-    /// sbatch's working directory and the job's (`--chdir`).
+    pub identity: Identity,
+    /// sbatch's working directory and the job's (`--chdir`), entered as
+    /// the user.
     pub working_dir: PathBuf,
     /// `(option, value)` pairs, e.g. `("job-name", "x")`.
     pub options: Vec<(&'static str, String)>,
-    /// The job's environment, exactly (sbatch exports its own environment).
+    /// The job's environment, exactly. It reaches sbatch through an
+    /// anonymous memory file on descriptor 3 (`--export-file=3`), which only
+    /// this sbatch process can read.
     pub env: BTreeMap<String, String>,
+    /// The script as SLURM gets it: every directive line already neutralised
+    /// by `jobspec` (its values are in `options`).
     pub script: String,
 }
 
@@ -109,7 +120,11 @@ impl Slurm {
         if stdin.is_some() {
             command.stdin(Stdio::piped());
         }
-        let mut child = command.spawn().map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
+        let mut child = command.spawn().map_err(|e| SlurmError::Spawn {
+            command: program,
+            reason: e.to_string(),
+            errno: e.raw_os_error(),
+        })?;
         let work = async {
             if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
                 pipe.write_all(text.as_bytes()).await?;
@@ -120,7 +135,7 @@ impl Slurm {
         let output = tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| SlurmError::Timeout { command: program, timeout: self.timeout })?
-            .map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string() })?;
+            .map_err(|e| SlurmError::Spawn { command: program, reason: e.to_string(), errno: None })?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         if !output.status.success() {
@@ -151,32 +166,68 @@ impl Slurm {
         parse::ping(&stdout)
     }
 
-    /// `sbatch --parsable` (or `--test-only` when `dry_run`): the SLURM job
-    /// id, or for a dry run SLURM's estimate line.
+    /// `sbatch --parsable` (or `--test-only` when `dry_run`) run as the
+    /// submission's user: the SLURM job id, or for a dry run SLURM's
+    /// estimate line.
+    ///
+    /// sbatch gets no `--uid`: it runs with the user's uid, gid and groups
+    /// (`as_user`), so munge vouches for the user, slurmctld refuses
+    /// root-only options, and every file sbatch opens it opens with the
+    /// user's rights. `--ignore-pbs` stops `#PBS` parsing; `#SBATCH` lines
+    /// were neutralised before (`jobspec::directives`).
     pub async fn sbatch(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
+        let identity = &submission.identity;
         let mut command = self.command("sbatch");
         command
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &submission.home)
-            .env("USER", &submission.user_name)
-            .env("LOGNAME", &submission.user_name)
+            .env("HOME", &identity.home)
+            .env("USER", &identity.name)
+            .env("LOGNAME", &identity.name)
             .env("SLURM_TIME_FORMAT", "%s")
-            .envs(&submission.env)
-            .current_dir(&submission.working_dir)
             .arg("--parsable")
-            .arg(format!("--uid={}", submission.uid))
-            .arg(format!("--gid={}", submission.gid));
+            .arg("--ignore-pbs");
         if let Some(conf) = &self.conf {
             command.env("SLURM_CONF", conf);
         }
         for (option, value) in &submission.options {
-            command.arg(format!("--{option}={value}"));
+            // An empty value is a bare flag (`--exclusive`); jobspec never
+            // makes an empty value otherwise.
+            match value.is_empty() {
+                true => command.arg(format!("--{option}")),
+                false => command.arg(format!("--{option}={value}")),
+            };
         }
+        let env_file = if submission.env.is_empty() {
+            None
+        } else {
+            let file = as_user::env_memfd(&submission.env).map_err(|e| SlurmError::Spawn {
+                command: "sbatch",
+                reason: format!("job environment: {e}"),
+                errno: None,
+            })?;
+            command.arg(format!("--export-file={}", as_user::ENV_FD));
+            Some(file)
+        };
         if dry_run {
             command.arg("--test-only");
         }
-        let (stdout, stderr) = self.run("sbatch", command, Some(&submission.script)).await?;
+        as_user::run_as(&mut command, identity, Some(&submission.working_dir), env_file.as_ref())
+            .map_err(|e| SlurmError::Spawn { command: "sbatch", reason: e.to_string(), errno: None })?;
+        let result = self.run("sbatch", command, Some(&submission.script)).await;
+        drop(env_file);
+        let (stdout, stderr) = result.map_err(|e| match e {
+            // The child's chdir (as the user) is the one step of the spawn
+            // that fails with these: sbatch itself was found at start-up.
+            SlurmError::Spawn { reason, errno: Some(errno), .. } if as_user::is_chdir_errno(errno) => {
+                SlurmError::WorkingDir {
+                    dir: submission.working_dir.display().to_string(),
+                    user: identity.name.clone(),
+                    reason,
+                }
+            }
+            other => other,
+        })?;
         if dry_run {
             // "sbatch: Job 12 to start at ... using 2 processors on nodes c1 in partition debug"
             let line = stderr.lines().rfind(|l| l.contains("to start at")).unwrap_or(stderr.as_str());
@@ -187,9 +238,16 @@ impl Slurm {
             .ok_or(SlurmError::Unexpected { command: "sbatch", output: stdout })
     }
 
-    /// `scancel <id>`: SLURM signals every step and records CANCELLED.
-    pub async fn scancel(&self, slurm_job_id: i64) -> Result<(), SlurmError> {
-        self.output("scancel", &[&slurm_job_id.to_string()]).await.map(|_| ())
+    /// `scancel --user=<owner> <id>`, run as the job's owner: SLURM signals
+    /// every step and records CANCELLED, and only if the job with that id is
+    /// still the owner's (an id SLURM reused for someone else's job is
+    /// refused by slurmctld, not by the bridge's bookkeeping).
+    pub async fn scancel(&self, slurm_job_id: i64, owner: &Identity) -> Result<(), SlurmError> {
+        let mut command = self.command("scancel");
+        command.arg(format!("--user={}", owner.name)).arg(slurm_job_id.to_string());
+        as_user::run_as(&mut command, owner, None, None)
+            .map_err(|e| SlurmError::Spawn { command: "scancel", reason: e.to_string(), errno: None })?;
+        self.run("scancel", command, None).await.map(|_| ())
     }
 
     /// Every job slurmctld still holds, in the compact form the poller reads.

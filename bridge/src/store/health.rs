@@ -44,11 +44,14 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> Result<(usize, usize
     Ok((inserted, records.len() - inserted))
 }
 
-/// Every record of a SLURM job, oldest first.
-pub fn for_job(conn: &Connection, slurm_job_id: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT body FROM health_records WHERE slurm_job_id = ?1 ORDER BY at, id")?;
+/// Every record of a SLURM job written at or after `since` (the bridge
+/// job's submission: SLURM ids are reused after a controller reset, and an
+/// older job's records must not join a newer one), oldest first.
+pub fn for_job(conn: &Connection, slurm_job_id: i64, since: f64) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM health_records WHERE slurm_job_id = ?1 AND at >= ?2 ORDER BY at, id")?;
     let rows = stmt
-        .query_map([slurm_job_id], |row| row.get::<_, String>(0))?
+        .query_map(params![slurm_job_id, since], |row| row.get::<_, String>(0))?
         .map(|body| Ok(serde_json::from_str(&body?).unwrap_or(serde_json::Value::Null)))
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(rows)

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_indexes.sql"),
     include_str!("migrations/0003_health.sql"),
     include_str!("migrations/0004_kernel_results.sql"),
+    include_str!("migrations/0005_proven_identity.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]

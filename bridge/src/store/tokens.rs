@@ -81,11 +81,27 @@ pub fn revoke_access(conn: &Connection, jti: &str, expires_at: f64) -> Result<()
     Ok(())
 }
 
-/// Revoked access tokens that have not expired yet (loaded at start-up);
-/// expired ones are deleted, since their signature check fails anyway.
-pub fn live_revocations(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now()])?;
-    let mut stmt = conn.prepare("SELECT jti FROM revoked_tokens")?;
-    let jtis = stmt.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
-    Ok(jtis)
+pub fn revoke_access_family(conn: &Connection, family: &str, expires_at: f64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO revoked_families (family, expires_at) VALUES (?1, ?2)
+         ON CONFLICT (family) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
+        params![family, expires_at],
+    )?;
+    Ok(())
+}
+
+/// Revoked access tokens and login families that still matter (loaded at
+/// start-up), each with its expiry; expired ones are deleted, since the
+/// tokens they covered fail their signature check anyway.
+#[allow(clippy::type_complexity)]
+pub fn live_revocations(conn: &Connection) -> Result<(Vec<(String, f64)>, Vec<(String, f64)>), StoreError> {
+    let now = now();
+    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?;
+    conn.execute("DELETE FROM revoked_families WHERE expires_at < ?1", [now])?;
+    let pairs = |sql: &str| -> Result<Vec<(String, f64)>, StoreError> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    };
+    Ok((pairs("SELECT jti, expires_at FROM revoked_tokens")?, pairs("SELECT family, expires_at FROM revoked_families")?))
 }

@@ -4,6 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use super::{now, StoreError};
+use crate::unix::MappedBy;
 
 /// What an account may do. Ordered: admin > user > viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -43,20 +44,23 @@ pub struct User {
     #[serde(skip)]
     pub password_hash: String,
     pub role: Role,
-    /// The Unix account jobs run as; `None` means the account named `name`.
+    /// The Unix account jobs run as; `None`: not mapped, so no jobs.
     pub unix_user: Option<String>,
+    /// Who set `unix_user`: an admin, or the user's PAM proof.
+    pub unix_mapped_by: Option<MappedBy>,
     pub disabled: bool,
     pub created_at: f64,
 }
 
 impl User {
-    /// The Unix account this user's jobs run as.
-    pub fn unix_account(&self) -> &str {
-        self.unix_user.as_deref().unwrap_or(&self.name)
+    /// The Unix account this user's jobs run as and who mapped it; `None`
+    /// until an admin or a PAM proof maps one. Never derived from the name.
+    pub fn unix_mapping(&self) -> Option<(&str, MappedBy)> {
+        Some((self.unix_user.as_deref()?, self.unix_mapped_by?))
     }
 }
 
-const COLUMNS: &str = "id, name, password_hash, role, unix_user, disabled, created_at";
+const COLUMNS: &str = "id, name, password_hash, role, unix_user, disabled, created_at, unix_mapped_by";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(3)?;
@@ -70,6 +74,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         unix_user: row.get(4)?,
         disabled: row.get(5)?,
         created_at: row.get(6)?,
+        unix_mapped_by: row.get::<_, Option<String>>(7)?.as_deref().and_then(MappedBy::parse),
     })
 }
 
@@ -79,12 +84,12 @@ pub fn create(
     name: &str,
     password_hash: &str,
     role: Role,
-    unix_user: Option<&str>,
+    unix: Option<(&str, MappedBy)>,
 ) -> Result<Option<User>, StoreError> {
     let inserted = conn.execute(
-        "INSERT INTO users (name, password_hash, role, unix_user, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (name) DO NOTHING",
-        params![name, password_hash, role.as_str(), unix_user, now()],
+        "INSERT INTO users (name, password_hash, role, unix_user, unix_mapped_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+        params![name, password_hash, role.as_str(), unix.map(|u| u.0), unix.map(|u| u.1.as_str()), now()],
     )?;
     if inserted == 0 {
         return Ok(None);
@@ -115,7 +120,8 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, StoreError> {
 pub struct UserChange {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
-    /// `Some(None)` (JSON null) returns to the same-name default.
+    /// The Unix account (checked by the caller); `Some(None)` (JSON null)
+    /// unmaps the account, so it can no longer submit.
     #[serde(default, with = "double_option")]
     pub unix_user: Option<Option<String>>,
 }
@@ -127,12 +133,27 @@ pub fn update(conn: &Connection, name: &str, change: &UserChange) -> Result<Opti
     };
     let role = change.role.unwrap_or(user.role);
     let disabled = change.disabled.unwrap_or(user.disabled);
-    let unix_user = change.unix_user.clone().unwrap_or(user.unix_user);
+    let (unix_user, mapped_by) = match &change.unix_user {
+        None => (user.unix_user, user.unix_mapped_by),
+        Some(None) => (None, None),
+        Some(Some(unix_user)) => (Some(unix_user.clone()), Some(MappedBy::Admin)),
+    };
     conn.execute(
-        "UPDATE users SET role = ?1, disabled = ?2, unix_user = ?3 WHERE id = ?4",
-        params![role.as_str(), disabled, unix_user, user.id],
+        "UPDATE users SET role = ?1, disabled = ?2, unix_user = ?3, unix_mapped_by = ?4 WHERE id = ?5",
+        params![role.as_str(), disabled, unix_user, mapped_by.map(MappedBy::as_str), user.id],
     )?;
     by_id(conn, user.id)
+}
+
+/// Maps an account to the Unix account its holder proved with PAM, and
+/// clears its bridge password: whoever registered the name before the
+/// proof (perhaps not its owner) can no longer log in with it.
+pub fn map_by_pam(conn: &Connection, id: i64, unix_user: &str, no_password: &str) -> Result<Option<User>, StoreError> {
+    conn.execute(
+        "UPDATE users SET unix_user = ?1, unix_mapped_by = 'pam', password_hash = ?2 WHERE id = ?3",
+        params![unix_user, no_password, id],
+    )?;
+    by_id(conn, id)
 }
 
 pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(), StoreError> {

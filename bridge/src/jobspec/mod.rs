@@ -5,7 +5,10 @@
 //! The defence: every option is passed as one `--name=value` argument (no
 //! shell), values that could read as options or directives are refused, the
 //! job's environment travels NUL-separated through `--export-file`, never
-//! through sbatch's own environment, and the script goes on stdin.
+//! through sbatch's own environment, and the script goes on stdin. A
+//! script's own `#SBATCH` lines are parsed (`directives`) into the same
+//! fields, checked by the same rules, and neutralised: SLURM applies only
+//! options the bridge validated. The request's fields win over the script's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use mpi_runner::params::KernelSpec;
 
 use crate::config::Limits;
+
+mod merge;
 
 /// The body of `POST /v1/jobs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +57,20 @@ pub struct JobRequest {
     pub kernel: Option<String>,
     /// The kernel's parameters, e.g. `{"n": 2048}`; absent ones take defaults.
     pub params: Option<serde_json::Value>,
+    pub ntasks_per_node: Option<u32>,
+    /// SLURM memory per CPU, like `memory`.
+    pub memory_per_cpu: Option<String>,
+    /// Whole nodes for this job.
+    pub exclusive: Option<bool>,
+    /// Node features, e.g. `bigmem&avx2`.
+    pub constraint: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Generic resources, e.g. `gpu:2`.
+    pub gres: Option<String>,
+    /// Comma-separated SLURM mail events, e.g. `END,FAIL`.
+    pub mail_type: Option<String>,
+    pub mail_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +102,9 @@ fn bad(field: impl Into<String>, detail: impl Into<String>) -> SpecError {
 /// A request that passed every check, ready to become a `Submission`.
 #[derive(Debug, Clone)]
 pub struct ValidJob {
+    /// The request as submitted: its fields merged with the script's
+    /// directives, and a `directives` list saying where each came from.
+    pub spec: serde_json::Value,
     pub name: String,
     pub partition: Option<String>,
     pub options: Vec<(&'static str, String)>,
@@ -163,11 +185,11 @@ fn count(field: &str, value: Option<u32>, max: u32) -> Result<Option<u32>, SpecE
     }
 }
 
-fn memory(value: &str, limits: &Limits) -> Result<(), SpecError> {
-    line("memory", value, limits)?;
+fn memory(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
+    line(field, value, limits)?;
     let digits = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
     if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_ascii_digit()) || digits == "0" {
-        return Err(bad("memory", "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
+        return Err(bad(field, "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
     }
     Ok(())
 }
@@ -203,6 +225,20 @@ fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// SLURM's mail events (sbatch(1), --mail-type).
+const MAIL_TYPES: &[&str] = &[
+    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90",
+    "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
+];
+
+fn mail_type(value: &str, limits: &Limits) -> Result<(), SpecError> {
+    line("mail_type", value, limits)?;
+    if value.split(',').any(|t| !MAIL_TYPES.contains(&t)) {
+        return Err(bad("mail_type", format!("must be a comma-separated list of {}", MAIL_TYPES.join(", "))));
+    }
+    Ok(())
+}
+
 /// Single-quotes a word for sh: the only character that needs care inside
 /// single quotes is the single quote itself.
 pub fn shell_quote(word: &str) -> String {
@@ -210,8 +246,25 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// Validates `request` for a job running as a user whose home is `home`;
-/// kernel jobs run `mpi_binary` (odyssey-mpi).
+/// kernel jobs run `mpi_binary` (odyssey-mpi). A script's directives are
+/// merged in first; an error in a value that came from the script names
+/// its line.
 pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: &Path) -> Result<ValidJob, SpecError> {
+    let merged = merge::merge(request)?;
+    let mut job = validate_fields(&merged.request, home, limits, mpi_binary).map_err(|e| merged.locate(e))?;
+    job.spec = merged.spec();
+    if request.script.is_some() {
+        job.script = crate::directives::neutralise(&job.script);
+    }
+    Ok(job)
+}
+
+fn validate_fields(
+    request: &JobRequest,
+    home: &Path,
+    limits: &Limits,
+    mpi_binary: &Path,
+) -> Result<ValidJob, SpecError> {
     let name = request.name.clone().unwrap_or_else(|| "job".to_owned());
     token("name", &name, 128, &['.', '_', '-', '+'], limits)?;
     let mut options: Vec<(&'static str, String)> = vec![("job-name", name.clone())];
@@ -230,8 +283,36 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: 
         options.push(("cpus-per-task", n.to_string()));
     }
     if let Some(mem) = &request.memory {
-        memory(mem, limits)?;
+        memory("memory", mem, limits)?;
         options.push(("mem", mem.clone()));
+    }
+    if let Some(n) = count("ntasks_per_node", request.ntasks_per_node, 1_000_000)? {
+        options.push(("ntasks-per-node", n.to_string()));
+    }
+    if let Some(mem) = &request.memory_per_cpu {
+        memory("memory_per_cpu", mem, limits)?;
+        options.push(("mem-per-cpu", mem.clone()));
+    }
+    if request.exclusive == Some(true) {
+        // An empty value is a bare flag (`--exclusive`).
+        options.push(("exclusive", String::new()));
+    }
+    let selectors: [(&str, &'static str, &Option<String>, usize, &[char]); 5] = [
+        ("constraint", "constraint", &request.constraint, 1024, &['_', '-', '.', ',', ':', '&', '|', '*', '[', ']', '(', ')', '!']),
+        ("account", "account", &request.account, 64, &['_', '-', '.']),
+        ("qos", "qos", &request.qos, 64, &['_', '-', '.']),
+        ("gres", "gres", &request.gres, 256, &['_', '-', '.', ',', ':']),
+        ("mail_user", "mail-user", &request.mail_user, 254, &['_', '-', '.', '+', '%', '@']),
+    ];
+    for (field, option, value, max, extra) in selectors {
+        if let Some(value) = value {
+            token(field, value, max, extra, limits)?;
+            options.push((option, value.clone()));
+        }
+    }
+    if let Some(types) = &request.mail_type {
+        mail_type(types, limits)?;
+        options.push(("mail-type", types.clone()));
     }
     if let Some(limit) = &request.time_limit {
         options.push(("time", time_limit(limit, limits)?));
@@ -353,6 +434,7 @@ pub fn validate(request: &JobRequest, home: &Path, limits: &Limits, mpi_binary: 
     }
 
     Ok(ValidJob {
+        spec: serde_json::Value::Null,
         name,
         partition: request.partition.clone(),
         options,
@@ -433,6 +515,11 @@ mod tests {
             max_env_entries: 4,
             submit_rate_per_minute: 10,
             max_concurrent_sbatch: 2,
+            login_rate_per_address: 10,
+            login_rate_per_name: 10,
+            credential_threads: 1,
+            credential_queue: 1,
+            max_follows_per_user: 1,
         }
     }
 
