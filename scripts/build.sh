@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the workspace in release mode and install what the cluster runs:
-# odyssey-mpi on the shared filesystem, the SPANK plugin into plugstack.conf.d.
+# odyssey-mpi on the shared filesystem, the SPANK plugin into plugstack.conf.d,
+# and the bridge's PAM service.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +16,13 @@ install -d -m 0755 "$SHARED_DIR/bin"
 install -m 0755 "$REPO/target/release/odyssey-mpi" "$SHARED_DIR/bin/.odyssey-mpi.new"
 mv -f "$SHARED_DIR/bin/.odyssey-mpi.new" "$SHARED_DIR/bin/odyssey-mpi"
 bash "$CLUSTER" plugin install "$REPO/target/release/libodyssey_spank.so"
+
+step "installing the bridge's PAM service (/etc/pam.d/odyssey-bridge)"
+# The bridge proves Unix accounts with PAM ("method": "pam" logins). A site
+# that already has this file keeps its own.
+if [[ ! -f /etc/pam.d/odyssey-bridge ]]; then
+  install -m 0644 "$REPO/bridge/pam.d/odyssey-bridge" /etc/pam.d/odyssey-bridge
+fi
 
 step "building the C reference twins of the kernels (mpicc -O3) for bench/kernels.sh"
 install -d -m 0755 "$SHARED_DIR/bin/c-twins"

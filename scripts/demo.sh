@@ -57,12 +57,16 @@ show() { printf '\n$ %s\n' "$*" >&2; }
 show "curl $API/healthz"
 curl -fsS "$API/healthz" | jq -c .
 
-step "registering alice and logging in through the REST API"
-CREDENTIALS='{"name": "alice", "password": "alice-demo-password"}'
-show "curl -X POST $API/v1/auth/register -d '$CREDENTIALS'"
-curl -sS -X POST "$API/v1/auth/register" -H 'content-type: application/json' -d "$CREDENTIALS" | jq -c .
-show "curl -X POST $API/v1/auth/login -d '$CREDENTIALS'"
+step "signing alice in with her Unix password (PAM): the proof maps her bridge account to Unix alice"
+# alice is the cluster's test account; the demo gives her a fresh random Unix
+# password each run, so no known password is ever left on the machine.
+ALICE_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+echo "alice:$ALICE_PASSWORD" | chpasswd
+CREDENTIALS=$(jq -cn --arg p "$ALICE_PASSWORD" '{name: "alice", password: $p, method: "pam"}')
+show "curl -X POST $API/v1/auth/login -d '{\"name\": \"alice\", \"password\": \"...\", \"method\": \"pam\"}'"
 TOKEN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/json' -d "$CREDENTIALS" | jq -r .access_token)
+show "curl $API/v1/auth/me"
+curl -fsS "$API/v1/auth/me" -H "authorization: Bearer $TOKEN" | jq -c '{name, role, unix_user, unix_mapped_by}'
 echo "access token: ${TOKEN:0:24}..."
 AUTH=(-H "authorization: Bearer $TOKEN")
 

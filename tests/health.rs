@@ -37,7 +37,7 @@ fn flush_spool(cluster: &TestCluster, spool: &std::path::Path) -> std::process::
 
 async fn stored(app: &TestApp, slurm_job_id: i64) -> Vec<serde_json::Value> {
     let store = bridge::store::Store::open(&app.data_dir.join("bridge.db")).unwrap();
-    store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id)).await.unwrap()
+    store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id, 0.0)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,4 +7,5 @@ mod health;
 mod kernels;
 mod lifecycle;
 mod mpi;
+mod security;
 mod spank;

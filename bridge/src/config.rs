@@ -339,8 +339,7 @@ impl Settings {
             login_rate_per_name: range("login-rate-per-name", f64::from(cli.login_rate_per_name), 1.0, 1e6)? as u32,
             credential_threads: range("credential-threads", cli.credential_threads as f64, 1.0, 64.0)? as usize,
             credential_queue: range("credential-queue", cli.credential_queue as f64, 1.0, 65536.0)? as usize,
-            max_follows_per_user: range("max-follows-per-user", cli.max_follows_per_user as f64, 1.0, 1024.0)?
-                as usize,
+            max_follows_per_user: range("max-follows-per-user", cli.max_follows_per_user as f64, 1.0, 1024.0)? as usize,
         };
         let tls = match (&cli.tls_cert, &cli.tls_key) {
             (Some(cert), Some(key)) => {
@@ -367,8 +366,12 @@ impl Settings {
             registration: cli.registration,
             // Never 0: whatever the configuration, no job runs as root.
             uid_floor: range("uid-floor", f64::from(cli.uid_floor), 1.0, f64::from(u32::MAX))? as u32,
-            uid_ceiling: range("uid-ceiling", f64::from(cli.uid_ceiling), f64::from(cli.uid_floor), f64::from(u32::MAX))?
-                as u32,
+            uid_ceiling: range(
+                "uid-ceiling",
+                f64::from(cli.uid_ceiling),
+                f64::from(cli.uid_floor),
+                f64::from(u32::MAX),
+            )? as u32,
             pam_service: pam_service(&cli.pam_service)?,
             limits,
             password_cost: PasswordCost {

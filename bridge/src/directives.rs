@@ -242,10 +242,8 @@ pub fn parse(script: &str) -> Result<Vec<Directive>, DirectiveError> {
 /// does not read (`# [applied by the bridge] #SBATCH ...`): the bridge passes
 /// the validated values as options instead.
 pub fn neutralise(script: &str) -> String {
-    let directive_lines: Vec<usize> = header(script)
-        .filter(|(_, text)| matches!(classify(text), Kind::Directive(_)))
-        .map(|(line, _)| line)
-        .collect();
+    let directive_lines: Vec<usize> =
+        header(script).filter(|(_, text)| matches!(classify(text), Kind::Directive(_))).map(|(line, _)| line).collect();
     if directive_lines.is_empty() {
         return script.to_owned();
     }

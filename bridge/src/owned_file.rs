@@ -53,10 +53,8 @@ pub fn open_owned(path: &str, uid: u32, max_len: Option<u64>) -> Result<File, Ow
     if let Some(limit) = max_len.filter(|limit| meta.len() > *limit) {
         return Err(OwnedFileError::TooLarge { path: path.to_owned(), limit });
     }
-    let reopened = std::fs::OpenOptions::new()
-        .read(true)
-        .open(format!("/proc/self/fd/{}", checked.as_raw_fd()))
-        .map_err(io)?;
+    let reopened =
+        std::fs::OpenOptions::new().read(true).open(format!("/proc/self/fd/{}", checked.as_raw_fd())).map_err(io)?;
     // The same inode, whatever happened to the path meanwhile.
     let again = reopened.metadata().map_err(io)?;
     if (again.dev(), again.ino()) != (meta.dev(), meta.ino()) {

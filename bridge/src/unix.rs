@@ -84,8 +84,9 @@ pub fn lookup(name: &str) -> Result<UnixAccount, UnixError> {
 /// Looks up an account by uid (a job's owner, for cancel).
 pub fn lookup_uid(uid: u32) -> Result<UnixAccount, UnixError> {
     let lookup_err = |e: nix::Error| UnixError::Lookup { name: format!("uid {uid}"), reason: e.to_string() };
-    let user =
-        User::from_uid(Uid::from_raw(uid)).map_err(lookup_err)?.ok_or_else(|| UnixError::NoSuchAccount(uid.to_string()))?;
+    let user = User::from_uid(Uid::from_raw(uid))
+        .map_err(lookup_err)?
+        .ok_or_else(|| UnixError::NoSuchAccount(uid.to_string()))?;
     account(user)
 }
 
@@ -168,14 +169,7 @@ mod tests {
     const RANGE: UidRange = UidRange { floor: 1000, ceiling: 60000 };
 
     fn account(uid: u32, gid: u32, shell: &str) -> UnixAccount {
-        UnixAccount {
-            name: "x".into(),
-            uid,
-            gid,
-            groups: vec![gid],
-            home: "/home/x".into(),
-            shell: shell.into(),
-        }
+        UnixAccount { name: "x".into(), uid, gid, groups: vec![gid], home: "/home/x".into(), shell: shell.into() }
     }
 
     #[test]

@@ -270,8 +270,9 @@ async fn issue_8_logins_are_throttled_per_address_and_per_name() {
     let detail = attempt("10.0.0.1:1000", "carol").await.problem(StatusCode::TOO_MANY_REQUESTS);
     assert!(detail.contains("client address"), "{detail}");
     // A legitimate user elsewhere still gets in.
-    let reply = call(&t.state, "POST", "/v1/auth/register", None, Some(json!({"name": "dave", "password": "dave-password"})))
-        .await;
+    let reply =
+        call(&t.state, "POST", "/v1/auth/register", None, Some(json!({"name": "dave", "password": "dave-password"})))
+            .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
 }
 

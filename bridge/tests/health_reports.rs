@@ -78,6 +78,14 @@ async fn forged_replayed_and_malformed_reports_are_refused() {
     assert!(detail.contains("timestamp"), "{detail}");
     // No timestamp at all.
     send(&t.state, post(&body, "", &signature)).await.problem(StatusCode::UNAUTHORIZED);
+    // See: #8. A correctly signed batch whose timestamp is not a finite
+    // number (NaN compares false with everything, so it passed the skew check).
+    for odd in ["NaN", "inf", "-inf"] {
+        let detail = send(&t.state, post(&body, odd, &sign(&secret, odd, body.as_bytes())))
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+        assert!(detail.contains("finite"), "{odd}: {detail}");
+    }
     // Signed garbage names its line.
     let junk = "{\"id\": \"x\"}\nnot json\n";
     let reply = send(&t.state, post(junk, &ts, &sign(&secret, &ts, junk.as_bytes()))).await;
@@ -86,7 +94,7 @@ async fn forged_replayed_and_malformed_reports_are_refused() {
     let stored = stored_records(&t.state).await;
     assert_eq!(stored, 0, "nothing refused was stored");
     let metrics = t.state.metrics.render();
-    assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_signature"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_signature"} 6"#), "{metrics}");
     assert!(metrics.contains(r#"bridge_health_reports_total{outcome="rejected_stale"} 1"#), "{metrics}");
     std::fs::remove_file(path).unwrap();
 }

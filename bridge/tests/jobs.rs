@@ -112,7 +112,9 @@ async fn issue_8_admins_cannot_map_root_or_out_of_range_accounts() {
     make_admin(&t.state, "admin_x").await;
     let (admin, _) = login(&t.state, "admin_x").await;
     login(&t.state, "carol").await;
-    for (unix_user, says) in [("root", "root"), ("daemon", "outside the allowed range"), ("nobody", "outside the allowed range")] {
+    for (unix_user, says) in
+        [("root", "root"), ("daemon", "outside the allowed range"), ("nobody", "outside the allowed range")]
+    {
         let reply =
             call(&t.state, "PATCH", "/v1/users/carol", Some(&admin), Some(json!({"unix_user": unix_user}))).await;
         let detail = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);

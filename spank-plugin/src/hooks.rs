@@ -33,13 +33,7 @@ type Hook = fn(&mut dyn Plugin, &mut SpankHandle) -> Result<(), Box<dyn std::err
 
 /// Runs one hook the way `SPANK_PLUGIN!` does: the plugin and the option
 /// cache from slurm-spank's globals, `setup` on first use, errors reported.
-fn call(
-    spank: spank_sys::spank_t,
-    ac: c_int,
-    argv: *const *const c_char,
-    register: bool,
-    hook: Hook,
-) -> c_int {
+fn call(spank: spank_sys::spank_t, ac: c_int, argv: *const *const c_char, register: bool, hook: Hook) -> c_int {
     slurm_spank::spank_callback_with_globals::<OdysseyHealth, _>(move |plugin, options, need_setup| {
         if register {
             register_option(spank, options)?;

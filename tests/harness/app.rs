@@ -103,15 +103,59 @@ impl TestApp {
         self.data_dir.clone()
     }
 
-    /// Registers (if needed) and logs in `name`; a client for that user.
+    /// Logs in the cluster test account `name` through PAM; a client.
     pub async fn user(&self, name: &str) -> Client {
         login(&self.http, &self.base, name).await
     }
 }
 
-/// Registers (if needed) and logs in `name` at the bridge at `base`, with
-/// the password every test user has; a client for that user.
+/// The Unix password the harness gives a cluster test account (alice, bob):
+/// random per test process, so no known password stays on the machine.
+pub fn unix_password(name: &str) -> String {
+    static SALT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut bytes = [0u8; 12];
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    format!("{name}{salt}")
+}
+
+/// Sets the Unix password of a cluster test account, once per test process:
+/// the bridge proves Unix accounts through the machine's real PAM stack.
+pub fn ensure_unix_password(name: &str) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if done.iter().any(|n| n == name) {
+        return;
+    }
+    let mut child =
+        std::process::Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().expect("run chpasswd");
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{name}:{}", unix_password(name)).unwrap();
+    assert!(child.wait().unwrap().success(), "chpasswd {name}");
+    done.push(name.to_owned());
+}
+
+/// Logs in `name` at the bridge at `base` through PAM with the Unix
+/// account's own password (the proven path: the bridge account of that name
+/// is created if needed and mapped to the Unix account); a client for that
+/// user. `name` must be a cluster test account (alice, bob).
 pub async fn login(http: &reqwest::Client, base: &str, name: &str) -> Client {
+    ensure_unix_password(name);
+    let body = json!({"name": name, "password": unix_password(name), "method": "pam"});
+    let reply = http.post(format!("{base}/v1/auth/login")).json(&body).send().await.unwrap();
+    let status = reply.status();
+    let text = reply.text().await.unwrap();
+    assert_eq!(status, 200, "PAM login {name}: {text}");
+    let tokens: Value = serde_json::from_str(&text).unwrap();
+    Client { base: base.to_owned(), http: http.clone(), token: tokens["access_token"].as_str().unwrap().to_owned() }
+}
+
+/// Registers (if needed) and logs in `name` with a bridge password only: an
+/// account with no Unix mapping (it may read, never submit).
+pub async fn login_unmapped(http: &reqwest::Client, base: &str, name: &str) -> Client {
     let password = format!("{name}-password-e2e");
     let body = json!({"name": name, "password": password});
     let reply = http.post(format!("{base}/v1/auth/register")).json(&body).send().await.unwrap();

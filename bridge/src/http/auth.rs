@@ -222,19 +222,13 @@ async fn pam_login(state: &AppState, body: Login) -> Result<User, ApiError> {
                     ))),
                     None => {
                         let user = users::map_by_pam(conn, user.id, &name, password::NO_PASSWORD)?;
-                        tokens::revoke_user(conn, user.as_ref().map_or(0, |u| u.id))?;
                         Ok(user.map(|u| (u, true)).ok_or_else(|| "the account vanished".to_owned()))
                     }
                 },
                 None if !open => Ok(Err("registration is closed; ask an administrator for an account".into())),
                 None => {
-                    let created = users::create(
-                        conn,
-                        &name,
-                        password::NO_PASSWORD,
-                        Role::User,
-                        Some((&name, MappedBy::Pam)),
-                    )?;
+                    let created =
+                        users::create(conn, &name, password::NO_PASSWORD, Role::User, Some((&name, MappedBy::Pam)))?;
                     Ok(created.map(|u| (u, false)).ok_or_else(|| "the name was taken a moment ago; retry".to_owned()))
                 }
             }
@@ -242,7 +236,13 @@ async fn pam_login(state: &AppState, body: Login) -> Result<User, ApiError> {
         .await?;
     let (user, took_over) = outcome.map_err(ApiError::Conflict)?;
     if took_over {
+        // Whoever held the account before the proof loses every login.
         tracing::warn!(user = %user.name, "PAM proof took over an unmapped account: its password and tokens are revoked");
+        let user_id = user.id;
+        let families = state.store.call(move |conn| tokens::families_of(conn, user_id)).await?;
+        for family in families {
+            revoke_login(state, family).await?;
+        }
         state.user_cache.forget(user.id);
     }
     Ok(user)

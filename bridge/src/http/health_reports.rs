@@ -42,8 +42,14 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     let timestamp = header(TIMESTAMP_HEADER);
     let signature = header(SIGNATURE_HEADER);
-    let sent_at: f64 = timestamp.parse().map_err(|_| {
-        reject(&state, "rejected_signature", ApiError::Unauthorized("missing X-Odyssey-Timestamp".into()))
+    // f64's parser takes "NaN" and "inf", and NaN compares false with
+    // everything: it would pass the skew check below. Only finite numbers.
+    let sent_at: f64 = timestamp.parse().ok().filter(|t: &f64| t.is_finite()).ok_or_else(|| {
+        reject(
+            &state,
+            "rejected_signature",
+            ApiError::Unauthorized("X-Odyssey-Timestamp must be a finite Unix time".into()),
+        )
     })?;
     let skew = state.settings.health_max_skew.as_secs_f64();
     if (now() - sent_at).abs() > skew {

@@ -23,9 +23,9 @@ use crate::jobspec::{self, JobRequest};
 use crate::owned_file::{self, OwnedFileError};
 use crate::slurm::poller::comment_tag;
 use crate::slurm::{Identity, SbatchOutcome, SlurmError, Submission};
-use crate::unix;
 use crate::store::jobs::{self, Event, Inserted, Job, JobFilter, NewJob};
 use crate::store::users::Role;
+use crate::unix;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -569,7 +569,9 @@ async fn open_output(path: String, uid: u32) -> Result<tokio::fs::File, ApiError
     match opened {
         Ok(file) => Ok(tokio::fs::File::from_std(file)),
         Err(OwnedFileError::NotFound { .. }) => Err(ApiError::NotFound("the job has written no output yet".into())),
-        Err(OwnedFileError::Io { source, .. }) => Err(ApiError::Forbidden(format!("cannot read the output file: {source}"))),
+        Err(OwnedFileError::Io { source, .. }) => {
+            Err(ApiError::Forbidden(format!("cannot read the output file: {source}")))
+        }
         Err(_) => Err(ApiError::Forbidden("the output path is not a regular file owned by the job's user".into())),
     }
 }

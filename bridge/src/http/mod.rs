@@ -26,8 +26,8 @@ pub use extract::{ApiJson, ApiQuery, AuthUser, ClientAddr};
 
 use crate::auth::jwt::Keys;
 use crate::auth::pool::CredentialPool;
-use crate::auth::throttle::LoginThrottle;
 use crate::auth::revocation::Revocations;
+use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::error::{ApiError, InternalErrorMessage};
 use crate::metrics::Metrics;

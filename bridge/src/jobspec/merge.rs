@@ -3,7 +3,6 @@
 //! wins, and the record says so). Directives become typed values here, so the
 //! one set of rules in `validate_fields` checks both.
 
-
 use serde::Serialize;
 
 use super::{bad, HealthReport, JobRequest, SpecError, TimeLimit};
@@ -56,8 +55,8 @@ pub fn merge(request: &JobRequest) -> Result<Merged, SpecError> {
     let Some(script) = &request.script else {
         return Ok(Merged { request: merged, sources });
     };
-    let found = directives::parse(script)
-        .map_err(|e| bad("script", format!("line {}: {}: {}", e.line, e.option, e.detail)))?;
+    let found =
+        directives::parse(script).map_err(|e| bad("script", format!("line {}: {}: {}", e.line, e.option, e.detail)))?;
     // sbatch lets the last of repeated options win; so does this.
     for (option, (line, value)) in directives::by_option(&found) {
         let directive = match &value {

@@ -227,8 +227,19 @@ fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
 
 /// SLURM's mail events (sbatch(1), --mail-type).
 const MAIL_TYPES: &[&str] = &[
-    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90",
-    "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
+    "NONE",
+    "BEGIN",
+    "END",
+    "FAIL",
+    "REQUEUE",
+    "ALL",
+    "INVALID_DEPEND",
+    "STAGE_OUT",
+    "TIME_LIMIT",
+    "TIME_LIMIT_90",
+    "TIME_LIMIT_80",
+    "TIME_LIMIT_50",
+    "ARRAY_TASKS",
 ];
 
 fn mail_type(value: &str, limits: &Limits) -> Result<(), SpecError> {
@@ -298,7 +309,13 @@ fn validate_fields(
         options.push(("exclusive", String::new()));
     }
     let selectors: [(&str, &'static str, &Option<String>, usize, &[char]); 5] = [
-        ("constraint", "constraint", &request.constraint, 1024, &['_', '-', '.', ',', ':', '&', '|', '*', '[', ']', '(', ')', '!']),
+        (
+            "constraint",
+            "constraint",
+            &request.constraint,
+            1024,
+            &['_', '-', '.', ',', ':', '&', '|', '*', '[', ']', '(', ')', '!'],
+        ),
         ("account", "account", &request.account, 64, &['_', '-', '.']),
         ("qos", "qos", &request.qos, 64, &['_', '-', '.']),
         ("gres", "gres", &request.gres, 256, &['_', '-', '.', ',', ':']),

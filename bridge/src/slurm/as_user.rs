@@ -114,3 +114,44 @@ pub fn env_memfd(env: &BTreeMap<String, String>) -> std::io::Result<OwnedFd> {
     std::io::Seek::rewind(&mut file)?;
     Ok(OwnedFd::from(file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `id` run through `run_as` reports the user's ids and nothing of
+    /// root's: uid, gid and supplementary groups all dropped. Needs root,
+    /// as the bridge itself does (scripts/test.sh runs as root).
+    #[tokio::test]
+    async fn a_command_runs_with_the_users_ids_only() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root, like the bridge");
+        let nobody = Identity { name: "nobody".into(), uid: 65534, gid: 65534, groups: vec![65534], home: "/".into() };
+        let mut command = Command::new("/usr/bin/id");
+        run_as(&mut command, &nobody, Some(Path::new("/tmp")), None).unwrap();
+        let out = command.output().await.unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("uid=65534(nobody) gid=65534("), "{text}");
+        assert!(text.contains("groups=65534(") && !text.contains("(root)"), "{text}");
+        // The working directory is entered as the user: /root is not theirs.
+        let mut command = Command::new("/usr/bin/id");
+        run_as(&mut command, &nobody, Some(Path::new("/root")), None).unwrap();
+        let err = command.output().await.unwrap_err();
+        assert!(is_chdir_errno(err.raw_os_error().unwrap()), "{err}");
+        // Root is refused outright.
+        let root = Identity { uid: 0, gid: 0, ..nobody };
+        assert!(run_as(&mut Command::new("/usr/bin/id"), &root, None, None).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_environment_reaches_the_child_on_descriptor_3_only() {
+        let env: BTreeMap<String, String> = [("A".to_owned(), "1\n2".to_owned())].into();
+        let file = env_memfd(&env).unwrap();
+        let nobody = Identity { name: "nobody".into(), uid: 65534, gid: 65534, groups: vec![65534], home: "/".into() };
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "cat <&3"]);
+        run_as(&mut command, &nobody, None, Some(&file)).unwrap();
+        let out = command.output().await.unwrap();
+        assert_eq!(out.stdout, b"A=1\n2\0", "{out:?}");
+    }
+}

@@ -245,8 +245,11 @@ impl Slurm {
     pub async fn scancel(&self, slurm_job_id: i64, owner: &Identity) -> Result<(), SlurmError> {
         let mut command = self.command("scancel");
         command.arg(format!("--user={}", owner.name)).arg(slurm_job_id.to_string());
-        as_user::run_as(&mut command, owner, None, None)
-            .map_err(|e| SlurmError::Spawn { command: "scancel", reason: e.to_string(), errno: None })?;
+        as_user::run_as(&mut command, owner, None, None).map_err(|e| SlurmError::Spawn {
+            command: "scancel",
+            reason: e.to_string(),
+            errno: None,
+        })?;
         self.run("scancel", command, None).await.map(|_| ())
     }
 

@@ -64,6 +64,13 @@ pub fn revoke_family(conn: &Connection, family: &str) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Every login family a user has had (to revoke their access tokens too).
+pub fn families_of(conn: &Connection, user_id: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT DISTINCT family FROM refresh_tokens WHERE user_id = ?1")?;
+    let families = stmt.query_map([user_id], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(families)
+}
+
 /// Revokes every refresh token of a user (disabled account, logout).
 pub fn revoke_user(conn: &Connection, user_id: i64) -> Result<(), StoreError> {
     conn.execute(
@@ -103,5 +110,8 @@ pub fn live_revocations(conn: &Connection) -> Result<(Vec<(String, f64)>, Vec<(S
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     };
-    Ok((pairs("SELECT jti, expires_at FROM revoked_tokens")?, pairs("SELECT family, expires_at FROM revoked_families")?))
+    Ok((
+        pairs("SELECT jti, expires_at FROM revoked_tokens")?,
+        pairs("SELECT family, expires_at FROM revoked_families")?,
+    ))
 }
