@@ -335,4 +335,80 @@ mod tests {
         );
         assert!(header(&out).all(|(_, l)| !matches!(classify(l), Kind::Directive(_))));
     }
+
+    /// Fragments scripts are built from in the fuzz test, so random inputs
+    /// reach the parser's corners (quotes, escapes, magic words, options).
+    const FRAGMENTS: &[&str] = &[
+        "#SBATCH",
+        "#SLURM",
+        "#PBS",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "#",
+        "'",
+        "\"",
+        "\\",
+        "=",
+        "-",
+        "--",
+        "--time",
+        "5",
+        "-N",
+        "2",
+        "-J",
+        "x y",
+        "--bbf=/etc/shadow",
+        "--export-file",
+        "--uid=0",
+        "hetjob",
+        "echo hi",
+        "#!/bin/sh",
+        "--exclusive",
+        "--health-report",
+        "-n4",
+        "--mem",
+        "1G",
+        "\u{0}",
+        "\u{7f}",
+        "é",
+    ];
+
+    fn script_from(indexes: &[u8]) -> String {
+        indexes.iter().map(|i| FRAGMENTS[*i as usize % FRAGMENTS.len()]).collect()
+    }
+
+    /// Fuzzing (bolero; a bounded random run under `cargo test`, the same
+    /// target under `cargo bolero test` with a fuzzing engine): any script
+    /// either parses into allowed options or is refused with a line, never
+    /// panics; after `neutralise` nothing is left for sbatch to apply.
+    #[test]
+    fn fuzz_directives() {
+        bolero::check!().with_test_time(std::time::Duration::from_secs(8)).with_type::<Vec<u8>>().for_each(|indexes| {
+            let script = script_from(indexes);
+            check_script(&script);
+        });
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(8))
+            .with_type::<String>()
+            .for_each(|script| check_script(script));
+    }
+
+    fn check_script(script: &str) {
+        match parse(script) {
+            Ok(directives) => {
+                for d in &directives {
+                    assert!(ALLOWED.iter().any(|(long, _, _)| *long == d.option), "{script:?}");
+                    if let Some(v) = &d.value {
+                        assert!(!v.contains('\n'), "{script:?}");
+                    }
+                }
+            }
+            Err(e) => assert!(e.line >= 1 && !e.detail.is_empty(), "{script:?}"),
+        }
+        let out = neutralise(script);
+        assert_eq!(parse(&out), Ok(vec![]), "{script:?} -> {out:?}");
+        assert!(header(&out).all(|(_, l)| !matches!(classify(l), Kind::Directive(_))), "{out:?}");
+    }
 }

@@ -225,6 +225,10 @@ fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A free-text selector field: (field, sbatch option, value, longest, the
+/// characters allowed besides letters and digits).
+type Selector<'a> = (&'a str, &'static str, &'a Option<String>, usize, &'a [char]);
+
 /// SLURM's mail events (sbatch(1), --mail-type).
 const MAIL_TYPES: &[&str] = &[
     "NONE",
@@ -308,7 +312,7 @@ fn validate_fields(
         // An empty value is a bare flag (`--exclusive`).
         options.push(("exclusive", String::new()));
     }
-    let selectors: [(&str, &'static str, &Option<String>, usize, &[char]); 5] = [
+    let selectors: [Selector<'_>; 5] = [
         (
             "constraint",
             "constraint",
@@ -651,5 +655,51 @@ mod tests {
     fn output_patterns_resolve_for_single_jobs_only() {
         assert_eq!(resolve_output("/o/%x-%j.out", 7, "n", "alice").as_deref(), Some("/o/n-7.out"));
         assert_eq!(resolve_output("/o/%N.out", 7, "n", "alice"), None);
+    }
+
+    /// Fuzzing (bolero): any JSON body that deserialises into a request is
+    /// either valid or refused with a field and a reason; a valid one never
+    /// yields an option value that could read as another option or line.
+    #[test]
+    fn fuzz_validate() {
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(8))
+            .with_type::<String>()
+            .for_each(|body| check_body(body));
+        // Structured bodies reach far more of the rules than random text.
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(8))
+            .with_type::<(Option<String>, Option<String>, Option<u32>, Option<String>, Option<String>)>()
+            .for_each(|(script, memory, nodes, partition, mail)| {
+                let request = JobRequest {
+                    script: script.as_ref().map(|s| format!("#!/bin/sh\n{s}")),
+                    command: script.is_none().then(|| vec!["true".to_owned()]),
+                    memory: memory.clone(),
+                    nodes: *nodes,
+                    partition: partition.clone(),
+                    mail_type: mail.clone(),
+                    ..Default::default()
+                };
+                check_request(&request);
+            });
+    }
+
+    fn check_body(body: &str) {
+        if let Ok(request) = serde_json::from_str::<JobRequest>(body) {
+            check_request(&request);
+        }
+    }
+
+    fn check_request(request: &JobRequest) {
+        match validate(request, Path::new("/home/alice"), &limits(), Path::new(MPI)) {
+            Ok(job) => {
+                for (option, value) in &job.options {
+                    assert!(!value.contains(['\n', '\r', '\0']), "{option}={value:?}");
+                    assert!(!value.starts_with('-'), "{option}={value:?}");
+                }
+                assert!(crate::directives::parse(&job.script).is_ok_and(|d| d.is_empty()), "{:?}", job.script);
+            }
+            Err(e) => assert!(!e.field.is_empty() && !e.detail.is_empty()),
+        }
     }
 }

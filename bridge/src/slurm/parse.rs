@@ -227,4 +227,18 @@ mod tests {
         assert_eq!(parsable_job_id("42;odyssey\n"), Some(42));
         assert_eq!(parsable_job_id("Submitted batch job 42"), None);
     }
+
+    /// Fuzzing (bolero): SLURM's output is parsed without panicking,
+    /// whatever bytes a job name or a broken controller puts into it.
+    #[test]
+    fn fuzz_parsers() {
+        bolero::check!().with_test_time(std::time::Duration::from_secs(8)).with_type::<String>().for_each(|text| {
+            let _ = squeue(text);
+            let _ = comments(text);
+            let _ = show_job(text);
+            let _ = sinfo(text);
+            let _ = ping(text);
+            let _ = parsable_job_id(text);
+        });
+    }
 }
