@@ -51,9 +51,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ -S $SOCK ]] || { cat "$ODYSSEY_STATE_DIR/log/bench-slurmrestd.log"; fail "slurmrestd did not start"; }
+# alice signs in with her Unix password (PAM), which maps her account: only
+# a proven mapping may submit (issue #8). A fresh random password per run.
+UNIX_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+echo "alice:$UNIX_PASSWORD" | chpasswd
+BENCH_TOKEN=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/auth/login" -H 'content-type: application/json' \
+  -d "$(jq -cn --arg p "$UNIX_PASSWORD" '{name: "alice", password: $p, method: "pam"}')" | jq -r .access_token)
+# The seeded history below has a password account (reads only).
 CRED='{"name":"alice","password":"alice-bench-password"}'
-curl -fsS -X POST "http://127.0.0.1:$PORT/v1/auth/register" -H 'content-type: application/json' -d "$CRED" >/dev/null
-BENCH_TOKEN=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/auth/login" -H 'content-type: application/json' -d "$CRED" | jq -r .access_token)
 export BENCH_TOKEN
 COMMON=(--bridge "http://127.0.0.1:$PORT" --restd-socket "$SOCK" --dir "$USER_DIR")
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root: packages, build,
-# the local cluster, shell and Vagrant checks, then every Rust test (the e2e
-# ones against the real cluster).
+# the local cluster, shell and Vagrant checks, every Rust test (the e2e ones
+# against the real cluster, the fuzz targets for a bounded time), then
+# schemathesis against the live bridge's API description.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "installing packages"
-bash "$CLUSTER" install shellcheck openssl
+bash "$CLUSTER" install shellcheck openssl jq
 # Vagrant only validates the Vagrantfile here; without recommends it stays
 # small (cluster-notes.md, "Vagrant and shell checks offline").
 if ! command -v vagrant >/dev/null 2>&1; then
@@ -25,4 +26,7 @@ step "running the tests"
 ensure_cargo
 cd "$REPO"
 cargo test --release --workspace -- --test-threads="${ODYSSEY_TEST_THREADS:-4}"
+
+step "checking the live API against docs/openapi.json (schemathesis)"
+bash "$REPO/scripts/api-check.sh"
 step "all tests passed"

@@ -105,6 +105,11 @@ pub struct Cli {
     /// Password checks that may wait for a thread; beyond, 503 at once.
     #[arg(long, env = "BRIDGE_CREDENTIAL_QUEUE", default_value_t = 64)]
     pub credential_queue: usize,
+    /// Password checks one client address may have in progress at once
+    /// (429 beyond): one address can hold at most this share of the queue,
+    /// so a flood from one place never locks the others out.
+    #[arg(long, env = "BRIDGE_CREDENTIAL_SLOTS_PER_ADDRESS", default_value_t = 4)]
+    pub credential_slots_per_address: usize,
     /// Output streams (`?follow=true`) one user may hold open at once
     /// (429 beyond): each holds a connection and polls a file.
     #[arg(long, env = "BRIDGE_MAX_FOLLOWS_PER_USER", default_value_t = 8)]
@@ -269,6 +274,7 @@ pub struct Limits {
     pub login_rate_per_name: u32,
     pub credential_threads: usize,
     pub credential_queue: usize,
+    pub credential_slots_per_address: usize,
     pub max_follows_per_user: usize,
 }
 
@@ -339,6 +345,12 @@ impl Settings {
             login_rate_per_name: range("login-rate-per-name", f64::from(cli.login_rate_per_name), 1.0, 1e6)? as u32,
             credential_threads: range("credential-threads", cli.credential_threads as f64, 1.0, 64.0)? as usize,
             credential_queue: range("credential-queue", cli.credential_queue as f64, 1.0, 65536.0)? as usize,
+            credential_slots_per_address: range(
+                "credential-slots-per-address",
+                cli.credential_slots_per_address as f64,
+                1.0,
+                65536.0,
+            )? as usize,
             max_follows_per_user: range("max-follows-per-user", cli.max_follows_per_user as f64, 1.0, 1024.0)? as usize,
         };
         let tls = match (&cli.tls_cert, &cli.tls_key) {

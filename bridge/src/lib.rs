@@ -76,6 +76,7 @@ pub async fn build_state(
         login_throttle: Arc::new(auth::throttle::LoginThrottle::new(
             limits.login_rate_per_address,
             limits.login_rate_per_name,
+            limits.credential_slots_per_address,
         )),
         settings: Arc::new(settings),
         store,

@@ -10,6 +10,7 @@ use clap::Parser;
 use bridge::config::{Cli, Command, LogFormat, Settings, UserAction};
 
 fn main() -> ExitCode {
+    bridge::auth::pool::return_large_allocations_to_the_system();
     // The config file's values become environment defaults before clap
     // reads the environment, and before any thread exists (set_var is only
     // sound single-threaded).

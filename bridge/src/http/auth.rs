@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiJson, AppState, AuthUser, ClientAddr};
 use crate::auth::pam::PamError;
+use crate::auth::throttle::{InFlight, Throttled};
 use crate::auth::{self, password};
 use crate::config::Registration;
 use crate::error::ApiError;
@@ -66,12 +67,16 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// 429 once an address or a name has made too many attempts.
-fn throttle(state: &AppState, address: Option<std::net::IpAddr>, name: &str) -> Result<(), ApiError> {
-    state.login_throttle.check(address, Some(name)).map_err(|hit| ApiError::TooManyRequests {
+/// 429 once an address or a name has made too many attempts, or the address
+/// has too many password checks in progress; else the slot to hold while
+/// this request's password is checked.
+fn throttle(state: &AppState, address: Option<std::net::IpAddr>, name: &str) -> Result<Option<InFlight>, ApiError> {
+    let throttled = |hit: Throttled| ApiError::TooManyRequests {
         detail: format!("too many sign-in attempts from this {}; retry later", hit.by),
         retry_after: hit.retry_after.as_secs().max(1),
-    })
+    };
+    state.login_throttle.check(address, Some(name)).map_err(throttled)?;
+    state.login_throttle.enter(address).map_err(throttled)
 }
 
 async fn register(
@@ -79,7 +84,7 @@ async fn register(
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    throttle(&state, address, &body.name)?;
+    let _slot = throttle(&state, address, &body.name)?;
     if state.settings.registration == Registration::Closed {
         return Err(ApiError::Forbidden("registration is closed; ask an administrator for an account".into()));
     }
@@ -154,7 +159,7 @@ async fn login(
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    throttle(&state, address, &body.name)?;
+    let _slot = throttle(&state, address, &body.name)?;
     let denied = || ApiError::Unauthorized("wrong name or password".into());
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(denied());

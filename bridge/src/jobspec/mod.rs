@@ -540,6 +540,7 @@ mod tests {
             login_rate_per_name: 10,
             credential_threads: 1,
             credential_queue: 1,
+            credential_slots_per_address: 1,
             max_follows_per_user: 1,
         }
     }
