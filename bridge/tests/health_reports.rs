@@ -105,3 +105,42 @@ async fn without_a_secret_reports_are_not_accepted() {
     let body = batch();
     send(&t.state, post(&body, "0", "00")).await.problem(StatusCode::SERVICE_UNAVAILABLE);
 }
+
+// See: #8. Health records are keyed so that a reused SLURM id can never show
+// an earlier job's records (someone else's, perhaps) on a later job.
+#[tokio::test]
+async fn issue_8_a_reused_slurm_id_never_joins_an_earlier_jobs_records() {
+    let t = test_state(&[]).await;
+    let (token, _) = crate::support::login(&t.state, "carol").await;
+    let now = bridge::store::now();
+    let record = |id: &str, at: f64| bridge::store::health::Record {
+        id: id.to_owned(),
+        slurm_job_id: 4242,
+        step: "batch".into(),
+        node: "c1".into(),
+        kind: "task".into(),
+        body: json!({"id": id, "kind": "task", "job_id": 4242, "step_id": 0, "node": "c1", "exit_code": 0, "at": at}),
+        at,
+    };
+    let job_id: i64 = t
+        .state
+        .store
+        .call(move |conn| {
+            // An earlier job with SLURM id 4242 reported an hour ago; carol's
+            // job got the same id (a controller reset) a minute ago.
+            bridge::store::health::insert(conn, &[record("old", now - 3600.0), record("new", now - 30.0)])?;
+            conn.execute(
+                "INSERT INTO jobs (user_id, slurm_job_id, tag, name, state, submitted_at, spec, script, unix_user, uid)
+                 SELECT id, 4242, 'tag-4242', 'j', 'RUNNING', ?1, '{}', '#!/bin/sh', 'carol', 2001 FROM users
+                 WHERE name = 'carol'",
+                [now - 60.0],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+        .unwrap();
+    let reply = crate::support::call(&t.state, "GET", &format!("/v1/jobs/{job_id}/health"), Some(&token), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ids: Vec<&str> = reply.body["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["new"], "{}", reply.text);
+}
