@@ -50,7 +50,9 @@ pub struct Slurm {
     /// Absolute paths, found once. Besides sparing a PATH search per call,
     /// an absolute program lets std spawn with posix_spawn (vfork) even
     /// though sbatch gets its own PATH; a bare name there means fork(),
-    /// which copies the bridge's page tables on every submission.
+    /// which copies the bridge's page tables on every submission (the same
+    /// reason `as_user` switches the spawning thread's ids rather than
+    /// using a pre_exec hook).
     bin_dir: Option<PathBuf>,
 }
 
@@ -79,8 +81,8 @@ pub struct Submission {
     /// `(option, value)` pairs, e.g. `("job-name", "x")`.
     pub options: Vec<(&'static str, String)>,
     /// The job's environment, exactly. It reaches sbatch through an
-    /// anonymous memory file on descriptor 3 (`--export-file=3`), which only
-    /// this sbatch process can read.
+    /// anonymous memory file that only this sbatch process inherits
+    /// (`--export-file=<descriptor>`).
     pub env: BTreeMap<String, String>,
     /// The script as SLURM gets it: every directive line already neutralised
     /// by `jobspec` (its values are in `options`).
@@ -110,17 +112,23 @@ impl Slurm {
         command
     }
 
-    /// Runs a command to completion within the timeout; stdout on success.
+    /// Runs a command to completion within the timeout, as root or as a
+    /// user (`as_user`); stdout on success.
     async fn run(
         &self,
         program: &'static str,
         mut command: Command,
         stdin: Option<&str>,
+        as_user: Option<AsUser<'_>>,
     ) -> Result<(String, String), SlurmError> {
         if stdin.is_some() {
             command.stdin(Stdio::piped());
         }
-        let mut child = command.spawn().map_err(|e| SlurmError::Spawn {
+        let spawned = match as_user {
+            Some(AsUser { identity, dir, env_file }) => as_user::spawn_as(&mut command, identity, dir, env_file),
+            None => as_user::spawn(&mut command),
+        };
+        let mut child = spawned.map_err(|e| SlurmError::Spawn {
             command: program,
             reason: e.to_string(),
             errno: e.raw_os_error(),
@@ -151,7 +159,7 @@ impl Slurm {
     async fn output(&self, program: &'static str, args: &[&str]) -> Result<String, SlurmError> {
         let mut command = self.command(program);
         command.args(args);
-        self.run(program, command, None).await.map(|(stdout, _)| stdout)
+        self.run(program, command, None, None).await.map(|(stdout, _)| stdout)
     }
 
     /// Asks the controller whether it is up (`scontrol ping`).
@@ -206,15 +214,15 @@ impl Slurm {
                 reason: format!("job environment: {e}"),
                 errno: None,
             })?;
-            command.arg(format!("--export-file={}", as_user::ENV_FD));
+            // sbatch takes a number from 3 up as an open descriptor.
+            command.arg(format!("--export-file={}", std::os::fd::AsRawFd::as_raw_fd(&file)));
             Some(file)
         };
         if dry_run {
             command.arg("--test-only");
         }
-        as_user::run_as(&mut command, identity, Some(&submission.working_dir), env_file.as_ref())
-            .map_err(|e| SlurmError::Spawn { command: "sbatch", reason: e.to_string(), errno: None })?;
-        let result = self.run("sbatch", command, Some(&submission.script)).await;
+        let as_user = AsUser { identity, dir: Some(&submission.working_dir), env_file: env_file.as_ref() };
+        let result = self.run("sbatch", command, Some(&submission.script), Some(as_user)).await;
         drop(env_file);
         let (stdout, stderr) = result.map_err(|e| match e {
             // The child's chdir (as the user) is the one step of the spawn
@@ -245,12 +253,8 @@ impl Slurm {
     pub async fn scancel(&self, slurm_job_id: i64, owner: &Identity) -> Result<(), SlurmError> {
         let mut command = self.command("scancel");
         command.arg(format!("--user={}", owner.name)).arg(slurm_job_id.to_string());
-        as_user::run_as(&mut command, owner, None, None).map_err(|e| SlurmError::Spawn {
-            command: "scancel",
-            reason: e.to_string(),
-            errno: None,
-        })?;
-        self.run("scancel", command, None).await.map(|_| ())
+        let as_user = AsUser { identity: owner, dir: None, env_file: None };
+        self.run("scancel", command, None, Some(as_user)).await.map(|_| ())
     }
 
     /// Every job slurmctld still holds, in the compact form the poller reads.
@@ -280,6 +284,13 @@ impl Slurm {
         let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;
         Ok(parse::sinfo(&stdout))
     }
+}
+
+/// Who a command runs as, where, and the one descriptor it inherits.
+struct AsUser<'a> {
+    identity: &'a Identity,
+    dir: Option<&'a std::path::Path>,
+    env_file: Option<&'a std::os::fd::OwnedFd>,
 }
 
 /// What sbatch answered.
