@@ -27,5 +27,7 @@ if [[ $ODYSSEY_ROLE == controller ]]; then
   # Beside the .so, so that `cluster plugin install` finds and installs it.
   install -m 0755 "$CARGO_TARGET_DIR/release/odyssey-health-flush" "$SHARED_DIR/lib/odyssey-health-flush"
   install -m 0755 "$CARGO_TARGET_DIR/release/bridge" /usr/local/bin/bridge
+  # The bridge proves Unix accounts through PAM ("method": "pam" logins).
+  [[ -f /etc/pam.d/odyssey-bridge ]] || install -m 0644 "$REPO/bridge/pam.d/odyssey-bridge" /etc/pam.d/odyssey-bridge
 fi
 bash "$CLUSTER" plugin install "$SHARED_DIR/lib/odyssey_spank.so" --mode vm
