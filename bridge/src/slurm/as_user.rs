@@ -148,12 +148,18 @@ impl ThreadCredentials {
     fn assume(identity: &Identity) -> std::io::Result<ThreadCredentials> {
         use nix::libc::{syscall, SYS_getgroups, SYS_getresgid, SYS_getresuid, SYS_setgroups};
         use nix::libc::{SYS_setresgid, SYS_setresuid};
-        let mut saved = ThreadCredentials { uids: [0; 3], gids: [0; 3], groups: vec![0; 65536] };
-        // SAFETY: each call writes into buffers of the stated sizes.
+        let mut saved = ThreadCredentials { uids: [0; 3], gids: [0; 3], groups: Vec::new() };
+        // SAFETY: each call writes into buffers of the stated sizes (a size
+        // of 0 asks getgroups for the count only).
         unsafe {
             let (u, g) = (saved.uids.as_mut_ptr(), saved.gids.as_mut_ptr());
             raw(syscall(SYS_getresuid, u, u.add(1), u.add(2)))?;
             raw(syscall(SYS_getresgid, g, g.add(1), g.add(2)))?;
+            let count = syscall(SYS_getgroups, 0, std::ptr::null_mut::<nix::libc::gid_t>());
+            if count < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            saved.groups = vec![0; count as usize];
             let n = syscall(SYS_getgroups, saved.groups.len(), saved.groups.as_mut_ptr());
             if n < 0 {
                 return Err(std::io::Error::last_os_error());
