@@ -170,7 +170,8 @@ async fn submit_once(
         Target::Raw => {
             let mut command = tokio::process::Command::new("sbatch");
             command.arg("--parsable");
-            // As root, the way the bridge submits; as the user, plain sbatch.
+            // As root, sbatch needs --uid/--gid to submit for the user; as
+            // the user (bench/bridge.sh runs it as alice), plain sbatch.
             if is_root() {
                 command.args([format!("--uid={}", common.user), format!("--gid={}", common.user)]);
             }

@@ -689,11 +689,6 @@ impl FollowSlots {
         *count += 1;
         Ok(FollowSlot { slots: self.clone(), user_id })
     }
-
-    /// Streams open now for a user.
-    pub fn open(&self, user_id: i64) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&user_id).copied().unwrap_or(0)
-    }
 }
 
 impl Drop for FollowSlot {
