@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod owned_file;
 /// Reading a kernel job's result file, as untrusted input.
 pub mod results;
+/// Counted slots per key (streams per user, sign-ins per address).
+pub mod slots;
 /// The only code that runs SLURM commands; the poller and the controller probe.
 pub mod slurm;
 /// SQLite: accounts, tokens, jobs and their timelines.

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<()> {
-    use bridge::unix::{self, MappedBy, UidRange};
+    use bridge::unix::{self, MappedBy};
     let UserAction::Add { name, role, unix_user } = action;
     let store = bridge::open_store(&settings)?;
     let mut password = String::new();
@@ -69,7 +69,7 @@ async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<
     // Whoever runs this is the machine's administrator: a mapping made here
     // is an admin's. An explicit --unix-user must pass the rules; without
     // it, the same-name account is mapped only if it would pass them.
-    let range = UidRange { floor: settings.uid_floor, ceiling: settings.uid_ceiling };
+    let range = settings.uid_range();
     let mapping = match unix_user {
         Some(unix_user) => {
             unix::resolve(&unix_user, range, MappedBy::Admin).context("--unix-user")?;

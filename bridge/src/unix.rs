@@ -1,7 +1,7 @@
 //! Unix accounts that jobs run as: the lookup (NSS), and the rules an
 //! account must pass before any job runs as it. Nothing here knows HTTP.
-//! Every function blocks (NSS may ask LDAP, shadow reads a file): callers
-//! run them on the blocking pool.
+//! Every function blocks (NSS may ask LDAP, shadow reads a file); async
+//! callers use the `_off_thread` forms, which run on the blocking pool.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -134,6 +134,27 @@ pub fn resolve(name: &str, range: UidRange, by: MappedBy) -> Result<UnixAccount,
     let account = lookup(name)?;
     check(&account, range, by)?;
     Ok(account)
+}
+
+/// `resolve` on the blocking pool.
+pub async fn resolve_off_thread(name: &str, range: UidRange, by: MappedBy) -> Result<UnixAccount, UnixError> {
+    let name = name.to_owned();
+    off_thread(name.clone(), move || resolve(&name, range, by)).await
+}
+
+/// `lookup_uid` on the blocking pool.
+pub async fn lookup_uid_off_thread(uid: u32) -> Result<UnixAccount, UnixError> {
+    off_thread(format!("uid {uid}"), move || lookup_uid(uid)).await
+}
+
+/// A lookup whose task died (it panicked) is a failed lookup of `what`.
+async fn off_thread(
+    what: String,
+    lookup: impl FnOnce() -> Result<UnixAccount, UnixError> + Send + 'static,
+) -> Result<UnixAccount, UnixError> {
+    tokio::task::spawn_blocking(lookup)
+        .await
+        .unwrap_or_else(|e| Err(UnixError::Lookup { name: what, reason: format!("lookup task: {e}") }))
 }
 
 fn has_login_shell(account: &UnixAccount) -> bool {

@@ -7,41 +7,26 @@
 //! fast it may go, can never fill the credential pool's queue and lock the
 //! other addresses out.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::slots::{KeyedSlots, Slot};
+
 pub struct LoginThrottle {
     by_address: DefaultKeyedRateLimiter<IpAddr>,
     by_name: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
-    in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    in_flight: KeyedSlots<IpAddr>,
     max_in_flight: usize,
 }
 
 /// One password check in flight for an address; dropping it ends it.
-pub struct InFlight {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    address: IpAddr,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.address);
-            }
-        }
-    }
-}
+pub type InFlight = Slot<IpAddr>;
 
 /// Which limit was hit, and when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +53,11 @@ impl LoginThrottle {
         let Some(address) = address else {
             return Ok(None);
         };
-        let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(address).or_default();
-        if *count >= self.max_in_flight {
-            return Err(Throttled { by: "client address (sign-ins in progress)", retry_after: Duration::from_secs(1) });
-        }
-        *count += 1;
-        Ok(Some(InFlight { counts: self.in_flight.clone(), address }))
+        let slot = self
+            .in_flight
+            .try_take(address, self.max_in_flight)
+            .ok_or(Throttled { by: "client address (sign-ins in progress)", retry_after: Duration::from_secs(1) })?;
+        Ok(Some(slot))
     }
 
     /// Counts one attempt from `address` (if known) for `name` (if any).

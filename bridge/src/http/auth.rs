@@ -160,9 +160,8 @@ async fn login(
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let _slot = throttle(&state, address, &body.name)?;
-    let denied = || ApiError::Unauthorized("wrong name or password".into());
     if body.password.len() > MAX_PASSWORD_BYTES {
-        return Err(denied());
+        return Err(wrong_credentials());
     }
     let user = match body.method {
         LoginMethod::Password => password_login(&state, body).await?,
@@ -174,20 +173,23 @@ async fn login(
     Ok(Json(issue_pair(&state, &user, auth::random_token()).await?))
 }
 
+/// One answer for every failed sign-in, so it tells nothing about names.
+fn wrong_credentials() -> ApiError {
+    ApiError::Unauthorized("wrong name or password".into())
+}
+
 async fn password_login(state: &AppState, body: Login) -> Result<User, ApiError> {
     let name = body.name.clone();
-    let user = state.store.call(move |conn| users::by_name(conn, &name)).await?;
     // Unknown names and accounts without a bridge password (PAM only)
     // verify against the dummy hash: the same cost, the same answer.
-    let phc = match &user {
-        Some(u) if u.password_hash != password::NO_PASSWORD => u.password_hash.clone(),
-        _ => state.dummy_hash.as_str().to_owned(),
-    };
+    let user = state
+        .store
+        .call(move |conn| users::by_name(conn, &name))
+        .await?
+        .filter(|u| u.password_hash != password::NO_PASSWORD);
+    let phc = user.as_ref().map_or_else(|| state.dummy_hash.as_str().to_owned(), |u| u.password_hash.clone());
     let matches = password::verify(&state.credentials, body.password, phc).await?;
-    match user {
-        Some(user) if matches && user.password_hash != password::NO_PASSWORD => Ok(user),
-        _ => Err(ApiError::Unauthorized("wrong name or password".into())),
-    }
+    user.filter(|_| matches).ok_or_else(wrong_credentials)
 }
 
 /// Signs in with the Unix account's own password. The proof maps the bridge
@@ -196,23 +198,20 @@ async fn password_login(state: &AppState, body: Login) -> Result<User, ApiError>
 /// its bridge password cleared and its tokens revoked; an account mapped to
 /// another Unix account is left alone (409).
 async fn pam_login(state: &AppState, body: Login) -> Result<User, ApiError> {
-    let denied = || ApiError::Unauthorized("wrong name or password".into());
-    check_name("name", &body.name).map_err(|_| denied())?;
+    check_name("name", &body.name).map_err(|_| wrong_credentials())?;
     let service = &state.settings.pam_service;
     match auth::pam::authenticate(&state.credentials, service, &body.name, body.password).await {
         Ok(()) => {}
         Err(PamError::Denied(reason)) => {
             tracing::info!(name = %body.name, %reason, "PAM login refused");
-            return Err(denied());
+            return Err(wrong_credentials());
         }
         Err(PamError::Busy(busy)) => return Err(busy.into()),
         Err(e @ PamError::Unavailable { .. }) => return Err(ApiError::Unavailable(e.to_string())),
     }
     // PAM proved the password; the account must also pass the mapping rules.
-    let (name, range) = (body.name.clone(), state.settings.uid_range());
-    tokio::task::spawn_blocking(move || unix::resolve(&name, range, MappedBy::Pam))
+    unix::resolve_off_thread(&body.name, state.settings.uid_range(), MappedBy::Pam)
         .await
-        .map_err(anyhow::Error::from)?
         .map_err(|e| ApiError::Forbidden(format!("this Unix account cannot use the bridge: {e}")))?;
     let name = body.name.clone();
     let open = state.settings.registration == Registration::Open;

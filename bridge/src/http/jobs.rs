@@ -21,6 +21,7 @@ use super::{ApiJson, ApiQuery, AppState, AuthUser};
 use crate::error::ApiError;
 use crate::jobspec::{self, JobRequest};
 use crate::owned_file::{self, OwnedFileError};
+use crate::slots::{KeyedSlots, Slot};
 use crate::slurm::poller::comment_tag;
 use crate::slurm::{Identity, SbatchOutcome, SlurmError, Submission};
 use crate::store::jobs::{self, Event, Inserted, Job, JobFilter, NewJob};
@@ -75,10 +76,8 @@ async fn caller_identity(state: &AppState, caller: &AuthUser) -> Result<Identity
             caller.user.name
         )));
     };
-    let (unix_user, range) = (unix_user.to_owned(), state.settings.uid_range());
-    tokio::task::spawn_blocking(move || unix::resolve(&unix_user, range, mapped_by))
+    unix::resolve_off_thread(unix_user, state.settings.uid_range(), mapped_by)
         .await
-        .map_err(anyhow::Error::from)?
         .map(Identity::from)
         .map_err(|e| ApiError::Forbidden(format!("your Unix mapping cannot run jobs: {e}")))
 }
@@ -531,10 +530,8 @@ async fn cancel_job(
     };
     // scancel runs as the job's owner with --user: an id SLURM has since
     // given to someone else's job is refused by slurmctld.
-    let uid = job.uid;
-    let owner = tokio::task::spawn_blocking(move || unix::lookup_uid(uid))
+    let owner = unix::lookup_uid_off_thread(job.uid)
         .await
-        .map_err(anyhow::Error::from)?
         .map_err(|e| ApiError::Conflict(format!("job {}: its Unix account is gone: {e}", job.id)))?;
     match state.slurm.scancel(slurm_id, &Identity::from(owner)).await {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(job))),
@@ -598,7 +595,7 @@ async fn get_output(
         .ok_or_else(|| ApiError::NotFound("this job writes one output file per task or array element".into()))?;
     let offset = query.offset.unwrap_or(0);
     if query.follow {
-        let slot = state.follow_slots.take(caller.user.id, state.settings.limits.max_follows_per_user)?;
+        let slot = take_follow_slot(&state.follow_slots, caller.user.id, state.settings.limits.max_follows_per_user)?;
         return Ok(follow(state, job.id, path, job.uid, offset, slot).into_response());
     }
     let mut file = open_output(path, job.uid).await?;
@@ -626,7 +623,7 @@ fn follow(
     path: String,
     uid: u32,
     mut offset: u64,
-    slot: FollowSlot,
+    slot: Slot<i64>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = async_stream(move |tx| async move {
         let _slot = slot;
@@ -665,42 +662,14 @@ fn follow(
 }
 
 /// Open output streams per user, capped (`max_follows_per_user`).
-#[derive(Clone, Default)]
-pub struct FollowSlots {
-    open: Arc<Mutex<HashMap<i64, usize>>>,
-}
+pub type FollowSlots = KeyedSlots<i64>;
 
-/// One open stream; dropping it frees the slot.
-pub struct FollowSlot {
-    slots: FollowSlots,
-    user_id: i64,
-}
-
-impl FollowSlots {
-    fn take(&self, user_id: i64, max: usize) -> Result<FollowSlot, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(user_id).or_default();
-        if *count >= max {
-            return Err(ApiError::TooManyRequests {
-                detail: format!("at most {max} output streams per user at once; close one first"),
-                retry_after: 1,
-            });
-        }
-        *count += 1;
-        Ok(FollowSlot { slots: self.clone(), user_id })
-    }
-}
-
-impl Drop for FollowSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.user_id) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.user_id);
-            }
-        }
-    }
+/// 429 once the user holds `max` open streams.
+fn take_follow_slot(slots: &FollowSlots, user_id: i64, max: usize) -> Result<Slot<i64>, ApiError> {
+    slots.try_take(user_id, max).ok_or_else(|| ApiError::TooManyRequests {
+        detail: format!("at most {max} output streams per user at once; close one first"),
+        retry_after: 1,
+    })
 }
 
 async fn read_from(mut file: tokio::fs::File, offset: u64) -> std::io::Result<Vec<u8>> {

@@ -41,10 +41,8 @@ async fn update_user(
         // An admin's mapping: still never root, never outside the uid range;
         // an account without a login shell is allowed (a deliberate act).
         super::auth::check_name("unix_user", unix_user)?;
-        let (unix_user, range) = (unix_user.clone(), state.settings.uid_range());
-        tokio::task::spawn_blocking(move || unix::resolve(&unix_user, range, MappedBy::Admin))
+        unix::resolve_off_thread(unix_user, state.settings.uid_range(), MappedBy::Admin)
             .await
-            .map_err(anyhow::Error::from)?
             .map_err(|e| ApiError::invalid("unix_user", e.to_string()))?;
     }
     if name == caller.user.name && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true)) {
