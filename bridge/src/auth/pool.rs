@@ -99,11 +99,14 @@ mod tests {
         // The one thread is now busy with the blocker.
         tokio::task::spawn_blocking(move || started.recv().unwrap()).await.unwrap();
         // One job fits in the queue behind it...
-        assert!(pool.sender.try_send(Box::new(|| {})).is_ok());
+        let (queued_ran, queued_done) = std::sync::mpsc::channel::<()>();
+        assert!(pool.sender.try_send(Box::new(move || queued_ran.send(()).unwrap())).is_ok());
         // ...and the next is refused at once.
         assert!(pool.run(|| 1).await.is_err());
         release.send(()).unwrap();
         assert!(blocker.await.unwrap().is_ok());
+        // Once the queued job has run, the queue is empty again.
+        tokio::task::spawn_blocking(move || queued_done.recv().unwrap()).await.unwrap();
         assert_eq!(pool.run(|| 7).await.unwrap(), 7);
     }
 }
