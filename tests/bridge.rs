@@ -1,6 +1,7 @@
 //! The bridge in front of the real cluster: every job goes through sbatch
 //! and the poller, nothing is faked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::app::TestApp;
@@ -193,22 +194,22 @@ async fn idempotency_key_returns_the_same_job() {
 async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let (cluster, _guard) = TestCluster::ensure();
     let bridge = cluster.repo.join("target/release/bridge");
-    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+    let faulty = cluster.repo.join("target/release/bridge-with-faults");
+    for binary in [&bridge, &faulty] {
+        assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
+    }
     let data_dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("crash"));
     let port = free_port();
     std::fs::create_dir_all(&data_dir).unwrap();
     let log = data_dir.join("bridge.log");
     let spawn = |fault: bool| {
-        let mut command = std::process::Command::new(&bridge);
+        let mut command = std::process::Command::new(if fault { &faulty } else { &bridge });
         command
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
             .args(["--slurm-probe-interval", "0.5", "--argon2-memory-kib", "256", "--argon2-iterations", "1"])
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
-        if fault {
-            command.arg("--fault-exit-after-sbatch");
-        }
         command.spawn().unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
@@ -257,6 +258,63 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     child.wait().unwrap();
 }
 
+/// Holds a submission between sbatch's answer and the bridge recording it,
+/// until the test releases it.
+#[derive(Default)]
+struct Gate {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl bridge::submission::SubmitHook for Gate {
+    fn after_sbatch(&self, _: i64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.reached.notify_one();
+            self.release.notified().await;
+        })
+    }
+}
+
+// See: #14. A bridge asked to stop refuses new connections but finishes the
+// submission in flight: the job is recorded with its SLURM id, and the
+// client gets its 201.
+#[tokio::test]
+async fn issue_14_a_stopping_bridge_finishes_the_submission_in_flight() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let gate = Arc::new(Gate::default());
+    let data_dir = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("drain"));
+    let app = TestApp::spawn_with_hook(cluster, "127.0.0.1:0", data_dir, &[], gate.clone()).await;
+    let alice = app.user("alice").await;
+    let base = app.base.clone();
+    let body = json!({"command": ["true"], "working_dir": cluster.user_dir("alice")});
+    let in_flight = tokio::spawn({
+        let alice = alice.clone();
+        async move { alice.post("/v1/jobs", body).await }
+    });
+    gate.reached.notified().await;
+    let stopped = tokio::spawn(app.stop());
+    // The listener closes at once: a new connection is refused while the
+    // submission is still held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reqwest::Client::new().get(format!("{base}/healthz")).send().await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the stopping bridge still accepts connections");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!stopped.is_finished(), "the bridge stopped before its request in flight finished");
+    gate.release.notify_one();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert!(reply.body["slurm_job_id"].as_i64().is_some(), "{}", reply.text);
+    let data_dir = stopped.await.unwrap();
+    // The next bridge has the record, SLURM id and all.
+    let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
+    let alice = app.user("alice").await;
+    let id = reply.body["id"].as_i64().unwrap();
+    let done = alice.wait_finished(id).await;
+    assert_eq!(done["slurm_job_id"], reply.body["slurm_job_id"], "{done}");
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+}
+
 #[tokio::test]
 async fn a_restart_while_jobs_run_records_what_happened_meanwhile() {
     let (cluster, _guard) = TestCluster::ensure();
@@ -266,7 +324,17 @@ async fn a_restart_while_jobs_run_records_what_happened_meanwhile() {
     let id = job["id"].as_i64().unwrap();
     alice.wait_state(id, "RUNNING").await;
     let data_dir = app.stop().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // While no bridge runs, the job ends: wait until SLURM says so.
+    let slurm_id = job["slurm_job_id"].as_i64().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = cluster.ok("squeue", &["-h", "-t", "all", "-j", &slurm_id, "-o", "%T"]);
+        if state.trim() == "COMPLETED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {slurm_id} still {state:?} after 60 s\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
     let alice = app.user("alice").await;
     let done = alice.wait_finished(id).await;
@@ -524,7 +592,10 @@ async fn admin_command_and_online_backup() {
     let alice = app.user("alice").await;
     let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
     let bridge = cluster.repo.join("target/release/bridge");
-    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+    let faulty = cluster.repo.join("target/release/bridge-with-faults");
+    for binary in [&bridge, &faulty] {
+        assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
+    }
     let data_dir = app.data_dir.to_str().unwrap().to_owned();
     let run = |args: &[&str], stdin: &str| {
         use std::io::Write;

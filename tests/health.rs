@@ -37,7 +37,9 @@ fn flush_spool(cluster: &TestCluster, spool: &std::path::Path) -> std::process::
 
 async fn stored(app: &TestApp, slurm_job_id: i64) -> Vec<serde_json::Value> {
     let store = bridge::store::Store::open(&app.data_dir.join("bridge.db")).unwrap();
-    store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id, 0.0)).await.unwrap()
+    let records = store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id, 0.0)).await.unwrap();
+    // Compared as the JSON the plugin sent.
+    records.iter().map(|r| serde_json::to_value(r).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +163,7 @@ async fn a_corrupt_spool_file_is_reported_and_skipped() {
     let spool = cluster.state_dir.join("bridge-tests").join(unique_name("corrupt-spool"));
     std::fs::create_dir_all(&spool).unwrap();
     let good = json!({"id": "990001.0.c9.task0", "kind": "task", "job_id": 990001, "step_id": 0, "node": "c9",
-                      "exit_code": 0, "signal": null, "at": bridge::store::now()});
+                      "task": 0, "exit_code": 0, "signal": null, "at": bridge::store::now()});
     std::fs::write(spool.join("990001.0.jsonl"), format!("{{\"id\": \"half a line\n{}garbage\n{good}\n", '\u{0}'))
         .unwrap();
     let out = flush_spool(cluster, &spool);

@@ -166,11 +166,11 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Fault injection for tests: exit right after sbatch accepts a job,
-    /// before the bridge records its id or replies (see the e2e idempotency
-    /// test). Never set in production.
-    #[arg(long, hide = true)]
-    pub fault_exit_after_sbatch: bool,
+    /// Seconds a stopping bridge (SIGTERM, Ctrl-C) waits for requests in
+    /// flight before it exits anyway. 30 s covers a submission whose sbatch
+    /// takes the whole --slurm-timeout; output streams end at once.
+    #[arg(long, env = "BRIDGE_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    pub shutdown_grace: f64,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -255,7 +255,7 @@ pub struct Settings {
     pub limits: Limits,
     pub password_cost: PasswordCost,
     pub log_format: LogFormat,
-    pub fault_exit_after_sbatch: bool,
+    pub shutdown_grace: Duration,
     pub health_secret_file: Option<PathBuf>,
     pub health_max_skew: Duration,
     pub mpi_binary: PathBuf,
@@ -391,7 +391,7 @@ impl Settings {
                 iterations: range("argon2-iterations", f64::from(cli.argon2_iterations), 1.0, 100.0)? as u32,
             },
             log_format: cli.log_format,
-            fault_exit_after_sbatch: cli.fault_exit_after_sbatch,
+            shutdown_grace: seconds("shutdown-grace", cli.shutdown_grace, 0.0, 3600.0)?,
             health_secret_file: cli.health_secret_file.clone(),
             health_max_skew: seconds("health-max-skew", cli.health_max_skew as f64, 1.0, 86400.0)?,
             mpi_binary: cli.mpi_binary.clone(),

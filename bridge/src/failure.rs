@@ -2,55 +2,81 @@
 //! infrastructure. A pure function of the job's final state and its health
 //! records.
 
-use serde::Serialize;
+use odyssey_health_wire::records::{Known, Record};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+use crate::job_state::JobState;
+
+/// Who is to blame for a failure, as the API and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The program: an exit code, a signal of its own, a failed verification.
+    Application,
+    /// What it asked for: time or memory ran out.
+    Resource,
+    /// The cluster: a node failed or starved, or the system killed a task.
+    Infrastructure,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 3] =
+        [FailureClass::Application, FailureClass::Resource, FailureClass::Infrastructure];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Application => "application",
+            FailureClass::Resource => "resource",
+            FailureClass::Infrastructure => "infrastructure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// `application`, `resource` or `infrastructure`.
-    pub class: &'static str,
+    pub class: FailureClass,
     pub reason: String,
 }
 
 /// Signals that mean the system, not the program, ended a task.
-const SYSTEM_SIGNALS: &[i64] = &[9, 15];
+const SYSTEM_SIGNALS: &[i32] = &[9, 15];
 
-pub fn classify(
-    state: &str,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    records: &[serde_json::Value],
-) -> Option<Failure> {
+/// Below this much available memory a node counts as starved.
+const STARVED_NODE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub fn classify(state: JobState, exit_code: Option<i32>, signal: Option<i32>, records: &[Record]) -> Option<Failure> {
+    use FailureClass::{Application, Infrastructure, Resource};
     let failure = |class, reason: String| Some(Failure { class, reason });
-    let bad_node = records
-        .iter()
-        .find(|r| r["kind"] == "node" && r["mem_available_bytes"].as_u64().is_some_and(|m| m < 64 * 1024 * 1024));
-    let oom = records.iter().any(|r| r["oom_killed"] == serde_json::Value::Bool(true));
-    let signalled = records.iter().find_map(|r| r["signal"].as_i64().map(|s| (s, r["node"].as_str().unwrap_or("?"))));
+    let bad_node = records.iter().find_map(|r| match r {
+        Record::Node(n) if n.mem_available_bytes.value().is_some_and(|m| *m < STARVED_NODE_BYTES) => Some(&n.node),
+        _ => None,
+    });
+    let oom = records.iter().any(|r| matches!(r, Record::Task(t) if t.oom_killed == Known::Value(true)));
+    let signalled = records.iter().find_map(|r| match r {
+        Record::Task(t) => t.outcome.signal.map(|s| (s, t.node.as_str())),
+        Record::Node(_) => None,
+    });
     match state {
-        "COMPLETED" | "PENDING" | "RUNNING" | "SUBMITTING" | "CANCELLED" => None,
-        "OUT_OF_MEMORY" => failure("resource", "out of memory".into()),
-        "TIMEOUT" | "DEADLINE" => failure("resource", "time limit reached".into()),
-        "NODE_FAIL" | "BOOT_FAIL" => failure("infrastructure", format!("SLURM reports {state}")),
-        _ if oom => failure("resource", "a task was OOM-killed".into()),
+        JobState::Completed | JobState::Cancelled => None,
+        s if !s.is_terminal() => None,
+        JobState::OutOfMemory => failure(Resource, "out of memory".into()),
+        JobState::Timeout | JobState::Deadline => failure(Resource, "time limit reached".into()),
+        JobState::NodeFail | JobState::BootFail => failure(Infrastructure, format!("SLURM reports {state}")),
+        _ if oom => failure(Resource, "a task was OOM-killed".into()),
         _ if bad_node.is_some() => failure(
-            "infrastructure",
-            format!(
-                "node {} reported less than 64 MiB available",
-                bad_node.and_then(|n| n["node"].as_str()).unwrap_or("?")
-            ),
+            Infrastructure,
+            format!("node {} reported less than 64 MiB available", bad_node.map_or("?", String::as_str)),
         ),
         _ => match (signalled, signal.filter(|s| *s != 0), exit_code) {
             (Some((sig, node)), _, _) if SYSTEM_SIGNALS.contains(&sig) => {
-                failure("infrastructure", format!("a task on {node} was killed by signal {sig}"))
+                failure(Infrastructure, format!("a task on {node} was killed by signal {sig}"))
             }
-            (_, Some(sig), _) if SYSTEM_SIGNALS.contains(&i64::from(sig)) => {
-                failure("infrastructure", format!("killed by signal {sig}"))
+            (_, Some(sig), _) if SYSTEM_SIGNALS.contains(&sig) => {
+                failure(Infrastructure, format!("killed by signal {sig}"))
             }
-            (Some((sig, node)), _, _) => failure("application", format!("a task on {node} died of signal {sig}")),
-            (_, Some(sig), _) => failure("application", format!("died of signal {sig}")),
-            (_, _, Some(code)) if code != 0 => failure("application", format!("exit code {code}")),
-            _ if state == "UNKNOWN" => None,
-            _ => failure("application", format!("ended {state}")),
+            (Some((sig, node)), _, _) => failure(Application, format!("a task on {node} died of signal {sig}")),
+            (_, Some(sig), _) => failure(Application, format!("died of signal {sig}")),
+            (_, _, Some(code)) if code != 0 => failure(Application, format!("exit code {code}")),
+            _ if state == JobState::Unknown => None,
+            _ => failure(Application, format!("ended {state}")),
         },
     }
 }
@@ -65,10 +91,11 @@ pub fn with_kernel_result(
     verified: Option<bool>,
     problem: Option<&str>,
 ) -> Option<Failure> {
+    let application = |reason: &str| Some(Failure { class: FailureClass::Application, reason: reason.to_owned() });
     match (finished, verified, problem, failure) {
-        (true, Some(false), Some(problem), _) => Some(Failure { class: "application", reason: problem.to_owned() }),
+        (true, Some(false), Some(problem), _) => application(problem),
         (true, None, Some(problem), Some(f)) => Some(Failure { reason: format!("{}; {problem}", f.reason), ..f }),
-        (true, None, Some(problem), None) => Some(Failure { class: "application", reason: problem.to_owned() }),
+        (true, None, Some(problem), None) => application(problem),
         (_, _, _, failure) => failure,
     }
 }
@@ -76,32 +103,39 @@ pub fn with_kernel_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job_health::tests::record;
     use serde_json::json;
+    use FailureClass::{Application, Infrastructure, Resource};
 
     #[test]
     fn classes() {
-        assert_eq!(classify("FAILED", Some(3), None, &[]).unwrap().class, "application");
-        assert_eq!(classify("TIMEOUT", None, None, &[]).unwrap().class, "resource");
-        assert_eq!(classify("OUT_OF_MEMORY", None, None, &[]).unwrap().class, "resource");
-        assert_eq!(classify("NODE_FAIL", None, None, &[]).unwrap().class, "infrastructure");
-        let killed = [json!({"kind": "task", "node": "c2", "signal": 9})];
-        let f = classify("FAILED", Some(0), Some(9), &killed).unwrap();
-        assert_eq!((f.class, f.reason.as_str()), ("infrastructure", "a task on c2 was killed by signal 9"));
-        let starved = [json!({"kind": "node", "node": "c1", "mem_available_bytes": 1024})];
-        assert_eq!(classify("FAILED", Some(1), None, &starved).unwrap().class, "infrastructure");
-        assert_eq!(classify("COMPLETED", Some(0), None, &[]), None);
-        assert_eq!(classify("CANCELLED", Some(0), Some(15), &[]), None);
+        let class = |state, code, signal, records: &[Record]| classify(state, code, signal, records).map(|f| f.class);
+        assert_eq!(class(JobState::Failed, Some(3), None, &[]), Some(Application));
+        assert_eq!(class(JobState::Timeout, None, None, &[]), Some(Resource));
+        assert_eq!(class(JobState::OutOfMemory, None, None, &[]), Some(Resource));
+        assert_eq!(class(JobState::NodeFail, None, None, &[]), Some(Infrastructure));
+        let killed =
+            [record(json!({"id": "1.0.c2.task0", "kind": "task", "node": "c2", "signal": 9, "exit_code": null}))];
+        let f = classify(JobState::Failed, Some(0), Some(9), &killed).unwrap();
+        assert_eq!((f.class, f.reason.as_str()), (Infrastructure, "a task on c2 was killed by signal 9"));
+        let starved = [record(json!({"id": "1.0.c1.node", "kind": "node", "node": "c1", "mem_available_bytes": 1024}))];
+        assert_eq!(class(JobState::Failed, Some(1), None, &starved), Some(Infrastructure));
+        let oom = [record(json!({"id": "1.0.c1.task0", "kind": "task", "node": "c1", "oom_killed": true}))];
+        assert_eq!(class(JobState::Failed, Some(1), None, &oom), Some(Resource));
+        assert_eq!(class(JobState::Completed, Some(0), None, &[]), None);
+        assert_eq!(class(JobState::Cancelled, Some(0), Some(15), &[]), None);
+        assert_eq!(class(JobState::Running, None, None, &[]), None);
     }
 
     #[test]
     fn kernel_results_refine_the_reason() {
-        let exit1 = classify("FAILED", Some(1), None, &[]);
+        let exit1 = classify(JobState::Failed, Some(1), None, &[]);
         let unverified = with_kernel_result(exit1.clone(), true, Some(false), Some("cg failed verification"));
         assert_eq!(unverified.unwrap().reason, "cg failed verification");
         let killed = with_kernel_result(exit1, true, None, Some("odyssey-mpi wrote no result"));
         assert_eq!(killed.unwrap().reason, "exit code 1; odyssey-mpi wrote no result");
         let completed = with_kernel_result(None, true, None, Some("no result"));
-        assert_eq!(completed.unwrap().class, "application");
+        assert_eq!(completed.unwrap().class, Application);
         assert_eq!(with_kernel_result(None, true, Some(true), None), None);
         assert_eq!(with_kernel_result(None, false, None, None), None);
     }

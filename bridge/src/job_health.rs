@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::Value;
+use odyssey_health_wire::records::{NodeRecord, Record, TaskRecord};
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct StepHealth {
     /// SLURM's step: a number, or "batch" for a batch script.
     pub step: String,
@@ -16,45 +15,35 @@ pub struct StepHealth {
     pub nodes: Vec<NodeHealth>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct NodeHealth {
     pub node: String,
     /// The node's record for the step (load, memory, free space, start and
-    /// end); null until it arrives.
-    pub node_record: Option<Value>,
+    /// end); None until it arrives.
+    pub node_record: Option<NodeRecord>,
     /// Task records, by global task id.
-    pub tasks: Vec<Value>,
-}
-
-/// The step a record belongs to, from its id `<job>.<step>.<node>.<what>`.
-fn step_of(record: &Value) -> String {
-    record["id"].as_str().and_then(|id| id.split('.').nth(1)).unwrap_or("?").to_owned()
-}
-
-fn task_ok(record: &Value) -> bool {
-    record["exit_code"] == 0
+    pub tasks: Vec<TaskRecord>,
 }
 
 /// Groups records by step (the batch step first, then steps in order), node
 /// (by name) and task (by id).
-pub fn group(records: &[Value]) -> Vec<StepHealth> {
+pub fn group(records: &[Record]) -> Vec<StepHealth> {
     let mut steps: BTreeMap<(u8, u64, String), BTreeMap<String, NodeHealth>> = BTreeMap::new();
     for record in records {
-        let step = step_of(record);
+        let step = record.step().to_owned();
         let key = match step.parse::<u64>() {
             Ok(n) => (1, n, step),
             Err(_) => (0, 0, step),
         };
-        let node = record["node"].as_str().unwrap_or("?").to_owned();
+        let node = record.node().to_owned();
         let entry = steps.entry(key).or_default().entry(node.clone()).or_insert_with(|| NodeHealth {
             node,
             node_record: None,
             tasks: Vec::new(),
         });
-        match record["kind"].as_str() {
-            Some("node") => entry.node_record = Some(record.clone()),
-            Some("task") => entry.tasks.push(record.clone()),
-            _ => {}
+        match record {
+            Record::Node(n) => entry.node_record = Some(n.clone()),
+            Record::Task(t) => entry.tasks.push(t.clone()),
         }
     }
     steps
@@ -62,29 +51,39 @@ pub fn group(records: &[Value]) -> Vec<StepHealth> {
         .map(|((_, _, step), nodes)| {
             let mut nodes: Vec<NodeHealth> = nodes.into_values().collect();
             for node in &mut nodes {
-                node.tasks.sort_by_key(|t| t["task"].as_u64().unwrap_or(u64::MAX));
+                node.tasks.sort_by_key(|t| t.task);
             }
             let tasks = nodes.iter().map(|n| n.tasks.len()).sum();
-            let tasks_ok = nodes.iter().flat_map(|n| &n.tasks).filter(|t| task_ok(t)).count();
+            let tasks_ok = nodes.iter().flat_map(|n| &n.tasks).filter(|t| t.outcome.ok()).count();
             StepHealth { step, tasks, tasks_ok, nodes }
         })
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A record from the fields a test cares about, with the rest filled in.
+    pub(crate) fn record(fields: serde_json::Value) -> Record {
+        let mut full = json!({"job_id": 7, "step_id": 0, "task": 0, "exit_code": 0, "signal": null, "at": 1.0,
+                              "step_start": 0.0, "step_end": 1.0, "tasks": 1, "tasks_ok": 1});
+        for (key, value) in fields.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        serde_json::from_value(full).unwrap()
+    }
 
     #[test]
     fn records_group_by_step_node_and_task() {
         let records = [
-            json!({"id": "7.0.c2.task1", "kind": "task", "node": "c2", "task": 1, "exit_code": 3}),
-            json!({"id": "7.0.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0}),
-            json!({"id": "7.batch.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0}),
-            json!({"id": "7.0.c1.node", "kind": "node", "node": "c1"}),
-            json!({"id": "7.10.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0}),
-            json!({"id": "7.2.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0}),
+            record(json!({"id": "7.0.c2.task1", "kind": "task", "node": "c2", "task": 1, "exit_code": 3})),
+            record(json!({"id": "7.0.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0})),
+            record(json!({"id": "7.batch.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0})),
+            record(json!({"id": "7.0.c1.node", "kind": "node", "node": "c1"})),
+            record(json!({"id": "7.10.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0})),
+            record(json!({"id": "7.2.c1.task0", "kind": "task", "node": "c1", "task": 0, "exit_code": 0})),
         ];
         let steps = group(&records);
         let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
@@ -93,8 +92,8 @@ mod tests {
         assert_eq!((zero.tasks, zero.tasks_ok), (2, 1));
         let nodes: Vec<&str> = zero.nodes.iter().map(|n| n.node.as_str()).collect();
         assert_eq!(nodes, ["c1", "c2"]);
-        assert_eq!(zero.nodes[0].node_record.as_ref().unwrap()["kind"], "node");
+        assert_eq!(zero.nodes[0].node_record.as_ref().unwrap().id, "7.0.c1.node");
         assert!(zero.nodes[1].node_record.is_none());
-        assert_eq!(zero.nodes[1].tasks[0]["task"], 1);
+        assert_eq!(zero.nodes[1].tasks[0].task, 1);
     }
 }

@@ -6,28 +6,34 @@ pub mod auth;
 pub mod config;
 /// `#SBATCH` lines of a script, parsed as sbatch reads them, from an allowlist.
 pub mod directives;
-/// `ApiError`: every error answer, rendered as RFC 9457 problem+json.
-pub mod error;
 /// Classifying a failed job: application, resource or infrastructure.
 pub mod failure;
 /// The HTTP surface: `AppState`, `app(state) -> Router`, one module per resource.
 pub mod http;
 /// A job's health records grouped per step, node and task.
 pub mod job_health;
+/// `JobState`: SLURM's job states and the bridge's own two, parsed once.
+pub mod job_state;
 /// A job request and the rules that turn it into sbatch options.
 pub mod jobspec;
 /// Prometheus metrics and their registry.
 pub mod metrics;
 /// Opening a file a job's user controls (output, results) from root, safely.
 pub mod owned_file;
+/// Submissions per user per minute.
+pub mod rate_limit;
 /// Reading a kernel job's result file, as untrusted input.
 pub mod results;
+/// Graceful shutdown: the `Stop` every long-lived task listens for.
+pub mod shutdown;
 /// Counted slots per key (streams per user, sign-ins per address).
 pub mod slots;
 /// The only code that runs SLURM commands; the poller and the controller probe.
 pub mod slurm;
 /// SQLite: accounts, tokens, jobs and their timelines.
 pub mod store;
+/// The submission service: validate, record, submit (sbatch), reconcile.
+pub mod submission;
 /// Unix accounts jobs run as: lookup and the rules a mapping must pass.
 pub mod unix;
 
@@ -43,19 +49,31 @@ use crate::auth::revocation::Revocations;
 use crate::config::Settings;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::shutdown::{Stop, Stopping};
 use crate::slurm::poller::NodeSnapshot;
 use crate::slurm::probe::SlurmHealth;
 use crate::slurm::Slurm;
 use crate::store::Store;
+use crate::submission::{SubmitHook, Submitter};
+
+/// What the background tasks publish for the handlers.
+pub struct Feeds {
+    /// The controller probe's last answer.
+    pub slurm_health: watch::Receiver<SlurmHealth>,
+    /// The poller's last picture of the nodes.
+    pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
+    /// Raised when the bridge stops.
+    pub stopping: Stopping,
+}
 
 /// Opens the store and keys and builds the state every handler shares.
 /// Background tasks are not started: `serve` does that, tests may not.
 pub async fn build_state(
     settings: Settings,
-    slurm_health: watch::Receiver<SlurmHealth>,
-    nodes: watch::Receiver<Arc<NodeSnapshot>>,
+    feeds: Feeds,
     store: Store,
     metrics: Metrics,
+    hook: Arc<dyn SubmitHook>,
 ) -> anyhow::Result<AppState> {
     let keys = Keys::load_or_create(&settings.jwt_key_path(), settings.access_ttl)?;
     let (revoked_tokens, revoked_families) = store.call(|conn| store::tokens::live_revocations(conn)).await?;
@@ -70,9 +88,21 @@ pub async fn build_state(
         }
         None => None,
     };
-    Ok(AppState::new(http::Shared {
-        slurm: Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout),
+    let settings = Arc::new(settings);
+    let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
+    let submitter = Submitter {
+        settings: settings.clone(),
+        store: store.clone(),
+        slurm: slurm.clone(),
+        metrics: metrics.clone(),
+        limiter: Default::default(),
         sbatch_slots: Arc::new(Semaphore::new(limits.max_concurrent_sbatch)),
+        hook,
+    };
+    Ok(AppState::new(http::Shared {
+        slurm,
+        submitter,
+        stopping: feeds.stopping,
         follow_slots: Default::default(),
         credentials,
         login_throttle: Arc::new(auth::throttle::LoginThrottle::new(
@@ -80,14 +110,13 @@ pub async fn build_state(
             limits.login_rate_per_name,
             limits.credential_slots_per_address,
         )),
-        settings: Arc::new(settings),
+        settings,
         store,
         keys,
         revocations: Revocations::from_lists(revoked_tokens, revoked_families),
-        slurm_health,
-        nodes,
+        slurm_health: feeds.slurm_health,
+        nodes: feeds.nodes,
         metrics,
-        submit_limiter: Default::default(),
         user_cache: Default::default(),
         health_secret,
         dummy_hash: Arc::new(dummy_hash),
@@ -116,60 +145,65 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(listener, settings, shutdown, Arc::new(submission::NoHook)).await
+}
+
+/// `serve`, with a test's `SubmitHook` in the submission path.
+///
+/// When `shutdown` completes the bridge stops accepting, lets requests in
+/// flight finish (`--shutdown-grace`), ends output streams, and waits for
+/// the poller to finish its round before it returns.
+pub async fn serve_with(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hook: Arc<dyn SubmitHook>,
+) -> anyhow::Result<()> {
     let store = open_store(&settings)?;
     let metrics = Metrics::new();
+    let (stop, stopping) = Stop::new();
     let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
-    let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval);
-    let (poller, nodes) =
-        slurm::poller::spawn(slurm, store.clone(), metrics.clone(), settings.poll_interval, settings.slurm_timeout * 4);
+    let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval, stopping.clone());
+    let (poller, nodes) = slurm::poller::spawn(
+        slurm,
+        store.clone(),
+        metrics.clone(),
+        settings.poll_interval,
+        settings.slurm_timeout * 4,
+        stopping.clone(),
+    );
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("stopping: no new connections; finishing requests in flight and the poll round");
+            stop.raise();
+        })
+    };
     let metrics_listen = settings.metrics_listen;
-    let state = build_state(settings, slurm_health, nodes, store, metrics.clone()).await?;
-    let metrics_server = match metrics_listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
-            tracing::info!(%addr, "metrics listening");
-            let router =
-                axum::Router::new().route("/metrics", axum::routing::get(move || async move { metrics.render() }));
-            Some(tokio::spawn(async move { axum::serve(listener, router).await }))
+    let (tls, grace) = (settings.tls.clone(), settings.shutdown_grace);
+    let feeds = Feeds { slurm_health, nodes, stopping: stopping.clone() };
+    let served = async {
+        let state = build_state(settings, feeds, store, metrics.clone(), hook).await?;
+        let metrics_server = match metrics_listen {
+            Some(addr) => Some(http::server::spawn_metrics(addr, metrics, stopping.clone()).await?),
+            None => None,
+        };
+        let result = http::server::serve_api(listener, http::app(state), tls, stopping.clone(), grace).await;
+        if let Some(server) = metrics_server {
+            stop.raise();
+            let _ = server.await;
         }
-        None => None,
+        result
     };
-    let tls = state.settings.tls.clone();
-    let addr = listener.local_addr()?;
-    let app = http::app(state);
-    let result = match tls {
-        None => {
-            tracing::info!(%addr, "bridge listening (http)");
-            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("serve http")
-        }
-        Some((cert, key)) => {
-            // ring: pure Rust and C, no cmake; one provider for the process.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .with_context(|| format!("load TLS certificate {} and key {}", cert.display(), key.display()))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            tracing::info!(%addr, "bridge listening (https)");
-            axum_server::from_tcp_rustls(listener.into_std()?, config)
-                .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await
-                .context("serve https")
-        }
-    };
-    probe.abort();
-    poller.abort();
-    if let Some(server) = metrics_server {
-        server.abort();
-    }
+    let result = served.await;
+    // Whatever ended the server (the signal or an error), the background
+    // tasks stop the same way: the poller finishes the round it is in.
+    stop.raise();
+    stopper.abort();
+    let _ = poller.await;
+    let _ = probe.await;
+    tracing::info!("stopped");
     result
 }
 

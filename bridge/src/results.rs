@@ -60,7 +60,7 @@ mod tests {
             slurm_job_id: Some(42),
             result_path: dir.join("odyssey-result-%j.json").display().to_string(),
             uid: nix::unistd::getuid().as_raw(),
-            state: "FAILED".into(),
+            state: crate::job_state::JobState::Failed,
         }
     }
 

@@ -19,10 +19,11 @@ async fn stored_records(state: &bridge::http::AppState) -> i64 {
 }
 
 fn batch() -> String {
-    let task = json!({"id": "7.0.c1.task0", "kind": "task", "job_id": 7, "step_id": 0, "node": "c1",
+    let task = json!({"id": "7.0.c1.task0", "kind": "task", "job_id": 7, "step_id": 0, "node": "c1", "task": 0,
                       "exit_code": 0, "signal": null, "at": bridge::store::now()});
     let node = json!({"id": "7.0.c1.node", "kind": "node", "job_id": 7, "step_id": 0, "node": "c1",
-                      "mem_available_bytes": 1_000_000_000u64, "at": bridge::store::now()});
+                      "mem_available_bytes": 1_000_000_000u64, "step_start": 1.0, "step_end": 2.0, "tasks": 1,
+                      "tasks_ok": 1, "at": bridge::store::now()});
     format!("{task}\n{node}\n")
 }
 
@@ -113,14 +114,10 @@ async fn issue_8_a_reused_slurm_id_never_joins_an_earlier_jobs_records() {
     let t = test_state(&[]).await;
     let (token, _) = crate::support::login(&t.state, "carol").await;
     let now = bridge::store::now();
-    let record = |id: &str, at: f64| bridge::store::health::Record {
-        id: id.to_owned(),
-        slurm_job_id: 4242,
-        step: "batch".into(),
-        node: "c1".into(),
-        kind: "task".into(),
-        body: json!({"id": id, "kind": "task", "job_id": 4242, "step_id": 0, "node": "c1", "exit_code": 0, "at": at}),
-        at,
+    let record = |id: &str, at: f64| -> odyssey_health_wire::records::Record {
+        serde_json::from_value(json!({"id": id, "kind": "task", "job_id": 4242, "step_id": 0, "node": "c1",
+                                      "task": 0, "exit_code": 0, "signal": null, "at": at}))
+        .unwrap()
     };
     let job_id: i64 = t
         .state

@@ -143,3 +143,18 @@ async fn bad_idempotency_keys_and_queries_are_problems() {
     call(&t.state, "GET", "/v1/jobs/abc", Some(&token), None).await.problem(StatusCode::NOT_FOUND);
     call(&t.state, "GET", "/v1/jobs?user=someone", Some(&token), None).await.problem(StatusCode::FORBIDDEN);
 }
+
+// See: #14. A state filter is a `JobState`: an unknown one is a 422 that
+// lists the states, not an empty list; a known one in lower case works.
+#[tokio::test]
+async fn issue_14_an_unknown_state_filter_is_refused_with_the_states() {
+    let t = test_state(&[]).await;
+    let (token, _) = login(&t.state, "dora").await;
+    let reply = call(&t.state, "GET", "/v1/jobs?state=bogus", Some(&token), None).await;
+    let detail = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail.contains("unknown job state \"bogus\""), "{detail}");
+    assert!(detail.contains("PENDING, CONFIGURING, RUNNING"), "{detail}");
+    let reply = call(&t.state, "GET", "/v1/jobs?state=running", Some(&token), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["jobs"], json!([]));
+}

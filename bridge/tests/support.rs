@@ -42,7 +42,9 @@ pub async fn test_state(extra_args: &[&str]) -> TestState {
     let store = bridge::open_store(&settings).unwrap();
     let (health, health_rx) = tokio::sync::watch::channel(unprobed());
     let (_nodes_tx, nodes) = tokio::sync::watch::channel(Arc::new(Default::default()));
-    let state = bridge::build_state(settings, health_rx, nodes, store, Default::default()).await.unwrap();
+    let feeds = bridge::Feeds { slurm_health: health_rx, nodes, stopping: bridge::shutdown::Stopping::never() };
+    let hook = Arc::new(bridge::submission::NoHook);
+    let state = bridge::build_state(settings, feeds, store, Default::default(), hook).await.unwrap();
     TestState { state, health, dir }
 }
 

@@ -2,7 +2,10 @@
 //! bridge's `POST /v1/health-reports`: JSON lines, with the sender's Unix
 //! time in [`TIMESTAMP_HEADER`] and, in [`SIGNATURE_HEADER`], the hex
 //! HMAC-SHA256 of `<timestamp>.<body>` under the cluster's shared secret.
-//! Both sides use this crate, so they cannot drift apart.
+//! Both sides use this crate, so they cannot drift apart: the records
+//! themselves are typed once, in [`records`].
+
+pub mod records;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

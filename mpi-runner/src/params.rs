@@ -13,6 +13,26 @@ pub const KERNELS: [&str; 6] = ["allreduce", "pi", "jacobi", "matmul", "cg", "os
 /// arrays of doubles for verification (3 x 8192^2 x 8 B = 1.5 GiB).
 pub const MAX_SIDE: usize = 8192;
 
+/// Why `KernelSpec::from_parts` refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartsError {
+    UnknownKernel(String),
+    Params { kernel: String, reason: String },
+}
+
+impl std::fmt::Display for PartsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartsError::UnknownKernel(kernel) => {
+                write!(f, "unknown kernel {kernel:?}; kernels: {}", KERNELS.join(", "))
+            }
+            PartsError::Params { kernel, reason } => write!(f, "params of kernel {kernel}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PartsError {}
+
 /// A kernel and its parameters. On the command line a subcommand
 /// (`odyssey-mpi jacobi --n 512`); in JSON `{"kernel": "jacobi", "params": {"n": 512}}`.
 #[derive(Debug, Clone, PartialEq, Subcommand, Serialize, Deserialize)]
@@ -186,17 +206,14 @@ impl KernelSpec {
     }
 
     /// The kernel named `kernel` with JSON `params` (absent: every default).
-    /// The error names the unknown kernel or the offending parameter.
-    pub fn from_parts(kernel: &str, params: Option<serde_json::Value>) -> Result<KernelSpec, String> {
+    /// The error says which of the two is wrong.
+    pub fn from_parts(kernel: &str, params: Option<serde_json::Value>) -> Result<KernelSpec, PartsError> {
+        if !KERNELS.contains(&kernel) {
+            return Err(PartsError::UnknownKernel(kernel.to_owned()));
+        }
         let params = params.unwrap_or_else(|| serde_json::json!({}));
-        serde_json::from_value(serde_json::json!({"kernel": kernel, "params": params})).map_err(|e| {
-            let e = e.to_string();
-            if e.starts_with("unknown variant") {
-                format!("unknown kernel {kernel:?}; kernels: {}", KERNELS.join(", "))
-            } else {
-                format!("params of kernel {kernel}: {e}")
-            }
-        })
+        serde_json::from_value(serde_json::json!({"kernel": kernel, "params": params}))
+            .map_err(|e| PartsError::Params { kernel: kernel.to_owned(), reason: e.to_string() })
     }
 
     /// The parameters alone, as JSON.
@@ -351,8 +368,12 @@ mod tests {
         assert!(serde_json::from_str::<KernelSpec>(r#"{"kernel": "fft", "params": {}}"#).is_err());
         assert!(serde_json::from_str::<KernelSpec>(r#"{"kernel": "jacobi", "params": {"n": -1}}"#).is_err());
         let err = KernelSpec::from_parts("fft", None).unwrap_err();
+        assert_eq!(err, PartsError::UnknownKernel("fft".into()));
+        let err = err.to_string();
         assert!(err.starts_with("unknown kernel \"fft\"; kernels: allreduce, pi"), "{err}");
         let err = KernelSpec::from_parts("pi", Some(serde_json::json!({"samples": "many"}))).unwrap_err();
+        assert!(matches!(err, PartsError::Params { .. }));
+        let err = err.to_string();
         assert!(err.starts_with("params of kernel pi: invalid type"), "{err}");
     }
 

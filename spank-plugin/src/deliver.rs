@@ -49,12 +49,14 @@ fn pending(dir: &Path) -> Vec<PathBuf> {
     files.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Keeps the lines that are JSON objects with an `id`; counts the rest.
+/// Keeps the lines that are records as the bridge reads them (the shared
+/// `Record::parse`: one bad line would make it refuse the whole batch);
+/// counts the rest.
 fn clean(text: &str) -> (String, usize, usize) {
     let (mut body, mut good, mut bad) = (String::new(), 0, 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) if v.get("id").and_then(|i| i.as_str()).is_some() => {
+        match odyssey_health_wire::records::Record::parse(line.as_bytes()) {
+            Ok(_) => {
                 body.push_str(line);
                 body.push('\n');
                 good += 1;
@@ -120,16 +122,23 @@ mod tests {
 
     #[test]
     fn corrupt_lines_are_skipped_and_counted() {
-        let (body, good, bad) = clean("{\"id\":\"a\"}\nnot json\n{\"no_id\":1}\n\n{\"id\":\"b\"}\n");
+        let record = |id: &str| {
+            format!(
+                r#"{{"kind":"task","id":"{id}","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#
+            )
+        };
+        let text = format!("{}\nnot json\n{{\"id\":\"no kind\"}}\n\n{}\n", record("a"), record("b"));
+        let (body, good, bad) = clean(&text);
         assert_eq!((good, bad), (2, 2));
-        assert_eq!(body, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+        assert_eq!(body, format!("{}\n{}\n", record("a"), record("b")));
     }
 
     #[test]
     fn an_unreachable_bridge_leaves_the_files() {
         let dir = std::env::temp_dir().join(format!("deliver-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("1.0.jsonl"), "{\"id\":\"a\"}\n").unwrap();
+        let line = r#"{"kind":"task","id":"1.0.c1.task0","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}"#;
+        std::fs::write(dir.join("1.0.jsonl"), format!("{line}\n")).unwrap();
         // Port 9 (discard) on loopback: nothing listens, the connect fails fast.
         let target = Target {
             url: "http://127.0.0.1:9/v1/health-reports".into(),

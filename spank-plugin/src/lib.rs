@@ -29,7 +29,7 @@ pub mod report;
 pub mod spool;
 
 pub use mode::Mode;
-use report::{Known, NodeRecord, Outcome, TaskRecord, NO_PER_TASK_SOURCE};
+use report::{Known, NodeRecord, Outcome, Record, TaskRecord, NO_PER_TASK_SOURCE};
 
 /// Where records go unless plugstack.conf says `spool=...`; `%n` is the node.
 pub const DEFAULT_SPOOL: &str = "/var/spool/odyssey-health/%n";
@@ -168,7 +168,7 @@ impl OdysseyHealth {
 
     /// Appends a record; a spool failure goes to the SLURM log and never
     /// fails the user's job.
-    fn spool<T: serde::Serialize>(&self, file: &std::path::Path, record: &T, durability: spool::Durability) {
+    fn spool(&self, file: &std::path::Path, record: &Record, durability: spool::Durability) {
         if let Err(err) = spool::append(file, record, durability) {
             spank_log_error!("odyssey_health: cannot spool to {}: {err}", file.display());
         }
@@ -278,7 +278,6 @@ unsafe impl Plugin for OdysseyHealth {
         let at = report::now();
         let record = TaskRecord {
             id: step.record_id(&format!("task{task}")),
-            kind: "task",
             job_id: step.job_id,
             step_id: step.step_id,
             node: step.node.clone(),
@@ -288,11 +287,11 @@ unsafe impl Plugin for OdysseyHealth {
             wall_time_s: step
                 .task_started
                 .get(&task)
-                .map_or(Known::Unknown { unknown: "task start not seen" }, |t| Known::Value(at - t)),
-            peak_memory_bytes: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
-            user_cpu_s: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
-            system_cpu_s: Known::Unknown { unknown: NO_PER_TASK_SOURCE },
-            oom_killed: Known::Unknown { unknown: "no OOM evidence per task without a memory cgroup" },
+                .map_or(Known::unknown("task start not seen"), |t| Known::Value(at - t)),
+            peak_memory_bytes: Known::unknown(NO_PER_TASK_SOURCE),
+            user_cpu_s: Known::unknown(NO_PER_TASK_SOURCE),
+            system_cpu_s: Known::unknown(NO_PER_TASK_SOURCE),
+            oom_killed: Known::unknown("no OOM evidence per task without a memory cgroup"),
             at,
         };
         step.summaries.push(report::TaskSummary {
@@ -310,7 +309,7 @@ unsafe impl Plugin for OdysseyHealth {
         }
         let file = step.file.clone();
         // Durable with the node record, before anything is sent (spool.rs).
-        self.spool(&file, &record, spool::Durability::Buffered);
+        self.spool(&file, &Record::Task(record), spool::Durability::Buffered);
         Ok(())
     }
 
@@ -321,7 +320,6 @@ unsafe impl Plugin for OdysseyHealth {
         let Some(step) = self.step.take() else { return Ok(()) };
         let record = NodeRecord {
             id: step.record_id("node"),
-            kind: "node",
             job_id: step.job_id,
             step_id: step.step_id,
             node: step.node.clone(),
@@ -334,7 +332,7 @@ unsafe impl Plugin for OdysseyHealth {
             tasks_ok: step.summaries.iter().filter(|t| t.outcome.ok()).count() as u32,
             at: report::now(),
         };
-        self.spool(&step.file, &record, spool::Durability::Sync);
+        self.spool(&step.file, &Record::Node(record), spool::Durability::Sync);
         self.deliver_from_step(&step);
         Ok(())
     }

@@ -2,9 +2,11 @@
 //! on 127.0.0.1:0 with its own data directory, and logged-in clients.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::config::{Cli, Settings};
+use bridge::submission::SubmitHook;
 use clap::Parser;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -60,6 +62,17 @@ impl TestApp {
 
     /// A bridge listening on `addr`.
     pub async fn spawn_at(cluster: &TestCluster, addr: &str, data_dir: PathBuf, extra: &[&str]) -> TestApp {
+        Self::spawn_with_hook(cluster, addr, data_dir, extra, Arc::new(bridge::submission::NoHook)).await
+    }
+
+    /// A bridge whose submissions pass through a test's `SubmitHook`.
+    pub async fn spawn_with_hook(
+        cluster: &TestCluster,
+        addr: &str,
+        data_dir: PathBuf,
+        extra: &[&str],
+        hook: Arc<dyn SubmitHook>,
+    ) -> TestApp {
         let settings = test_settings(cluster, &data_dir, extra);
         // A fixed address may still be held for a moment by the bridge of
         // the test before (its runtime closes the socket as it shuts down).
@@ -76,9 +89,14 @@ impl TestApp {
         };
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(bridge::serve(listener, settings, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(bridge::serve_with(
+            listener,
+            settings,
+            async {
+                let _ = stopped.await;
+            },
+            hook,
+        ));
         let app = TestApp { base, data_dir, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
         // Ready once the first probe saw SLURM.
         for _ in 0..100 {

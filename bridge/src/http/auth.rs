@@ -9,12 +9,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
+use super::users::UserBody;
 use super::{ApiJson, AppState, AuthUser, ClientAddr};
 use crate::auth::pam::PamError;
 use crate::auth::throttle::{InFlight, Throttled};
 use crate::auth::{self, password};
 use crate::config::Registration;
-use crate::error::ApiError;
 use crate::store::users::{self, Role, User};
 use crate::store::{now, tokens};
 use crate::unix::{self, MappedBy};
@@ -83,7 +84,7 @@ async fn register(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<Register>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
+) -> Result<(StatusCode, Json<UserBody>), ApiError> {
     let _slot = throttle(&state, address, &body.name)?;
     if state.settings.registration == Registration::Closed {
         return Err(ApiError::Forbidden("registration is closed; ask an administrator for an account".into()));
@@ -101,7 +102,7 @@ async fn register(
         .call(move |conn| users::create(conn, &name, &hash, role, None))
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("the name {:?} is taken", body.name)))?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(user.into())))
 }
 
 #[derive(Deserialize)]
@@ -364,6 +365,6 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(caller: AuthUser) -> Json<User> {
-    Json(caller.user)
+async fn me(caller: AuthUser) -> Json<UserBody> {
+    Json(caller.user.into())
 }

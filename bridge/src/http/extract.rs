@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+use super::error::ApiError;
 use super::AppState;
 use crate::auth::jwt::Claims;
-use crate::error::ApiError;
 use crate::store::users::{self, Role, User};
 
 /// The caller, authenticated. Handlers that need a login take this.

@@ -14,35 +14,52 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(get_health)).route("/readyz", get(get_ready))
 }
 
+/// The controller probe's last answer.
+#[derive(Serialize)]
+struct SlurmBody {
+    reachable: bool,
+    /// `scontrol ping`'s line for the primary controller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controller: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Unix time of the probe; null before the first.
+    checked_at: Option<f64>,
+}
+
+impl From<SlurmHealth> for SlurmBody {
+    fn from(h: SlurmHealth) -> Self {
+        SlurmBody { reachable: h.reachable, controller: h.controller, error: h.error, checked_at: h.checked_at }
+    }
+}
+
 #[derive(Serialize)]
 struct Health {
     /// Always "ok": the bridge is alive if it answers at all.
     status: &'static str,
-    slurm: SlurmHealth,
+    slurm: SlurmBody,
 }
 
 /// Reads the probe's last result: no SLURM command runs per request.
 async fn get_health(State(state): State<AppState>) -> Json<Health> {
     let slurm = state.slurm_health.borrow().clone();
-    Json(Health { status: "ok", slurm })
+    Json(Health { status: "ok", slurm: slurm.into() })
 }
 
 #[derive(Serialize)]
 struct Ready {
     ready: bool,
-    slurm: SlurmHealth,
+    slurm: SlurmBody,
     database: String,
 }
 
 async fn get_ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let slurm = state.slurm_health.borrow().clone();
-    // A write that changes nothing still needs the write lock and a
-    // writable file: the cheapest honest check.
-    let database = match state.store.call(|conn| Ok(conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?)).await {
-        Ok(()) => "writable".to_owned(),
-        Err(e) => e.to_string(),
+    let (writable, database) = match state.store.check_writable().await {
+        Ok(()) => (true, "writable".to_owned()),
+        Err(e) => (false, e.to_string()),
     };
-    let ready = slurm.reachable && database == "writable";
+    let ready = slurm.reachable && writable;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Ready { ready, slurm, database }))
+    (status, Json(Ready { ready, slurm: slurm.into(), database }))
 }

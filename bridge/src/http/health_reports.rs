@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
+use odyssey_health_wire::records::{Known, Record};
 use odyssey_health_wire::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde::Serialize;
 
+use super::error::ApiError;
 use super::AppState;
-use crate::error::ApiError;
-use crate::store::health::{self, Record};
+use crate::store::health;
 use crate::store::now;
 
 pub fn router() -> Router<AppState> {
@@ -67,22 +68,22 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = parse(line).map_err(|detail| {
+        let record = Record::parse(line).map_err(|detail| {
             reject(&state, "rejected_malformed", ApiError::invalid(format!("line {}", idx + 1), detail))
         })?;
         records.push(record);
     }
     let received = now();
     for record in &records {
-        state.metrics.health_delivery_lag.observe((received - record.at).max(0.0));
-        if record.kind == "task" {
-            let outcome = match (record.body["exit_code"].as_i64(), record.body["signal"].as_i64()) {
+        state.metrics.health_delivery_lag.observe((received - record.at()).max(0.0));
+        if let Record::Task(task) = record {
+            let outcome = match (task.outcome.exit_code, task.outcome.signal) {
                 (Some(0), _) => "ok",
                 (_, Some(_)) => "signal",
                 _ => "exit_nonzero",
             };
             state.metrics.health_tasks.with_label_values(&[outcome]).inc();
-            if record.body["oom_killed"] == serde_json::Value::Bool(true) {
+            if task.oom_killed == Known::Value(true) {
                 state.metrics.health_oom_kills.inc();
             }
         }
@@ -91,28 +92,4 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     state.metrics.health_reports.with_label_values(&["accepted"]).inc_by(accepted as u64);
     state.metrics.health_reports.with_label_values(&["duplicate"]).inc_by(duplicates as u64);
     Ok(Json(Ingested { accepted, duplicates }))
-}
-
-fn parse(line: &[u8]) -> Result<Record, String> {
-    let body: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
-    let text = |key: &str| body[key].as_str().map(str::to_owned).ok_or(format!("{key} is missing"));
-    let id = text("id")?;
-    let kind = text("kind")?;
-    if kind != "task" && kind != "node" {
-        return Err(format!("kind {kind:?} is neither task nor node"));
-    }
-    if id.len() > 256 {
-        return Err("id is longer than 256 bytes".into());
-    }
-    let slurm_job_id = body["job_id"].as_i64().ok_or("job_id is missing")?;
-    let step = id.split('.').nth(1).unwrap_or_default().to_owned();
-    Ok(Record {
-        id,
-        slurm_job_id,
-        step,
-        node: text("node")?,
-        kind,
-        at: body["at"].as_f64().ok_or("at is missing")?,
-        body,
-    })
 }

@@ -3,12 +3,16 @@
 //! store and the poller's snapshots, never from SLURM directly.
 
 mod auth;
+/// `ApiError`: every error answer, rendered as RFC 9457 problem+json.
+pub mod error;
 mod extract;
 mod health;
 pub mod health_reports;
 mod jobs;
 mod nodes;
 mod openapi;
+/// Binding, TLS, graceful shutdown, and the metrics listener.
+pub mod server;
 mod users;
 
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -29,12 +33,14 @@ use crate::auth::pool::CredentialPool;
 use crate::auth::revocation::Revocations;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
-use crate::error::{ApiError, InternalErrorMessage};
 use crate::metrics::Metrics;
+use crate::shutdown::Stopping;
 use crate::slurm::poller::NodeSnapshot;
 use crate::slurm::probe::SlurmHealth;
 use crate::slurm::Slurm;
 use crate::store::Store;
+use crate::submission::Submitter;
+use error::{ApiError, InternalErrorMessage};
 
 /// Shared by every handler. Built once by `bridge::serve` (or a test) and
 /// alive as long as the server. Cloning it (axum does, per request) copies
@@ -68,10 +74,10 @@ pub struct Shared {
     /// Latest node picture, written only by `slurm::poller`.
     pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
     pub metrics: Metrics,
-    /// Per-user submission rate.
-    pub submit_limiter: jobs::RateLimiter,
-    /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
-    pub sbatch_slots: Arc<Semaphore>,
+    /// Validate, record, submit, reconcile: `POST /v1/jobs`'s work.
+    pub submitter: Submitter,
+    /// Raised when the bridge stops: output streams end.
+    pub stopping: Stopping,
     /// Open output streams per user (`max_follows_per_user`).
     pub follow_slots: jobs::FollowSlots,
     /// The threads that check passwords (argon2id, PAM), with their queue.

@@ -4,30 +4,60 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 
+use super::error::ApiError;
 use super::{ApiJson, AppState, AuthUser};
-use crate::error::ApiError;
 use crate::store::tokens;
 use crate::store::users::{self, Role, User, UserChange};
 use crate::unix::{self, MappedBy};
+
+/// An account as the API shows it (never its password hash).
+#[derive(Serialize)]
+pub struct UserBody {
+    id: i64,
+    name: String,
+    role: Role,
+    /// The Unix account jobs run as; null: not mapped, so no jobs.
+    unix_user: Option<String>,
+    /// Who set `unix_user`: an admin, or the user's PAM proof.
+    unix_mapped_by: Option<MappedBy>,
+    disabled: bool,
+    created_at: f64,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        UserBody {
+            id: user.id,
+            name: user.name,
+            role: user.role,
+            unix_user: user.unix_user,
+            unix_mapped_by: user.unix_mapped_by,
+            disabled: user.disabled,
+            created_at: user.created_at,
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users", get(list_users)).route("/users/{name}", get(get_user).patch(update_user))
 }
 
-async fn list_users(caller: AuthUser, State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
+async fn list_users(caller: AuthUser, State(state): State<AppState>) -> Result<Json<Vec<UserBody>>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.store.call(|conn| users::list(conn)).await?))
+    let users = state.store.read(|conn| users::list(conn)).await?;
+    Ok(Json(users.into_iter().map(UserBody::from).collect()))
 }
 
 async fn get_user(
     caller: AuthUser,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<User>, ApiError> {
+) -> Result<Json<UserBody>, ApiError> {
     caller.require(Role::Admin)?;
     let missing = ApiError::NotFound(format!("no user {name:?}"));
-    state.store.call(move |conn| users::by_name(conn, &name)).await?.map(Json).ok_or(missing)
+    state.store.read(move |conn| users::by_name(conn, &name)).await?.map(|u| Json(u.into())).ok_or(missing)
 }
 
 async fn update_user(
@@ -35,7 +65,7 @@ async fn update_user(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(change): ApiJson<UserChange>,
-) -> Result<Json<User>, ApiError> {
+) -> Result<Json<UserBody>, ApiError> {
     caller.require(Role::Admin)?;
     if let Some(Some(unix_user)) = &change.unix_user {
         // An admin's mapping: still never root, never outside the uid range;
@@ -55,5 +85,5 @@ async fn update_user(
         let id = user.id;
         state.store.call(move |conn| tokens::revoke_user(conn, id)).await?;
     }
-    Ok(Json(user))
+    Ok(Json(user.into()))
 }

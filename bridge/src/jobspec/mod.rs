@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use mpi_runner::params::KernelSpec;
+use mpi_runner::params::{KernelSpec, PartsError};
 
 use crate::config::Limits;
 
@@ -407,8 +407,10 @@ fn validate_fields(
             if is_array {
                 return Err(bad("array", "a kernel job cannot be an array"));
             }
-            let spec = KernelSpec::from_parts(name, request.params.clone())
-                .map_err(|e| bad(if e.starts_with("unknown kernel") { "kernel" } else { "params" }, e))?;
+            let spec = KernelSpec::from_parts(name, request.params.clone()).map_err(|e| match e {
+                PartsError::UnknownKernel(_) => bad("kernel", e.to_string()),
+                PartsError::Params { .. } => bad("params", e.to_string()),
+            })?;
             // sbatch runs one task per node unless told otherwise.
             let ranks = request.ntasks.or(request.nodes).unwrap_or(1);
             spec.validate(ranks as usize).map_err(|e| bad("params", format!("{e} (for {ranks} ranks)")))?;

@@ -39,6 +39,9 @@ pub enum SlurmError {
     /// as them, could not `chdir` there.
     #[error("cannot enter {dir} as {user}: {reason}")]
     WorkingDir { dir: String, user: String, reason: String },
+    /// scancel found the job already ending or ended.
+    #[error("job {0} already ended")]
+    AlreadyEnded(i64),
 }
 
 /// How to reach the cluster: which slurm.conf, how long to wait, and where
@@ -254,7 +257,14 @@ impl Slurm {
         let mut command = self.command("scancel");
         command.arg(format!("--user={}", owner.name)).arg(slurm_job_id.to_string());
         let as_user = AsUser { identity: owner, dir: None, env_file: None };
-        self.run("scancel", command, None, Some(as_user)).await.map(|_| ())
+        match self.run("scancel", command, None, Some(as_user)).await {
+            Ok(_) => Ok(()),
+            // The job ended between the poll and the scancel.
+            Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("already completing or completed") => {
+                Err(SlurmError::AlreadyEnded(slurm_job_id))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Every job slurmctld still holds, in the compact form the poller reads.

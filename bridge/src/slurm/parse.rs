@@ -3,6 +3,7 @@
 //! a `|` inside a name cannot shift the columns.
 
 use super::{Controller, SlurmError};
+use crate::job_state::JobState;
 
 /// `squeue -O` fields the poller reads: raw job id, the array's id (the id
 /// sbatch returned), state, reason, start and end (epoch seconds under
@@ -35,7 +36,7 @@ pub struct QueueEntry {
     pub job_id: i64,
     /// The id sbatch returned: the array's id for array tasks, else `job_id`.
     pub array_job_id: i64,
-    pub state: String,
+    pub state: JobState,
     pub reason: Option<String>,
     pub start: Option<f64>,
     pub end: Option<f64>,
@@ -65,7 +66,9 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
         entries.push(QueueEntry {
             job_id,
             array_job_id: fields[1].trim().parse().unwrap_or(job_id),
-            state: fields[2].trim().to_owned(),
+            // A state this SLURM prints that the bridge does not know is an
+            // error of the whole poll, not a guess.
+            state: fields[2].trim().parse().map_err(|_| unexpected())?,
             reason: non_empty(fields[3]),
             start: time(fields[4].trim()),
             end: time(fields[5].trim()),
@@ -90,7 +93,7 @@ pub fn comments(stdout: &str) -> Vec<(i64, String)> {
 /// The fields of `scontrol show job -o` the poller needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobDetail {
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     pub reason: Option<String>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -118,7 +121,7 @@ pub fn show_job(stdout: &str) -> JobDetail {
         None => (None, None),
     };
     JobDetail {
-        state: field("JobState").map(str::to_owned),
+        state: field("JobState").and_then(|s| s.parse().ok()),
         reason: field("Reason").and_then(non_empty),
         exit_code,
         signal,
@@ -129,7 +132,7 @@ pub fn show_job(stdout: &str) -> JobDetail {
 }
 
 /// One node from `sinfo -N -O SINFO_FORMAT`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeInfo {
     pub name: String,
     pub state: String,
@@ -190,6 +193,7 @@ mod tests {
         assert_eq!(entries[1].reason.as_deref(), Some("Priority"));
         assert_eq!(entries[1].nodes, None);
         assert!(squeue("garbage\n").is_err());
+        assert!(squeue("23|21|BOGUS|None|N/A|N/A||\n").is_err());
     }
 
     #[test]
@@ -202,7 +206,7 @@ mod tests {
         let out = "JobId=18 JobName=wrap UserId=root(0) JobState=FAILED Reason=JobLaunchFailure Dependency=(null) \
                    ExitCode=0:9 StartTime=1795850864 EndTime=1795850865 NodeList=c1 Command=(null)\n";
         let detail = show_job(out);
-        assert_eq!(detail.state.as_deref(), Some("FAILED"));
+        assert_eq!(detail.state, Some(JobState::Failed));
         assert_eq!(detail.reason.as_deref(), Some("JobLaunchFailure"));
         assert_eq!((detail.exit_code, detail.signal), (Some(0), Some(9)));
         assert_eq!(detail.nodes.as_deref(), Some("c1"));

@@ -7,46 +7,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::parse::{JobDetail, NodeInfo, QueueEntry};
 use super::{hostlist, Slurm, SlurmError};
+use crate::job_state::JobState;
 use crate::metrics::Metrics;
-use crate::store::jobs::{self, Collated, Observation, Tracked, SUBMITTING};
+use crate::shutdown::Stopping;
+use crate::store::jobs::{self, Collated, Observation, Tracked};
 use crate::store::{now, Store, StoreError};
 
-/// States after which SLURM does nothing more with a job.
-const TERMINAL: &[&str] = &[
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "SPECIAL_EXIT",
-    "REVOKED",
-];
-
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL.contains(&state)
-}
-
-/// A node as `GET /v1/nodes` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A node and the SLURM jobs running on it.
+#[derive(Debug, Clone)]
 pub struct NodeView {
-    #[serde(flatten)]
     pub info: NodeInfo,
     /// SLURM job ids running on the node.
     pub running_jobs: Vec<i64>,
 }
 
 /// The last poll's picture of the nodes.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeSnapshot {
     pub nodes: Vec<NodeView>,
     /// Unix time of the poll; None before the first one.
@@ -88,6 +69,7 @@ pub fn spawn(
     metrics: Metrics,
     interval: Duration,
     submit_grace: Duration,
+    stopping: Stopping,
 ) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
     let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let poller = Poller {
@@ -100,17 +82,25 @@ pub fn spawn(
         counted_at: Default::default(),
         counts_dirty: Default::default(),
     };
-    (tokio::spawn(poller.run(interval)), rx)
+    (tokio::spawn(poller.run(interval, stopping)), rx)
 }
 
 impl Poller {
     #[tracing::instrument(name = "poller", skip_all)]
-    async fn run(self, interval: Duration) {
+    async fn run(self, interval: Duration, mut stopping: Stopping) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
-            ticker.tick().await;
+            // A stop is heard between rounds: a round in progress finishes
+            // (its observations are stored in one transaction anyway).
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stopping.wait() => {
+                    tracing::info!("poller stopped");
+                    return;
+                }
+            }
             let started = Instant::now();
             match self.round().await {
                 Ok(()) => {
@@ -150,7 +140,7 @@ impl Poller {
         for job in &tracked {
             match job.slurm_job_id {
                 // From before this process started, or far past sbatch's timeout.
-                None if job.state == SUBMITTING
+                None if job.state == JobState::Submitting
                     && (job.submitted_at < self.process_started || job.submitted_at < grace_cutoff) =>
                 {
                     orphans.push(job.clone());
@@ -183,11 +173,11 @@ impl Poller {
         }
         let mut transitions = 0;
         if !observations.is_empty() {
-            let changed: Vec<String> = observations.iter().map(|(_, o)| o.state.clone()).collect();
+            let changed: Vec<JobState> = observations.iter().map(|(_, o)| o.state).collect();
             transitions = self.store.call(move |conn| jobs::observe(conn, &observations)).await?;
             if transitions > 0 {
                 for state in changed {
-                    self.metrics.job_transitions.with_label_values(&[&state]).inc();
+                    self.metrics.job_transitions.with_label_values(&[state.as_str()]).inc();
                 }
             }
         }
@@ -208,7 +198,7 @@ impl Poller {
             let counts = self.store.read(jobs::count_by_state).await?;
             self.metrics.jobs_by_state.reset();
             for (state, count) in counts {
-                self.metrics.jobs_by_state.with_label_values(&[&state]).set(count);
+                self.metrics.jobs_by_state.with_label_values(&[state.as_str()]).set(count);
             }
             if let Ok(mut t) = self.counted_at.lock() {
                 *t = Some(Instant::now());
@@ -277,7 +267,7 @@ impl Poller {
 
     fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry]) {
         let mut running: HashMap<String, Vec<i64>> = HashMap::new();
-        for entry in queue.iter().filter(|e| e.state == "RUNNING") {
+        for entry in queue.iter().filter(|e| e.state == JobState::Running) {
             for node in entry.nodes.as_deref().map(hostlist::expand).unwrap_or_default() {
                 running.entry(node).or_default().push(entry.job_id);
             }
@@ -306,19 +296,19 @@ pub fn comment_tag(tag: &str) -> String {
 /// running if any task runs, pending if any waits, else finished, failed if
 /// any task did not complete.
 fn aggregate(entries: &[&QueueEntry]) -> Observation {
-    let active: Vec<&&QueueEntry> = entries.iter().filter(|e| !is_terminal(&e.state)).collect();
+    let active: Vec<&&QueueEntry> = entries.iter().filter(|e| !e.state.is_terminal()).collect();
     let finished = active.is_empty();
     let lead = if finished {
-        entries.iter().find(|e| e.state != "COMPLETED").unwrap_or(&entries[0])
+        entries.iter().find(|e| e.state != JobState::Completed).unwrap_or(&entries[0])
     } else {
-        active.iter().find(|e| e.state == "RUNNING").copied().unwrap_or(active[0])
+        active.iter().find(|e| e.state == JobState::Running).copied().unwrap_or(active[0])
     };
     let mut nodes: Vec<&str> = entries.iter().filter_map(|e| e.nodes.as_deref()).collect();
     nodes.dedup();
     let started_at = entries.iter().filter_map(|e| e.start).reduce(f64::min);
     let ended_at = if finished { entries.iter().filter_map(|e| e.end).reduce(f64::max) } else { None };
     Observation {
-        state: lead.state.clone(),
+        state: lead.state,
         reason: lead.reason.clone(),
         nodes: (!nodes.is_empty()).then(|| nodes.join(",")),
         started_at,
@@ -328,7 +318,7 @@ fn aggregate(entries: &[&QueueEntry]) -> Observation {
         finished,
         event_at: if finished {
             ended_at
-        } else if lead.state == "RUNNING" {
+        } else if lead.state == JobState::Running {
             started_at
         } else {
             None
@@ -346,8 +336,8 @@ fn merge_detail(obs: Option<Observation>, detail: Option<JobDetail>) -> Observat
             obs
         }
         (None, Some(detail)) => {
-            let state = detail.state.clone().unwrap_or_else(|| jobs::UNKNOWN.to_owned());
-            let finished = is_terminal(&state);
+            let state = detail.state.unwrap_or(JobState::Unknown);
+            let finished = state.is_terminal();
             Observation {
                 finished,
                 reason: detail.reason,
@@ -360,12 +350,13 @@ fn merge_detail(obs: Option<Observation>, detail: Option<JobDetail>) -> Observat
                 state,
             }
         }
-        (obs, None) => Observation {
-            state: jobs::UNKNOWN.to_owned(),
-            reason: Some("SLURM purged the job before the bridge saw it end".to_owned()),
-            finished: true,
-            ..obs.unwrap_or_default()
-        },
+        (obs, None) => {
+            let reason = Some("SLURM purged the job before the bridge saw it end".to_owned());
+            match obs {
+                Some(obs) => Observation { state: JobState::Unknown, reason, finished: true, ..obs },
+                None => Observation::lost(reason),
+            }
+        }
     }
 }
 
@@ -374,13 +365,14 @@ mod tests {
     use super::*;
 
     fn entry(job_id: i64, array: i64, state: &str) -> QueueEntry {
+        let state: JobState = state.parse().unwrap();
         QueueEntry {
             job_id,
             array_job_id: array,
-            state: state.into(),
+            state,
             reason: None,
             start: Some(10.0 + job_id as f64),
-            end: is_terminal(state).then_some(20.0 + job_id as f64),
+            end: state.is_terminal().then_some(20.0 + job_id as f64),
             nodes: Some(format!("c{job_id}")),
         }
     }
@@ -389,17 +381,17 @@ mod tests {
     fn array_tasks_aggregate_to_one_state() {
         let (a, b, c) = (entry(1, 1, "COMPLETED"), entry(2, 1, "RUNNING"), entry(3, 1, "PENDING"));
         let obs = aggregate(&[&a, &b, &c]);
-        assert_eq!(obs.state, "RUNNING");
+        assert_eq!(obs.state, JobState::Running);
         assert!(!obs.finished);
         let failed = entry(2, 1, "FAILED");
         let obs = aggregate(&[&a, &failed]);
-        assert_eq!((obs.state.as_str(), obs.finished, obs.ended_at), ("FAILED", true, Some(22.0)));
+        assert_eq!((obs.state, obs.finished, obs.ended_at), (JobState::Failed, true, Some(22.0)));
     }
 
     #[test]
     fn a_forgotten_job_is_unknown_with_a_reason() {
         let obs = merge_detail(None, None);
-        assert_eq!(obs.state, "UNKNOWN");
+        assert_eq!(obs.state, JobState::Unknown);
         assert!(obs.finished);
         assert!(obs.reason.unwrap().contains("purged"));
     }

@@ -3,22 +3,20 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Slurm;
+use crate::shutdown::Stopping;
 
 /// The last probe's outcome, as /healthz shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SlurmHealth {
     /// Whether slurmctld answered the last probe.
     pub reachable: bool,
     /// What it said, when it answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
     /// Why not, when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Unix time of the last probe; None before the first one finishes.
     pub checked_at: Option<f64>,
@@ -31,19 +29,22 @@ impl SlurmHealth {
 }
 
 /// Starts the probe; the first probe runs at once.
-pub fn spawn(slurm: Slurm, interval: Duration) -> (JoinHandle<()>, watch::Receiver<SlurmHealth>) {
+pub fn spawn(slurm: Slurm, interval: Duration, stopping: Stopping) -> (JoinHandle<()>, watch::Receiver<SlurmHealth>) {
     let (tx, rx) = watch::channel(SlurmHealth::unknown());
-    let handle = tokio::spawn(run(slurm, interval, tx));
+    let handle = tokio::spawn(run(slurm, interval, tx, stopping));
     (handle, rx)
 }
 
 #[tracing::instrument(skip_all)]
-async fn run(slurm: Slurm, interval: Duration, tx: watch::Sender<SlurmHealth>) {
+async fn run(slurm: Slurm, interval: Duration, tx: watch::Sender<SlurmHealth>, mut stopping: Stopping) {
     let mut ticker = tokio::time::interval(interval);
     // A slow probe should not be followed by a burst of catch-up probes.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopping.wait() => return,
+        }
         let result = slurm.ping().await;
         let checked_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
         let health = match result {

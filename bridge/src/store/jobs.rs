@@ -1,31 +1,38 @@
 //! Jobs and their timelines.
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 
 use super::{now, StoreError};
+use crate::job_state::JobState;
 
-/// The state of a job whose sbatch has not answered yet.
-pub const SUBMITTING: &str = "SUBMITTING";
-/// The state of a job SLURM forgot before the bridge saw it end.
-pub const UNKNOWN: &str = "UNKNOWN";
+/// States are stored as their SLURM names.
+impl ToSql for JobState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
-#[derive(Debug, Clone, Serialize)]
+impl FromSql for JobState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A row of `jobs` (with its owner's name). `http/` decides what of it a
+/// response shows.
+#[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
-    #[serde(skip)]
     pub user_id: i64,
     pub user: String,
     pub slurm_job_id: Option<i64>,
-    #[serde(skip)]
     pub tag: String,
-    #[serde(skip)]
     pub idempotency_key: Option<String>,
-    #[serde(skip)]
     pub request_hash: Option<String>,
     pub name: String,
     pub partition: Option<String>,
-    pub state: String,
+    pub state: JobState,
     pub reason: Option<String>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -38,17 +45,13 @@ pub struct Job {
     pub stdout_path: Option<String>,
     pub stderr_path: Option<String>,
     pub unix_user: String,
-    #[serde(skip)]
     pub uid: u32,
     pub finished: bool,
     /// Kernel jobs: where the result file goes (`%j` = SLURM id).
-    #[serde(skip)]
     pub result_path: Option<String>,
     /// Kernel jobs, once collated: whether the result passed verification.
-    #[serde(skip)]
     pub result_verified: Option<bool>,
     /// Kernel jobs, once collated: why there is no verified result.
-    #[serde(skip)]
     pub result_error: Option<String>,
 }
 
@@ -142,7 +145,7 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
             job.request_hash,
             job.name,
             job.partition,
-            SUBMITTING,
+            JobState::Submitting,
             at,
             job.spec.to_string(),
             job.script,
@@ -154,7 +157,10 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         ],
     )?;
     let id = tx.last_insert_rowid();
-    tx.execute("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)", params![id, at, SUBMITTING])?;
+    tx.execute(
+        "INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)",
+        params![id, at, JobState::Submitting],
+    )?;
     tx.commit()?;
     Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
 }
@@ -178,7 +184,7 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Job>, StoreError> {
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
     pub user_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     pub name: Option<String>,
     pub since: Option<f64>,
     /// Only jobs with a smaller id (the cursor: newest first).
@@ -195,7 +201,7 @@ pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreErro
         sql.push_str(&format!(" AND j.user_id = ?{}", args.len()));
     }
     if let Some(state) = &filter.state {
-        args.push(state.clone().into());
+        args.push(state.as_str().to_owned().into());
         sql.push_str(&format!(" AND j.state = ?{}", args.len()));
     }
     if let Some(name) = &filter.name {
@@ -217,11 +223,10 @@ pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreErro
     Ok(jobs)
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub at: f64,
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: JobState,
     pub reason: Option<String>,
 }
 
@@ -239,7 +244,7 @@ pub struct Tracked {
     pub id: i64,
     pub slurm_job_id: Option<i64>,
     pub tag: String,
-    pub state: String,
+    pub state: JobState,
     pub reason: Option<String>,
     pub submitted_at: f64,
 }
@@ -265,8 +270,7 @@ pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
 
 /// Ends tracking of a job SLURM has no record of, with the reason.
 pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), StoreError> {
-    let obs = Observation { state: UNKNOWN.into(), reason: Some(reason.into()), finished: true, ..Default::default() };
-    observe(conn, &[(id, obs)]).map(|_| ())
+    observe(conn, &[(id, Observation::lost(Some(reason.into())))]).map(|_| ())
 }
 
 /// Records the SLURM job id sbatch returned (or reconciliation found); the
@@ -274,13 +278,15 @@ pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), Sto
 pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2", params![slurm_job_id, id])?;
-    let was_submitting =
-        tx.execute("UPDATE jobs SET state = 'PENDING' WHERE id = ?1 AND state = ?2", params![id, SUBMITTING])? == 1;
+    let was_submitting = tx.execute(
+        "UPDATE jobs SET state = ?3 WHERE id = ?1 AND state = ?2",
+        params![id, JobState::Submitting, JobState::Pending],
+    )? == 1;
     if was_submitting {
         tx.execute(
             "INSERT INTO job_events (job_id, seq, at, state)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, 'PENDING')",
-            params![id, now()],
+             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)",
+            params![id, now(), JobState::Pending],
         )?;
     }
     tx.commit()?;
@@ -288,9 +294,9 @@ pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result
 }
 
 /// What the poller learnt about a job in one round.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    pub state: String,
+    pub state: JobState,
     pub reason: Option<String>,
     pub nodes: Option<String>,
     pub started_at: Option<f64>,
@@ -300,6 +306,23 @@ pub struct Observation {
     pub finished: bool,
     /// When the change happened, if SLURM says (start or end time); else now.
     pub event_at: Option<f64>,
+}
+
+impl Observation {
+    /// A job that ended without the bridge seeing how: UNKNOWN, for `reason`.
+    pub fn lost(reason: Option<String>) -> Observation {
+        Observation {
+            state: JobState::Unknown,
+            reason,
+            nodes: None,
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            finished: true,
+            event_at: None,
+        }
+    }
 }
 
 /// Applies observations in one transaction; a timeline entry for each job
@@ -379,7 +402,7 @@ pub struct Uncollated {
     pub slurm_job_id: Option<i64>,
     pub result_path: String,
     pub uid: u32,
-    pub state: String,
+    pub state: JobState,
 }
 
 /// Finished kernel jobs without a collated result, oldest first.
@@ -430,7 +453,7 @@ pub fn result(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> 
 }
 
 /// Counts of jobs by state, for the metrics gauge.
-pub fn count_by_state(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+pub fn count_by_state(conn: &Connection) -> Result<Vec<(JobState, i64)>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
     let counts = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(counts)

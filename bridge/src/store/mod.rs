@@ -116,6 +116,13 @@ impl Store {
     }
 
     /// A consistent copy of the live database at `dest` (SQLite online backup).
+    /// Whether the database takes writes now: a write transaction that
+    /// changes nothing still needs the write lock and a writable file (the
+    /// cheapest honest check, for `/readyz`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.call(|conn| Ok(conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?)).await
+    }
+
     pub async fn backup(&self, dest: std::path::PathBuf) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.backup(rusqlite::DatabaseName::Main, &dest, None)?;

@@ -37,11 +37,11 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A row of `users`; `http/users.rs` decides what of it the API shows.
+#[derive(Debug, Clone)]
 pub struct User {
     pub id: i64,
     pub name: String,
-    #[serde(skip)]
     pub password_hash: String,
     pub role: Role,
     /// The Unix account jobs run as; `None`: not mapped, so no jobs.

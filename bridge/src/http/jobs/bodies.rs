@@ -1,0 +1,212 @@
+//! What `/v1/jobs` answers: response bodies built from the store's rows, so
+//! a column can change without changing the API (docs/openapi.json names
+//! these shapes).
+
+use odyssey_health_wire::records::{NodeRecord, Record, TaskRecord};
+use serde::Serialize;
+
+use crate::failure::Failure;
+use crate::job_health::{NodeHealth, StepHealth};
+use crate::job_state::JobState;
+use crate::store::jobs::{Event, Job};
+
+/// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it.
+#[derive(Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub user: String,
+    pub slurm_job_id: Option<i64>,
+    pub name: String,
+    pub partition: Option<String>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub nodes: Option<String>,
+    pub submitted_at: f64,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub spec: serde_json::Value,
+    pub script: String,
+    pub stdout_path: Option<String>,
+    pub stderr_path: Option<String>,
+    pub unix_user: String,
+    pub finished: bool,
+}
+
+impl From<Job> for JobRecord {
+    fn from(job: Job) -> Self {
+        JobRecord {
+            id: job.id,
+            user: job.user,
+            slurm_job_id: job.slurm_job_id,
+            name: job.name,
+            partition: job.partition,
+            state: job.state,
+            reason: job.reason,
+            exit_code: job.exit_code,
+            signal: job.signal,
+            nodes: job.nodes,
+            submitted_at: job.submitted_at,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            spec: job.spec,
+            script: job.script,
+            stdout_path: job.stdout_path,
+            stderr_path: job.stderr_path,
+            unix_user: job.unix_user,
+            finished: job.finished,
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}`: the record with, once it failed, why.
+#[derive(Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    pub failure: Option<FailureBody>,
+    /// Kernel jobs only: where the result is and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultView>,
+}
+
+#[derive(Serialize)]
+pub struct FailureBody {
+    /// `application`, `resource` or `infrastructure`.
+    pub class: &'static str,
+    pub reason: String,
+}
+
+impl From<Failure> for FailureBody {
+    fn from(failure: Failure) -> Self {
+        FailureBody { class: failure.class.as_str(), reason: failure.reason }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResultView {
+    pub url: String,
+    /// Whether the poller has read it yet (it does once the job finished).
+    pub collated: bool,
+    /// Whether it passed verification; null until collated or when missing.
+    pub verified: Option<bool>,
+    /// Why there is no verified result.
+    pub problem: Option<String>,
+}
+
+/// A job in a list: the record without its spec and script, which
+/// `GET /v1/jobs/{id}` serves.
+#[derive(Serialize)]
+pub struct JobSummary {
+    pub id: i64,
+    pub user: String,
+    pub slurm_job_id: Option<i64>,
+    pub name: String,
+    pub partition: Option<String>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub nodes: Option<String>,
+    pub submitted_at: f64,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub finished: bool,
+}
+
+impl From<Job> for JobSummary {
+    fn from(job: Job) -> Self {
+        JobSummary {
+            id: job.id,
+            user: job.user,
+            slurm_job_id: job.slurm_job_id,
+            name: job.name,
+            partition: job.partition,
+            state: job.state,
+            reason: job.reason,
+            exit_code: job.exit_code,
+            signal: job.signal,
+            nodes: job.nodes,
+            submitted_at: job.submitted_at,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            finished: job.finished,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+/// One entry of a job's timeline.
+#[derive(Serialize)]
+pub struct EventBody {
+    pub at: f64,
+    pub state: JobState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<Event> for EventBody {
+    fn from(event: Event) -> Self {
+        EventBody { at: event.at, state: event.state, reason: event.reason }
+    }
+}
+
+/// `GET /v1/jobs/{id}/health`.
+#[derive(Serialize)]
+pub struct JobHealth {
+    pub id: i64,
+    pub slurm_job_id: Option<i64>,
+    pub tasks: usize,
+    pub tasks_ok: usize,
+    /// Per step (batch first), per node, per task.
+    pub steps: Vec<StepBody>,
+    /// Every record, oldest first: `kind` task or node, per step.
+    pub records: Vec<Record>,
+}
+
+#[derive(Serialize)]
+pub struct StepBody {
+    /// SLURM's step: a number, or "batch" for a batch script.
+    pub step: String,
+    pub tasks: usize,
+    pub tasks_ok: usize,
+    pub nodes: Vec<NodeBody>,
+}
+
+#[derive(Serialize)]
+pub struct NodeBody {
+    pub node: String,
+    /// The node's record for the step; null until it arrives.
+    pub node_record: Option<Record>,
+    /// Task records, by global task id.
+    pub tasks: Vec<Record>,
+}
+
+impl From<StepHealth> for StepBody {
+    fn from(step: StepHealth) -> Self {
+        StepBody {
+            step: step.step,
+            tasks: step.tasks,
+            tasks_ok: step.tasks_ok,
+            nodes: step.nodes.into_iter().map(NodeBody::from).collect(),
+        }
+    }
+}
+
+impl From<NodeHealth> for NodeBody {
+    fn from(node: NodeHealth) -> Self {
+        NodeBody {
+            node: node.node,
+            node_record: node.node_record.map(|n: NodeRecord| Record::Node(n)),
+            tasks: node.tasks.into_iter().map(|t: TaskRecord| Record::Task(t)).collect(),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Serving the API (plain HTTP or TLS) and the metrics listener, with a
+//! graceful stop: when `Stopping` is raised the listeners stop accepting,
+//! requests in flight finish (at most `grace`), and then the server returns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::shutdown::Stopping;
+
+/// Serves `app` on `listener` until the stop, then drains.
+pub async fn serve_api(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<(PathBuf, PathBuf)>,
+    stopping: Stopping,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            tracing::info!(%addr, "bridge listening (http)");
+            let mut stop = stopping.clone();
+            let server = axum::serve(listener, service).with_graceful_shutdown(async move { stop.wait().await });
+            let mut deadline = stopping;
+            tokio::select! {
+                served = server => served.context("serve http"),
+                () = async { deadline.wait().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(?grace, "requests still in flight after the shutdown grace; exiting anyway");
+                    Ok(())
+                }
+            }
+        }
+        Some((cert, key)) => {
+            // ring: pure Rust and C, no cmake; one provider for the process.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| format!("load TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            let mut stop = stopping;
+            tokio::spawn(async move {
+                stop.wait().await;
+                stopper.graceful_shutdown(Some(grace));
+            });
+            tracing::info!(%addr, "bridge listening (https)");
+            axum_server::from_tcp_rustls(listener.into_std()?, config)
+                .handle(handle)
+                .serve(service)
+                .await
+                .context("serve https")
+        }
+    }
+}
+
+/// `/metrics` on its own listener, stopping with the API.
+pub async fn spawn_metrics(
+    addr: SocketAddr,
+    metrics: Metrics,
+    mut stopping: Stopping,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
+    tracing::info!(%addr, "metrics listening");
+    let router = Router::new().route("/metrics", axum::routing::get(move || async move { metrics.render() }));
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async move { stopping.wait().await }).await
+    }))
+}

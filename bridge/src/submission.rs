@@ -1,0 +1,318 @@
+//! The submission service: a caller's `JobRequest` becomes a SLURM job in
+//! four steps (validate, record, submit, reconcile), each one function here.
+//! It knows nothing of HTTP: `http/jobs.rs` extracts the request and maps a
+//! `SubmitError` to a problem.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::jobspec::{self, JobRequest, ValidJob};
+use crate::metrics::Metrics;
+use crate::rate_limit::SubmitLimiter;
+use crate::slurm::poller::comment_tag;
+use crate::slurm::{Identity, SbatchOutcome, Slurm, SlurmError, Submission};
+use crate::store::jobs::{self, Inserted, Job, NewJob};
+use crate::store::users::User;
+use crate::store::{Store, StoreError};
+use crate::unix;
+
+/// Who submits: the account, and whether it may name others' jobs.
+pub struct Caller<'a> {
+    pub user: &'a User,
+    pub is_admin: bool,
+}
+
+/// What a submission became.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new SLURM job, recorded.
+    Created(Job),
+    /// The job an earlier request with the same idempotency key made.
+    Existing(Job),
+    /// `sbatch --test-only`'s estimate; nothing was recorded.
+    DryRun { slurm: String, script: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(
+        "the account {0:?} is not mapped to a Unix account, so it cannot run jobs: sign in with your Unix \
+         password (POST /v1/auth/login with \"method\": \"pam\") or ask an admin to map it \
+         (PATCH /v1/users/{{name}} with \"unix_user\")"
+    )]
+    NotMapped(String),
+    #[error("your Unix mapping cannot run jobs: {0}")]
+    MappingUnusable(String),
+    #[error("{field}: {detail}")]
+    Invalid { field: String, detail: String },
+    #[error(
+        "kernel jobs need odyssey-mpi at {}, where every node sees it, and it is not there \
+         (scripts/build.sh installs it)",
+        .0.display()
+    )]
+    KernelRunnerMissing(PathBuf),
+    #[error("at most {per_minute} submissions per minute; retry in {retry_after} s")]
+    RateLimited { per_minute: u32, retry_after: u64 },
+    #[error("Idempotency-Key {0:?} was used for a different request")]
+    IdempotencyMismatch(String),
+    /// SLURM refused the job; its own words.
+    #[error("SLURM refused the job: {0}")]
+    Rejected(String),
+    /// The working directory cannot be entered as the user.
+    #[error("{0}")]
+    WorkingDir(String),
+    /// sbatch did not answer in time: it may have reached slurmctld, so the
+    /// record stays and the poller reconciles it by its tag.
+    #[error(
+        "sbatch did not finish within {0:?}; the job may still have been submitted: retry with the same \
+         Idempotency-Key to find out"
+    )]
+    MaybeSubmitted(Duration),
+    #[error("SLURM does not answer: {0}")]
+    Unreachable(String),
+    #[error("the bridge is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl SubmitError {
+    fn invalid(field: impl Into<String>, detail: impl Into<String>) -> SubmitError {
+        SubmitError::Invalid { field: field.into(), detail: detail.into() }
+    }
+}
+
+/// A seam for tests, called between sbatch's answer and recording the SLURM
+/// id: the window a crash of the bridge leaves a job to reconciliation. The
+/// bridge's own binary uses `NoHook`; a test implements this to stop there
+/// (the e2e crate's `bridge-with-faults` exits, the shutdown test waits).
+pub trait SubmitHook: Send + Sync + 'static {
+    fn after_sbatch(&self, slurm_job_id: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The hook that does nothing.
+pub struct NoHook;
+
+impl SubmitHook for NoHook {
+    fn after_sbatch(&self, _slurm_job_id: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Everything a submission needs; cheap to clone.
+#[derive(Clone)]
+pub struct Submitter {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub slurm: Slurm,
+    pub metrics: Metrics,
+    /// Per-user submission rate.
+    pub limiter: SubmitLimiter,
+    /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
+    pub sbatch_slots: Arc<Semaphore>,
+    pub hook: Arc<dyn SubmitHook>,
+}
+
+impl Submitter {
+    /// Validates `request` for `caller`, records it, runs sbatch as the
+    /// caller's Unix account and records the SLURM id.
+    pub async fn submit(
+        &self,
+        caller: Caller<'_>,
+        request: &JobRequest,
+        idempotency_key: Option<String>,
+        dry_run: bool,
+    ) -> Result<Submitted, SubmitError> {
+        let identity = self.identity(caller.user).await?;
+        let valid = self.validate(request, &identity).await?;
+        // A dry run costs an sbatch like a submission: it counts alike.
+        let per_minute = self.settings.limits.submit_rate_per_minute;
+        self.limiter
+            .check(caller.user.id, per_minute)
+            .map_err(|retry_after| SubmitError::RateLimited { per_minute, retry_after })?;
+        let (submission, tag) = self.submission(&caller, &identity, &valid).await?;
+        if dry_run {
+            return match self.sbatch(submission, true).await? {
+                SbatchOutcome::DryRun(slurm) => Ok(Submitted::DryRun { slurm, script: valid.script }),
+                SbatchOutcome::Submitted(_) => Err(anyhow::anyhow!("a dry run submitted a job").into()),
+            };
+        }
+        let job = match self.record(&caller, &identity, &valid, request, tag, idempotency_key).await? {
+            Inserted::Existing(job) => return Ok(Submitted::Existing(job)),
+            Inserted::New(job) => job,
+        };
+        self.submit_recorded(job.id, submission).await.map(Submitted::Created)
+    }
+
+    /// The caller's Unix identity, checked now (an account can change, be
+    /// locked or leave the uid range after it was mapped). A bridge account
+    /// runs jobs only as a Unix account an admin mapped or the user proved.
+    async fn identity(&self, user: &User) -> Result<Identity, SubmitError> {
+        let Some((unix_user, mapped_by)) = user.unix_mapping() else {
+            return Err(SubmitError::NotMapped(user.name.clone()));
+        };
+        unix::resolve_off_thread(unix_user, self.settings.uid_range(), mapped_by)
+            .await
+            .map(Identity::from)
+            .map_err(|e| SubmitError::MappingUnusable(e.to_string()))
+    }
+
+    /// The request's rules (`jobspec`), and for a kernel job the runner it needs.
+    async fn validate(&self, request: &JobRequest, identity: &Identity) -> Result<ValidJob, SubmitError> {
+        let mpi_binary = self.settings.mpi_binary.clone();
+        let valid = jobspec::validate(request, &identity.home, &self.settings.limits, &mpi_binary)
+            .map_err(|e| SubmitError::invalid(e.field, e.detail))?;
+        if valid.result_path.is_some() {
+            // The bridge's own configured binary, not a path from the request.
+            let binary = mpi_binary.clone();
+            let installed = tokio::task::spawn_blocking(move || binary.is_file()).await.map_err(anyhow::Error::from)?;
+            if !installed {
+                return Err(SubmitError::KernelRunnerMissing(mpi_binary));
+            }
+        }
+        Ok(valid)
+    }
+
+    /// sbatch's options, with dependencies on the caller's own earlier jobs
+    /// (by bridge id) and the random tag that finds the job after a crash.
+    async fn submission(
+        &self,
+        caller: &Caller<'_>,
+        identity: &Identity,
+        valid: &ValidJob,
+    ) -> Result<(Submission, String), SubmitError> {
+        let mut options = valid.options.clone();
+        if !valid.dependencies.is_empty() {
+            options.push(("dependency", self.dependencies(caller, &valid.dependencies).await?));
+        }
+        let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
+        options.push(("comment", comment_tag(&tag)));
+        let submission = Submission {
+            identity: identity.clone(),
+            working_dir: valid.working_dir.clone(),
+            options,
+            env: valid.env.clone(),
+            script: valid.script.clone(),
+        };
+        Ok((submission, tag))
+    }
+
+    /// `afterok:<slurm ids>` for bridge ids the caller may name.
+    async fn dependencies(&self, caller: &Caller<'_>, ids: &[i64]) -> Result<String, SubmitError> {
+        let wanted = ids.to_vec();
+        let found = self
+            .store
+            .read(move |conn| wanted.iter().map(|id| jobs::by_id(conn, *id)).collect::<Result<Vec<_>, _>>())
+            .await?;
+        let mut slurm_ids = Vec::new();
+        for (job, id) in found.into_iter().zip(ids) {
+            match job {
+                Some(job) if job.user_id == caller.user.id || caller.is_admin => match job.slurm_job_id {
+                    Some(slurm_id) => slurm_ids.push(slurm_id.to_string()),
+                    None => return Err(SubmitError::invalid("dependencies", format!("job {id} has no SLURM id yet"))),
+                },
+                _ => return Err(SubmitError::invalid("dependencies", format!("you have no job {id}"))),
+            }
+        }
+        Ok(format!("afterok:{}", slurm_ids.join(":")))
+    }
+
+    /// Inserts the job as SUBMITTING (the idempotency key checked in the same
+    /// transaction), or finds the job an earlier request with the key made.
+    async fn record(
+        &self,
+        caller: &Caller<'_>,
+        identity: &Identity,
+        valid: &ValidJob,
+        request: &JobRequest,
+        tag: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Inserted, SubmitError> {
+        let hash = request_hash(request);
+        let new_job = NewJob {
+            user_id: caller.user.id,
+            tag,
+            idempotency_key: idempotency_key.clone(),
+            request_hash: hash.clone(),
+            name: valid.name.clone(),
+            partition: valid.partition.clone(),
+            spec: valid.spec.clone(),
+            script: valid.script.clone(),
+            stdout_path: Some(valid.stdout.clone()),
+            stderr_path: Some(valid.stderr.clone()),
+            unix_user: identity.name.clone(),
+            uid: identity.uid,
+            result_path: valid.result_path.clone(),
+        };
+        let inserted = self.store.call(move |conn| jobs::insert(conn, &new_job)).await?;
+        if let Inserted::Existing(job) = &inserted {
+            if job.request_hash.as_deref() != Some(hash.as_str()) {
+                return Err(SubmitError::IdempotencyMismatch(idempotency_key.unwrap_or_default()));
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Runs sbatch for a recorded job and records its SLURM id. A refusal
+    /// deletes the record; a timeout keeps it for the poller to reconcile.
+    async fn submit_recorded(&self, id: i64, submission: Submission) -> Result<Job, SubmitError> {
+        match self.sbatch(submission, false).await {
+            Ok(SbatchOutcome::Submitted(slurm_id)) => {
+                self.hook.after_sbatch(slurm_id).await;
+                let job = self
+                    .store
+                    .call(move |conn| {
+                        jobs::set_slurm_id(conn, id, slurm_id)?;
+                        jobs::by_id(conn, id)
+                    })
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("job {id} vanished after submission"))?;
+                Ok(job)
+            }
+            Ok(SbatchOutcome::DryRun(_)) => {
+                Err(anyhow::anyhow!("sbatch answered a real submission as a dry run").into())
+            }
+            Err(err @ SubmitError::MaybeSubmitted(_)) => Err(err),
+            Err(err) => {
+                self.store.call(move |conn| jobs::delete_unsubmitted(conn, id)).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// sbatch, as the user, with a bounded number running at once.
+    async fn sbatch(&self, submission: Submission, dry_run: bool) -> Result<SbatchOutcome, SubmitError> {
+        let _slot = self.sbatch_slots.acquire().await.map_err(|_| SubmitError::ShuttingDown)?;
+        let started = Instant::now();
+        let result = self.slurm.sbatch(&submission, dry_run).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(SlurmError::Rejected { .. } | SlurmError::WorkingDir { .. }) => "rejected",
+            Err(_) => "error",
+        };
+        self.metrics.sbatch_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
+        result.map_err(|e| match e {
+            SlurmError::Rejected { stderr, .. } => SubmitError::Rejected(stderr),
+            e @ SlurmError::WorkingDir { .. } => SubmitError::WorkingDir(e.to_string()),
+            SlurmError::Timeout { .. } => SubmitError::MaybeSubmitted(self.settings.slurm_timeout),
+            SlurmError::Unreachable { stderr, .. } => SubmitError::Unreachable(stderr),
+            other => SubmitError::Internal(other.into()),
+        })
+    }
+}
+
+/// A fingerprint of the request, so a reused key with another body is caught.
+fn request_hash(request: &JobRequest) -> String {
+    // serde_json's Value keeps object keys sorted: a canonical form.
+    let canonical = serde_json::to_value(request).map(|v| v.to_string()).unwrap_or_default();
+    crate::auth::token_hash(&format!("{:x}", Sha256::digest(canonical.as_bytes())))
+}
