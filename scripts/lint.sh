@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint: rustfmt and clippy (warnings are errors) over the workspace's code,
+# Lint: rustfmt and clippy (warnings are errors) over all the workspace's code,
 # ShellCheck over every shell script in the repo, and `vagrant validate`.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,10 +11,9 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
 fi
 echo "cargo fmt --check" >&2
 cargo fmt --all -- --check
-# Library and binary code; the test crates are held to rustfmt only for now
-# (their cluster guards are held across awaits by design).
-echo "cargo clippy -D warnings" >&2
-cargo clippy --release --workspace --quiet -- -D warnings
+# Every target: libraries, binaries, tests and benches.
+echo "cargo clippy --all-targets -D warnings" >&2
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
 # Every tracked file that is a shell script by name or by its #! line.
 mapfile -t scripts < <(git ls-files | while read -r f; do

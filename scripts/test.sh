@@ -19,7 +19,7 @@ step "bringing the cluster up"
 bash "$CLUSTER" up
 bash "$REPO/scripts/build.sh"
 
-step "checking shell scripts and the Vagrantfile"
+step "lint: rustfmt, clippy, ShellCheck, the Vagrantfile"
 bash "$REPO/scripts/lint.sh"
 
 step "running the tests"

@@ -36,24 +36,36 @@ static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
 static MPI_JOBS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Held while a test runs an MPI job (see `MPI_JOBS`).
-pub fn mpi_job_slot() -> std::sync::MutexGuard<'static, ()> {
-    MPI_JOBS.lock().unwrap_or_else(|e| e.into_inner())
+pub fn mpi_job_slot() -> MpiSlot {
+    MpiSlot(MPI_JOBS.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+// The guards below are process-wide locks between tests, held for a whole
+// test on purpose, across its awaits: each test runs its own runtime, and
+// the lock orders tests, not tasks. Newtypes say so (and keep clippy's
+// await_holding_lock for locks that guard data).
+
+/// A running MPI job's turn (`mpi_job_slot`).
+pub struct MpiSlot(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+/// A test's share of the cluster (`TestCluster::ensure`).
+pub struct SharedCluster(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
+/// A test's sole use of the cluster (`TestCluster::exclusive`).
+pub struct ExclusiveCluster(#[allow(dead_code)] RwLockWriteGuard<'static, ()>);
 
 /// How long any single command may run before the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl TestCluster {
     /// The cluster, brought up on first use, shared by the test (read lock).
-    pub fn ensure() -> (&'static TestCluster, RwLockReadGuard<'static, ()>) {
+    pub fn ensure() -> (&'static TestCluster, SharedCluster) {
         let guard = LIFECYCLE.read().unwrap_or_else(|e| e.into_inner());
-        (Self::get(), guard)
+        (Self::get(), SharedCluster(guard))
     }
 
     /// The cluster, for a test that changes its daemons (write lock).
-    pub fn exclusive() -> (&'static TestCluster, RwLockWriteGuard<'static, ()>) {
+    pub fn exclusive() -> (&'static TestCluster, ExclusiveCluster) {
         let guard = LIFECYCLE.write().unwrap_or_else(|e| e.into_inner());
-        (Self::get(), guard)
+        (Self::get(), ExclusiveCluster(guard))
     }
 
     fn get() -> &'static TestCluster {

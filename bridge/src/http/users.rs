@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 
 async fn list_users(caller: AuthUser, State(state): State<AppState>) -> Result<Json<Vec<UserBody>>, ApiError> {
     caller.require(Role::Admin)?;
-    let users = state.store.read(|conn| users::list(conn)).await?;
+    let users = state.store.read(users::list).await?;
     Ok(Json(users.into_iter().map(UserBody::from).collect()))
 }
 

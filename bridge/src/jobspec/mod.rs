@@ -15,11 +15,26 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use mpi_runner::params::{KernelSpec, PartsError};
-
 use crate::config::Limits;
 
+/// Per-field checks: one line, no control characters, SLURM's shapes.
+mod checks;
+/// The job's environment variables.
+mod env;
+/// The working directory and output files.
+mod io;
+/// The fixed bounds of every field.
+pub mod limits;
+/// A script's directives merged into the request's fields.
 mod merge;
+/// Name, partition, counts, memory, time, selectors: sbatch options.
+mod resources;
+/// The batch script: the user's, a quoted command, or a kernel's srun.
+mod script;
+
+pub use io::resolve_output;
+use limits::MAX_DEPENDENCIES;
+pub use script::shell_quote;
 
 /// The body of `POST /v1/jobs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -124,142 +139,6 @@ pub struct ValidJob {
 /// The file name a kernel job's result gets in its working directory.
 pub const RESULT_FILE: &str = "odyssey-result-%j.json";
 
-/// Environment names a job may not set: they steer SLURM itself.
-const RESERVED_ENV_PREFIXES: &[&str] = &["SLURM_", "SBATCH_", "SPANK_", "_SLURM", "SALLOC_", "SRUN_"];
-
-/// Checks shared by every single-line field: no NUL, line breaks or other
-/// control characters, nothing that reads as an option or a directive.
-fn line(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
-    if value.is_empty() {
-        return Err(bad(field, "must not be empty"));
-    }
-    if value.len() > limits.max_field_bytes {
-        return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
-    }
-    if value.contains('\0') {
-        return Err(bad(field, "contains a NUL byte"));
-    }
-    if value.contains(['\n', '\r']) {
-        return Err(bad(field, "contains a line break"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(bad(field, "contains a control character"));
-    }
-    if value.starts_with('-') {
-        return Err(bad(field, "must not start with '-' (it would read as an option)"));
-    }
-    if value.to_ascii_uppercase().contains("#SBATCH") {
-        return Err(bad(field, "must not contain an #SBATCH directive"));
-    }
-    Ok(())
-}
-
-fn token(field: &str, value: &str, max: usize, extra: &[char], limits: &Limits) -> Result<(), SpecError> {
-    line(field, value, limits)?;
-    if value.len() > max || !value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c)) {
-        let extra: String = extra.iter().collect();
-        return Err(bad(field, format!("must be at most {max} characters of letters, digits and {extra:?}")));
-    }
-    Ok(())
-}
-
-fn path(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
-    line(field, value, limits)?;
-    if !value.starts_with('/') {
-        return Err(bad(field, "must be an absolute path"));
-    }
-    if value.chars().any(char::is_whitespace) {
-        return Err(bad(field, "must not contain whitespace"));
-    }
-    if value.split('/').any(|part| part == "..") {
-        return Err(bad(field, "must not contain '..'"));
-    }
-    Ok(())
-}
-
-fn count(field: &str, value: Option<u32>, max: u32) -> Result<Option<u32>, SpecError> {
-    match value {
-        Some(0) => Err(bad(field, "must be at least 1")),
-        Some(n) if n > max => Err(bad(field, format!("must be at most {max}"))),
-        other => Ok(other),
-    }
-}
-
-fn memory(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
-    line(field, value, limits)?;
-    let digits = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
-    if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_ascii_digit()) || digits == "0" {
-        return Err(bad(field, "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
-    }
-    Ok(())
-}
-
-fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<String, SpecError> {
-    match value {
-        TimeLimit::Minutes(0) => Err(bad("time_limit", "must be at least 1 minute")),
-        TimeLimit::Minutes(m) => Ok(m.to_string()),
-        TimeLimit::Slurm(s) => {
-            line("time_limit", s, limits)?;
-            let (days, rest) = match s.split_once('-') {
-                Some((d, rest)) => (Some(d), rest),
-                None => (None, s.as_str()),
-            };
-            let parts: Vec<&str> = rest.split(':').collect();
-            let numeric = |p: &str| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit());
-            if days.is_some_and(|d| !numeric(d)) || parts.len() > 3 || !parts.iter().all(|p| numeric(p)) {
-                return Err(bad("time_limit", "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00"));
-            }
-            Ok(s.clone())
-        }
-    }
-}
-
-fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
-    line("array", value, limits)?;
-    let valid = value.len() <= 256
-        && value.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | '-' | ':' | '%'))
-        && value.starts_with(|c: char| c.is_ascii_digit());
-    if !valid {
-        return Err(bad("array", "must be a SLURM array spec like 1-10, 1,3,5 or 0-15%4"));
-    }
-    Ok(())
-}
-
-/// A free-text selector field: (field, sbatch option, value, longest, the
-/// characters allowed besides letters and digits).
-type Selector<'a> = (&'a str, &'static str, &'a Option<String>, usize, &'a [char]);
-
-/// SLURM's mail events (sbatch(1), --mail-type).
-const MAIL_TYPES: &[&str] = &[
-    "NONE",
-    "BEGIN",
-    "END",
-    "FAIL",
-    "REQUEUE",
-    "ALL",
-    "INVALID_DEPEND",
-    "STAGE_OUT",
-    "TIME_LIMIT",
-    "TIME_LIMIT_90",
-    "TIME_LIMIT_80",
-    "TIME_LIMIT_50",
-    "ARRAY_TASKS",
-];
-
-fn mail_type(value: &str, limits: &Limits) -> Result<(), SpecError> {
-    line("mail_type", value, limits)?;
-    if value.split(',').any(|t| !MAIL_TYPES.contains(&t)) {
-        return Err(bad("mail_type", format!("must be a comma-separated list of {}", MAIL_TYPES.join(", "))));
-    }
-    Ok(())
-}
-
-/// Single-quotes a word for sh: the only character that needs care inside
-/// single quotes is the single quote itself.
-pub fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// Validates `request` for a job running as a user whose home is `home`;
 /// kernel jobs run `mpi_binary` (odyssey-mpi). A script's directives are
 /// merged in first; an error in a value that came from the script names
@@ -280,182 +159,25 @@ fn validate_fields(
     limits: &Limits,
     mpi_binary: &Path,
 ) -> Result<ValidJob, SpecError> {
-    let name = request.name.clone().unwrap_or_else(|| "job".to_owned());
-    token("name", &name, 128, &['.', '_', '-', '+'], limits)?;
-    let mut options: Vec<(&'static str, String)> = vec![("job-name", name.clone())];
-
-    if let Some(partition) = &request.partition {
-        token("partition", partition, 64, &['_', '-'], limits)?;
-        options.push(("partition", partition.clone()));
-    }
-    if let Some(n) = count("nodes", request.nodes, 100_000)? {
-        options.push(("nodes", n.to_string()));
-    }
-    if let Some(n) = count("ntasks", request.ntasks, 1_000_000)? {
-        options.push(("ntasks", n.to_string()));
-    }
-    if let Some(n) = count("cpus_per_task", request.cpus_per_task, 4096)? {
-        options.push(("cpus-per-task", n.to_string()));
-    }
-    if let Some(mem) = &request.memory {
-        memory("memory", mem, limits)?;
-        options.push(("mem", mem.clone()));
-    }
-    if let Some(n) = count("ntasks_per_node", request.ntasks_per_node, 1_000_000)? {
-        options.push(("ntasks-per-node", n.to_string()));
-    }
-    if let Some(mem) = &request.memory_per_cpu {
-        memory("memory_per_cpu", mem, limits)?;
-        options.push(("mem-per-cpu", mem.clone()));
-    }
-    if request.exclusive == Some(true) {
-        // An empty value is a bare flag (`--exclusive`).
-        options.push(("exclusive", String::new()));
-    }
-    let selectors: [Selector<'_>; 5] = [
-        (
-            "constraint",
-            "constraint",
-            &request.constraint,
-            1024,
-            &['_', '-', '.', ',', ':', '&', '|', '*', '[', ']', '(', ')', '!'],
-        ),
-        ("account", "account", &request.account, 64, &['_', '-', '.']),
-        ("qos", "qos", &request.qos, 64, &['_', '-', '.']),
-        ("gres", "gres", &request.gres, 256, &['_', '-', '.', ',', ':']),
-        ("mail_user", "mail-user", &request.mail_user, 254, &['_', '-', '.', '+', '%', '@']),
-    ];
-    for (field, option, value, max, extra) in selectors {
-        if let Some(value) = value {
-            token(field, value, max, extra, limits)?;
-            options.push((option, value.clone()));
-        }
-    }
-    if let Some(types) = &request.mail_type {
-        mail_type(types, limits)?;
-        options.push(("mail-type", types.clone()));
-    }
-    if let Some(limit) = &request.time_limit {
-        options.push(("time", time_limit(limit, limits)?));
-    }
-    let is_array = request.array.is_some();
-    if let Some(spec) = &request.array {
-        array(spec, limits)?;
-        options.push(("array", spec.clone()));
-    }
-
-    let working_dir = match &request.working_dir {
-        Some(dir) => {
-            path("working_dir", dir, limits)?;
-            PathBuf::from(dir)
-        }
-        None => home.to_path_buf(),
-    };
-    options.push(("chdir", working_dir.display().to_string()));
-
-    let default_out = if is_array { "slurm-%A_%a.out" } else { "slurm-%j.out" };
-    let stdout = output_path("stdout", request.stdout.as_deref(), &working_dir, default_out, limits)?;
-    let stderr = match &request.stderr {
-        Some(_) => output_path("stderr", request.stderr.as_deref(), &working_dir, default_out, limits)?,
-        None => stdout.clone(),
-    };
-    options.push(("output", stdout.clone()));
-    options.push(("error", stderr.clone()));
-
+    let (name, mut options) = resources::options(request, limits)?;
+    let places = io::places(request, home, limits)?;
+    options.push(("chdir", places.working_dir.display().to_string()));
+    options.push(("output", places.stdout.clone()));
+    options.push(("error", places.stderr.clone()));
     if let Some(comment) = &request.comment {
-        line("comment", comment, limits)?;
+        checks::line("comment", comment, limits)?;
     }
-    match &request.health_report {
-        None | Some(HealthReport::On(false)) => {}
-        Some(HealthReport::On(true)) => options.push(("health-report", "summary".to_owned())),
-        Some(HealthReport::Mode(mode)) if matches!(mode.as_str(), "off" | "summary" | "full") => {
-            options.push(("health-report", mode.clone()))
-        }
-        Some(HealthReport::Mode(_)) => {
-            return Err(bad("health_report", "must be true, false, \"summary\" or \"full\""))
-        }
+    if let Some(mode) = health_report(request.health_report.as_ref())? {
+        options.push(("health-report", mode));
     }
-
-    let env = request.env.clone().unwrap_or_default();
-    if env.len() > limits.max_env_entries {
-        return Err(bad("env", format!("has {} entries; at most {} are allowed", env.len(), limits.max_env_entries)));
-    }
-    for (key, value) in &env {
-        let field = format!("env.{key}");
-        let valid_key = key.len() <= 256
-            && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_key {
-            return Err(bad(field, "names must be letters, digits and _, not starting with a digit"));
-        }
-        if let Some(prefix) = RESERVED_ENV_PREFIXES.iter().find(|p| key.starts_with(**p)) {
-            return Err(bad(field, format!("names starting with {prefix} are reserved for SLURM")));
-        }
-        if value.contains('\0') {
-            return Err(bad(field, "contains a NUL byte"));
-        }
-        if value.len() > limits.max_field_bytes {
-            return Err(bad(field, format!("is longer than {} bytes", limits.max_field_bytes)));
-        }
-    }
-
-    let kernel = match &request.kernel {
-        Some(name) => {
-            if request.script.is_some() || request.command.is_some() {
-                return Err(bad("kernel", "give one of script, command or kernel"));
-            }
-            if is_array {
-                return Err(bad("array", "a kernel job cannot be an array"));
-            }
-            let spec = KernelSpec::from_parts(name, request.params.clone()).map_err(|e| match e {
-                PartsError::UnknownKernel(_) => bad("kernel", e.to_string()),
-                PartsError::Params { .. } => bad("params", e.to_string()),
-            })?;
-            // sbatch runs one task per node unless told otherwise.
-            let ranks = request.ntasks.or(request.nodes).unwrap_or(1);
-            spec.validate(ranks as usize).map_err(|e| bad("params", format!("{e} (for {ranks} ranks)")))?;
-            Some(spec)
-        }
-        None if request.params.is_some() => return Err(bad("params", "params go with a kernel")),
-        None => None,
-    };
-    let result_path = kernel.as_ref().map(|_| working_dir.join(RESULT_FILE).display().to_string());
-
-    let script = match (&request.script, &request.command, &kernel) {
-        (_, _, Some(spec)) => kernel_script(spec, mpi_binary, result_path.as_deref().unwrap_or_default()),
-        (Some(_), Some(_), None) => return Err(bad("script", "give either script or command, not both")),
-        (None, None, None) => return Err(bad("script", "give a script (starting with #!), a command or a kernel")),
-        (Some(script), None, None) => {
-            if script.len() > limits.max_script_bytes {
-                return Err(bad("script", format!("is longer than {} bytes", limits.max_script_bytes)));
-            }
-            if !script.starts_with("#!") {
-                return Err(bad("script", "must start with an interpreter line such as #!/bin/bash"));
-            }
-            if script.contains('\0') {
-                return Err(bad("script", "contains a NUL byte"));
-            }
-            script.clone()
-        }
-        (None, Some(argv), None) => {
-            if argv.is_empty() || argv.len() > 1024 {
-                return Err(bad("command", "must have 1 to 1024 words"));
-            }
-            for (idx, word) in argv.iter().enumerate() {
-                if word.contains('\0') || word.len() > limits.max_field_bytes {
-                    return Err(bad(format!("command[{idx}]"), "contains a NUL byte or is too long"));
-                }
-            }
-            let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
-            format!("#!/bin/sh\nexec {}\n", words.join(" "))
-        }
-    };
-
+    let env = env::environment(request.env.as_ref(), limits)?;
+    let kernel = script::kernel(request)?;
+    let result_path = kernel.as_ref().map(|_| places.working_dir.join(RESULT_FILE).display().to_string());
+    let script = script::script(request, kernel.as_ref(), mpi_binary, result_path.as_deref(), limits)?;
     let dependencies = request.dependencies.clone().unwrap_or_default();
-    if dependencies.len() > 64 {
-        return Err(bad("dependencies", "at most 64 dependencies"));
+    if dependencies.len() > MAX_DEPENDENCIES {
+        return Err(bad("dependencies", format!("at most {MAX_DEPENDENCIES} dependencies")));
     }
-
     Ok(ValidJob {
         spec: serde_json::Value::Null,
         name,
@@ -463,67 +185,23 @@ fn validate_fields(
         options,
         env,
         script,
-        working_dir,
-        stdout,
-        stderr,
-        is_array,
+        working_dir: places.working_dir,
+        stdout: places.stdout,
+        stderr: places.stderr,
+        is_array: request.array.is_some(),
         dependencies,
         result_path,
     })
 }
 
-/// The batch script of a kernel job: one srun of odyssey-mpi over the
-/// allocation, writing its result where the bridge collects it. A rank that
-/// dies ends the step (`--kill-on-bad-exit`), rather than leaving the others
-/// waiting for it until the time limit.
-fn kernel_script(spec: &KernelSpec, mpi_binary: &Path, result_path: &str) -> String {
-    let (before, after) = result_path.split_once("%j").unwrap_or((result_path, ""));
-    let output = format!("{}\"$SLURM_JOB_ID\"{}", shell_quote(before), shell_quote(after));
-    let args: Vec<String> = spec.to_args().iter().map(|a| shell_quote(a)).collect();
-    format!(
-        "#!/bin/sh\n# Cloud Odyssey kernel job: {}\nexec srun --mpi=pmix --kill-on-bad-exit=1 {} --output {output} {}\n",
-        spec.name(),
-        shell_quote(&mpi_binary.display().to_string()),
-        args.join(" ")
-    )
-}
-
-fn output_path(
-    field: &str,
-    value: Option<&str>,
-    working_dir: &Path,
-    default: &str,
-    limits: &Limits,
-) -> Result<String, SpecError> {
+/// The SPANK plugin's `--health-report` mode, if the request asks for one.
+fn health_report(value: Option<&HealthReport>) -> Result<Option<String>, SpecError> {
     match value {
-        Some(p) => {
-            path(field, p, limits)?;
-            Ok(p.to_owned())
-        }
-        None => Ok(working_dir.join(default).display().to_string()),
+        None | Some(HealthReport::On(false)) => Ok(None),
+        Some(HealthReport::On(true)) => Ok(Some("summary".to_owned())),
+        Some(HealthReport::Mode(mode)) if matches!(mode.as_str(), "off" | "summary" | "full") => Ok(Some(mode.clone())),
+        Some(HealthReport::Mode(_)) => Err(bad("health_report", "must be true, false, \"summary\" or \"full\"")),
     }
-}
-
-/// An output path with SLURM's patterns filled in for one (non-array) job.
-pub fn resolve_output(pattern: &str, slurm_job_id: i64, name: &str, user: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next()? {
-            'j' | 'A' => out.push_str(&slurm_job_id.to_string()),
-            'x' => out.push_str(name),
-            'u' => out.push_str(user),
-            '%' => out.push('%'),
-            // %N, %n, %t, %s, %a... differ per node, task or array index:
-            // no single file to serve.
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
