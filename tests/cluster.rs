@@ -90,3 +90,36 @@ fn bob_cannot_cancel_alices_job() {
     assert!(matches!(state.trim(), "PENDING" | "RUNNING"), "job {id} is {state}");
     cluster.ok_as("alice", "scancel", &[id]);
 }
+
+// See: #14. Rendering the config puts values in literally: an `&` (which
+// awk's gsub would have turned into the matched @VARIABLE@) or a backslash
+// in the state directory's path arrives as typed.
+#[test]
+fn issue_14_config_values_are_rendered_literally() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let dir = cluster.state_dir.join("bridge-tests").join(format!("{}-a&b\\c", unique_name("render")));
+    let out = cluster.cluster_script(&["config", "--state-dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conf = std::fs::read_to_string(dir.join("etc/slurm.conf")).unwrap();
+    let want = format!("StateSaveLocation={}/ctld", dir.display());
+    assert!(conf.lines().any(|l| l == want), "no line {want:?} in\n{conf}");
+    let unrendered = conf
+        .split('@')
+        .skip(1)
+        .step_by(2)
+        .find(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+    assert_eq!(unrendered, None, "a variable was left unrendered:\n{conf}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// See: #14. `up` and `down` are for namespace nodes; VMs are provisioned.
+#[test]
+fn issue_14_up_and_down_refuse_vm_mode() {
+    let (cluster, _guard) = TestCluster::ensure();
+    for command in ["up", "down"] {
+        let out = cluster.cluster_script(&[command, "--mode", "vm"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("VM nodes are provisioned"), "{command}: {stderr}");
+    }
+}
