@@ -3,6 +3,7 @@
 
 mod bridge;
 mod cluster;
+mod docs;
 mod health;
 mod kernels;
 mod lifecycle;
