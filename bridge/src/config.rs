@@ -190,6 +190,9 @@ pub enum Command {
         /// Destination file; must not exist.
         dest: PathBuf,
     },
+    /// Print the OpenAPI document the bridge serves (docs/openapi.json is
+    /// its output: `bridge openapi > docs/openapi.json`).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]

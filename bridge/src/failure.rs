@@ -7,7 +7,8 @@ use odyssey_health_wire::records::{Known, Record};
 use crate::job_state::JobState;
 
 /// Who is to blame for a failure, as the API and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum FailureClass {
     /// The program: an exit code, a signal of its own, a failed verification.
     Application,

@@ -107,6 +107,21 @@ impl Serialize for JobState {
     }
 }
 
+impl schemars::JsonSchema for JobState {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JobState".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "enum": names,
+            "description": "SLURM's job state (squeue(1), JOB STATE CODES), or SUBMITTING (sbatch has not answered yet) or UNKNOWN (SLURM forgot the job before the bridge saw it end)"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for JobState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;

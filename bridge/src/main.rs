@@ -47,6 +47,10 @@ fn main() -> ExitCode {
             None | Some(Command::Serve) => bridge::run(settings, bridge::shutdown_signal()).await,
             Some(Command::User { action }) => user_command(settings, action).await,
             Some(Command::Backup { dest }) => backup(settings, dest).await,
+            Some(Command::Openapi) => {
+                print!("{}", *bridge::http::openapi::DOCUMENT);
+                Ok(())
+            }
         }
     });
     match result {

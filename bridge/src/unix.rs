@@ -24,7 +24,7 @@ pub struct UnixAccount {
 
 /// Who tied a bridge account to a Unix account. Only these two exist: a
 /// claim by the user is never enough (docs/SECURITY.md, "Identity").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MappedBy {
     /// An administrator set it (`PATCH /v1/users/{name}`, `bridge user add`).

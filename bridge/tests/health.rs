@@ -83,3 +83,14 @@ async fn openapi_document_names_every_route() {
         assert!(paths.contains_key(path), "openapi.json lacks {path}");
     }
 }
+
+// See: #14. docs/openapi.json is the document the bridge serves, response
+// schemas generated from the response types: regenerate it when they change.
+#[test]
+fn issue_14_docs_openapi_json_is_the_generated_document() {
+    let docs = include_str!("../../docs/openapi.json");
+    assert!(
+        docs == bridge::http::openapi::DOCUMENT.as_str(),
+        "docs/openapi.json is stale: run `target/release/bridge openapi > docs/openapi.json`"
+    );
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a task ended, decoded from the raw wait(2) status SPANK hands over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Outcome {
     /// Exit code when the task exited; None when a signal ended it.
     pub exit_code: Option<i32>,
@@ -36,6 +37,7 @@ impl Outcome {
 
 /// A value that is either known or unknown for a stated reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[serde(untagged)]
 pub enum Known<T> {
     Value(T),
@@ -64,6 +66,7 @@ impl<T> Default for Known<T> {
 
 /// One task's end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskRecord {
     /// Unique and stable: `<job>.<step>.<node>.task<global id>`; the bridge
     /// deduplicates on it.
@@ -92,6 +95,7 @@ pub struct TaskRecord {
 
 /// One node's view of a step, written when the step ends there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeRecord {
     pub id: String,
     pub job_id: u32,
@@ -115,6 +119,7 @@ pub struct NodeRecord {
 /// A record as it travels: `"kind": "task"` or `"kind": "node"` beside the
 /// fields of its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Record {
     Task(TaskRecord),

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
@@ -126,9 +127,10 @@ enum LoginMethod {
     Pam,
 }
 
-#[derive(Serialize)]
-struct TokenPair {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct TokenPair {
     access_token: String,
+    /// Always `Bearer`.
     token_type: &'static str,
     expires_in: u64,
     refresh_token: String,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::AppState;
@@ -15,7 +16,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The controller probe's last answer.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "SlurmHealth")]
 struct SlurmBody {
     reachable: bool,
     /// `scontrol ping`'s line for the primary controller.
@@ -33,8 +35,8 @@ impl From<SlurmHealth> for SlurmBody {
     }
 }
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Health {
     /// Always "ok": the bridge is alive if it answers at all.
     status: &'static str,
     slurm: SlurmBody,
@@ -46,8 +48,8 @@ async fn get_health(State(state): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok", slurm: slurm.into() })
 }
 
-#[derive(Serialize)]
-struct Ready {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Ready {
     ready: bool,
     slurm: SlurmBody,
     database: String,

@@ -11,6 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use odyssey_health_wire::records::{Known, Record};
 use odyssey_health_wire::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -25,8 +26,8 @@ pub fn router() -> Router<AppState> {
 /// Signs `body` at `timestamp` with `secret`, as the plugin does.
 pub use odyssey_health_wire::sign;
 
-#[derive(Serialize)]
-struct Ingested {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Ingested {
     accepted: usize,
     duplicates: usize,
 }

@@ -8,9 +8,9 @@ pub mod error;
 mod extract;
 mod health;
 pub mod health_reports;
-mod jobs;
+pub(crate) mod jobs;
 mod nodes;
-mod openapi;
+pub mod openapi;
 /// Binding, TLS, graceful shutdown, and the metrics listener.
 pub mod server;
 mod users;

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use odyssey_health_wire::records::Record;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -15,8 +16,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/nodes", get(list_nodes))
 }
 
-#[derive(Serialize)]
-struct NodeBody {
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Node")]
+pub(super) struct NodeBody {
     name: String,
     /// SLURM's state, long form (`idle`, `mixed`, `drained`, ...).
     state: String,
@@ -53,8 +55,8 @@ impl NodeBody {
     }
 }
 
-#[derive(Serialize)]
-struct Nodes {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Nodes {
     nodes: Vec<NodeBody>,
     polled_at: Option<f64>,
 }

@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -13,7 +14,8 @@ use crate::store::users::{self, Role, User, UserChange};
 use crate::unix::{self, MappedBy};
 
 /// An account as the API shows it (never its password hash).
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "User")]
 pub struct UserBody {
     id: i64,
     name: String,

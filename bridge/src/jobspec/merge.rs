@@ -9,7 +9,8 @@ use super::{bad, HealthReport, JobRequest, SpecError, TimeLimit};
 use crate::directives::{self, Directive};
 
 /// Where one field's value came from, for the job record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DirectiveSource")]
 pub struct Source {
     pub line: usize,
     /// The directive as written, e.g. `--time=10`.

@@ -34,6 +34,7 @@ mod script;
 
 pub use io::resolve_output;
 use limits::MAX_DEPENDENCIES;
+pub use merge::Source as DirectiveSource;
 pub use script::shell_quote;
 
 /// The body of `POST /v1/jobs`.

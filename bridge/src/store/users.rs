@@ -7,7 +7,7 @@ use super::{now, StoreError};
 use crate::unix::MappedBy;
 
 /// What an account may do. Ordered: admin > user > viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads its own jobs and the nodes; submits and cancels nothing.

@@ -3,15 +3,16 @@
 //! these shapes).
 
 use odyssey_health_wire::records::{NodeRecord, Record, TaskRecord};
+use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureClass};
 use crate::job_health::{NodeHealth, StepHealth};
 use crate::job_state::JobState;
 use crate::store::jobs::{Event, Job};
 
 /// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct JobRecord {
     pub id: i64,
     pub user: String,
@@ -26,6 +27,9 @@ pub struct JobRecord {
     pub submitted_at: f64,
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
+    /// The request with the script's directives merged in (`directives`
+    /// says which line set what).
+    #[schemars(schema_with = "job_request")]
     pub spec: serde_json::Value,
     pub script: String,
     pub stdout_path: Option<String>,
@@ -61,7 +65,8 @@ impl From<Job> for JobRecord {
 }
 
 /// `GET /v1/jobs/{id}`: the record with, once it failed, why.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Job")]
 pub struct JobView {
     #[serde(flatten)]
     pub job: JobRecord,
@@ -71,20 +76,30 @@ pub struct JobView {
     pub result: Option<ResultView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct FailureBody {
-    /// `application`, `resource` or `infrastructure`.
-    pub class: &'static str,
+    pub class: FailureClass,
     pub reason: String,
 }
 
 impl From<Failure> for FailureBody {
     fn from(failure: Failure) -> Self {
-        FailureBody { class: failure.class.as_str(), reason: failure.reason }
+        FailureBody { class: failure.class, reason: failure.reason }
     }
 }
 
-#[derive(Serialize)]
+/// The request's fields (see `JobRequest`) and `directives`: which line of
+/// the script set which field, and whether the request overrode it.
+fn job_request(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let source = generator.subschema_for::<crate::jobspec::DirectiveSource>();
+    schemars::json_schema!({
+        "type": "object",
+        "description": "The fields of the JobRequest as merged with the script's directives, and where each directive came from",
+        "properties": {"directives": {"type": "array", "items": source}}
+    })
+}
+
+#[derive(Serialize, JsonSchema)]
 pub struct ResultView {
     pub url: String,
     /// Whether the poller has read it yet (it does once the job finished).
@@ -97,7 +112,7 @@ pub struct ResultView {
 
 /// A job in a list: the record without its spec and script, which
 /// `GET /v1/jobs/{id}` serves.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct JobSummary {
     pub id: i64,
     pub user: String,
@@ -136,7 +151,7 @@ impl From<Job> for JobSummary {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct JobPage {
     pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -145,7 +160,8 @@ pub struct JobPage {
 }
 
 /// One entry of a job's timeline.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Event")]
 pub struct EventBody {
     pub at: f64,
     pub state: JobState,
@@ -160,7 +176,7 @@ impl From<Event> for EventBody {
 }
 
 /// `GET /v1/jobs/{id}/health`.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct JobHealth {
     pub id: i64,
     pub slurm_job_id: Option<i64>,
@@ -172,7 +188,8 @@ pub struct JobHealth {
     pub records: Vec<Record>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "StepHealth")]
 pub struct StepBody {
     /// SLURM's step: a number, or "batch" for a batch script.
     pub step: String,
@@ -181,7 +198,8 @@ pub struct StepBody {
     pub nodes: Vec<NodeBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "NodeHealth")]
 pub struct NodeBody {
     pub node: String,
     /// The node's record for the step; null until it arrives.

@@ -1,7 +1,7 @@
 //! `/v1/jobs`: submit (sbatch as the caller's Unix account), list, read,
 //! timeline, output (with a follow mode), cancel.
 
-mod bodies;
+pub(super) mod bodies;
 mod output;
 
 use axum::extract::{Path, State};
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use odyssey_health_wire::records::Record;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
@@ -42,8 +43,8 @@ struct SubmitQuery {
     dry_run: bool,
 }
 
-#[derive(Serialize)]
-struct DryRun {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct DryRun {
     dry_run: bool,
     /// SLURM's own estimate, from `sbatch --test-only`.
     slurm: String,
