@@ -48,6 +48,23 @@ async fn healthz_says_when_slurm_does_not_answer() {
     assert_eq!(body["slurm"]["reachable"], false, "{body}");
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
+    // See: #9. A submission gets 503 at once, with Retry-After; reads are
+    // served from the store all the while.
+    let alice = e2e::app::login(&http, &base, "alice").await;
+    let submit = alice
+        .http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(&alice.token)
+        .json(&json!({"command": ["true"], "working_dir": cluster.user_dir("alice")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submit.status(), 503);
+    let retry_after: u64 = submit.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+    let detail = submit.json::<serde_json::Value>().await.unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("slurmctld does not answer"), "{detail}");
+    assert_eq!(alice.get("/v1/jobs").await.status, 200);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -187,11 +204,10 @@ async fn idempotency_key_returns_the_same_job() {
     assert_eq!(other.status, 422, "{}", other.text);
 }
 
-/// The bridge exits between sbatch and its reply (fault injection); a new
-/// bridge reconciles the submission by its tag, and the retried request
-/// with the same key returns that job: exactly one SLURM job.
-#[tokio::test]
-async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
+/// The bridge exits in the middle of a submission (`bridge-with-faults`); a
+/// new bridge completes it, and the client's retry with the same key returns
+/// that job: exactly one SLURM job either way.
+async fn crash_in_a_submission_leaves_exactly_one_job(fault: &str) {
     let (cluster, _guard) = TestCluster::ensure();
     let bridge = cluster.repo.join("target/release/bridge");
     let faulty = cluster.repo.join("target/release/bridge-with-faults");
@@ -202,9 +218,10 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     let port = free_port();
     std::fs::create_dir_all(&data_dir).unwrap();
     let log = data_dir.join("bridge.log");
-    let spawn = |fault: bool| {
-        let mut command = std::process::Command::new(if fault { &faulty } else { &bridge });
+    let spawn = |faulty_run: bool| {
+        let mut command = std::process::Command::new(if faulty_run { &faulty } else { &bridge });
         command
+            .env("ODYSSEY_FAULT", fault)
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
@@ -218,7 +235,8 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
     wait_ready(&http, &base, &log).await;
     let alice = e2e::app::login(&http, &base, "alice").await;
     let key = e2e::unique_name("crash-key");
-    let body = json!({"name": "crashtest", "command": ["sleep", "1"], "working_dir": cluster.user_dir("alice")});
+    let name = e2e::unique_name("crash");
+    let body = json!({"name": name, "command": ["sleep", "1"], "working_dir": cluster.user_dir("alice")});
     let lost = alice
         .http
         .post(format!("{base}/v1/jobs"))
@@ -243,19 +261,32 @@ async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let slurm_id = retried["slurm_job_id"].as_i64().expect("reconciled a SLURM id");
-    // Exactly one SLURM job carries the tag, and it is this one.
-    let tagged: Vec<String> = cluster
-        .ok("squeue", &["-h", "-t", "all", "-u", "alice", "-n", "crashtest", "-o", "%i"])
+    let slurm_id = retried["slurm_job_id"].as_i64().expect("the restarted bridge completed the submission");
+    // Exactly one SLURM job has the name, and it is this one.
+    let named: Vec<String> = cluster
+        .ok("squeue", &["-h", "-t", "all", "-u", "alice", "-n", &name, "-o", "%i"])
         .lines()
         .map(str::to_owned)
         .collect();
-    let ours: Vec<&String> = tagged.iter().filter(|id| **id == slurm_id.to_string()).collect();
-    assert_eq!(ours.len(), 1, "{tagged:?}");
+    assert_eq!(named, [slurm_id.to_string()], "SLURM jobs named {name}");
     let done = alice.wait_finished(retried["id"].as_i64().unwrap()).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// SLURM accepted the job; the bridge died before recording its id: the new
+/// bridge finds it by the tag in its comment.
+#[tokio::test]
+async fn issue_3_crash_between_sbatch_and_reply_leaves_exactly_one_job() {
+    crash_in_a_submission_leaves_exactly_one_job("after-sbatch").await;
+}
+
+// See: #9. The job was recorded; the bridge died before sbatch ran: the new
+// bridge runs it (a recorded submission is a promise), not marks it lost.
+#[tokio::test]
+async fn issue_9_crash_between_recording_and_sbatch_still_submits_exactly_once() {
+    crash_in_a_submission_leaves_exactly_one_job("before-sbatch").await;
 }
 
 /// Holds a submission between sbatch's answer and the bridge recording it,

@@ -63,6 +63,27 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// The crash drill: clients submit jobs, each retried with its own
+    /// Idempotency-Key until the bridge answers with a SLURM id, while the
+    /// bridge (the command after `--`) is SIGKILLed at random moments and
+    /// started again. Then every job's name is counted in squeue: lost and
+    /// duplicated must both be 0.
+    Drill {
+        #[arg(long, default_value_t = 1500)]
+        jobs: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 31)]
+        kills: usize,
+        /// alice's Unix password, for a PAM sign-in once the bridge is up.
+        #[arg(long, env = "BENCH_UNIX_PASSWORD")]
+        unix_password: String,
+        #[command(flatten)]
+        common: Common,
+        /// The bridge's command line.
+        #[arg(last = true, required = true)]
+        bridge_command: Vec<String>,
+    },
     /// Fill a bridge database with generated finished jobs for one user
     /// (created if absent, password given), to measure a large history.
     Seed {
@@ -354,6 +375,9 @@ async fn main() -> std::process::ExitCode {
             read(target, path, connections, seconds, common).await
         }
         Cmd::Seed { data_dir, rows, user, password } => seed(data_dir, rows, user, password).await,
+        Cmd::Drill { jobs, clients, kills, unix_password, common, bridge_command } => {
+            drill(jobs, clients, kills, unix_password, common, bridge_command).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -398,5 +422,159 @@ async fn seed(data_dir: PathBuf, rows: u64, user: String, password: String) -> a
         })
         .await?;
     println!("{}", json!({"seeded_rows": inserted, "seconds": started.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// A bridge process the drill starts, kills and starts again.
+struct Bridge {
+    command: Vec<String>,
+    child: Option<tokio::process::Child>,
+    base: String,
+}
+
+impl Bridge {
+    async fn start(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open("/var/lib/odyssey-cluster/log/drill-bridge.log")?;
+        let child = tokio::process::Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the bridge")?;
+        self.child = Some(child);
+        for _ in 0..300 {
+            if http.get(format!("{}/readyz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the bridge did not become ready in 15 s (see log/drill-bridge.log)")
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// A small xorshift: kill moments need no more randomness than this.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+async fn drill(
+    jobs: usize,
+    clients: usize,
+    kills: usize,
+    unix_password: String,
+    common: Common,
+    bridge_command: Vec<String>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut bridge = Bridge { command: bridge_command, child: None, base: common.bridge.clone() };
+    bridge.start(&http).await?;
+    let login = json!({"name": common.user, "password": unix_password, "method": "pam"});
+    let reply = http.post(format!("{}/v1/auth/login", common.bridge)).json(&login).send().await?;
+    let token = reply.json::<serde_json::Value>().await?["access_token"].as_str().context("no token")?.to_owned();
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, common, token, next, done, retries) =
+            (http.clone(), common.clone(), token.clone(), next.clone(), done.clone(), retries.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if n >= jobs {
+                    return anyhow::Ok(());
+                }
+                let name = format!("{}-{n}", common.name);
+                let body = json!({"name": name, "command": ["sleep", "600"], "time_limit": 15, "working_dir": common.dir,
+                                  "stdout": "/dev/null", "stderr": "/dev/null"});
+                // Until the bridge answers with a SLURM id: a refused
+                // connection, a dropped reply or a record still submitting
+                // are all retried with the same key.
+                let deadline = Instant::now() + Duration::from_secs(300);
+                loop {
+                    let reply = http
+                        .post(format!("{}/v1/jobs", common.bridge))
+                        .bearer_auth(&token)
+                        .header("idempotency-key", &name)
+                        .json(&body)
+                        .send()
+                        .await;
+                    if let Ok(reply) = reply {
+                        let status = reply.status().as_u16();
+                        let json: serde_json::Value = reply.json().await.unwrap_or_default();
+                        match status {
+                            200 | 201 if json["slurm_job_id"].is_i64() => break,
+                            200 | 201 if json["finished"] == true => bail!("{name}: the bridge gave up on it: {json}"),
+                            200 | 201 | 503 | 429 => {}
+                            _ => bail!("{name}: the bridge answered {status}: {json}"),
+                        }
+                    }
+                    if Instant::now() > deadline {
+                        bail!("{name}: no SLURM id after 300 s of retries");
+                    }
+                    retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Kill at random moments while the clients run: every kill after a
+    // random 20 to 400 ms of the restarted bridge's work.
+    let mut seed = started.elapsed().as_nanos() as u64 | 1;
+    let mut killed = 0;
+    while killed < kills && (done.load(Ordering::Relaxed) as usize) < jobs {
+        tokio::time::sleep(Duration::from_millis(20 + next_random(&mut seed) % 380)).await;
+        bridge.kill().await;
+        killed += 1;
+        bridge.start(&http).await?;
+    }
+    let mut client_errors = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await? {
+            client_errors.push(e.to_string());
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bridge.kill().await;
+    // Count every job of this run by name, whatever its state.
+    let listed = tokio::process::Command::new("squeue")
+        .args(["-h", "-t", "all", "-u", &common.user, "-o", "%j"])
+        .output()
+        .await?;
+    let mut counts = std::collections::HashMap::new();
+    for name in String::from_utf8_lossy(&listed.stdout).lines() {
+        if let Some(n) = name.trim().strip_prefix(&format!("{}-", common.name)) {
+            *counts.entry(n.to_owned()).or_insert(0usize) += 1;
+        }
+    }
+    let lost = (0..jobs).filter(|n| !counts.contains_key(&n.to_string())).count();
+    let duplicated = counts.values().filter(|c| **c > 1).count();
+    println!(
+        "{}",
+        json!({"jobs": jobs, "clients": clients, "kills": killed, "answered": done.load(Ordering::Relaxed),
+               "retries": retries.load(Ordering::Relaxed), "lost": lost, "duplicated": duplicated,
+               "client_errors": client_errors.len(), "seconds": elapsed})
+    );
+    for error in client_errors.iter().take(5) {
+        eprintln!("odyssey-bench: {error}");
+    }
+    if lost > 0 || duplicated > 0 || !client_errors.is_empty() {
+        bail!("{lost} lost, {duplicated} duplicated, {} client errors", client_errors.len());
+    }
     Ok(())
 }

@@ -98,6 +98,7 @@ pub async fn build_state(
         limiter: Default::default(),
         sbatch_slots: Arc::new(Semaphore::new(limits.max_concurrent_sbatch)),
         hook,
+        controller: feeds.slurm_health.clone(),
     };
     Ok(AppState::new(http::Shared {
         slurm,
@@ -164,12 +165,16 @@ pub async fn serve_with(
     let (stop, stopping) = Stop::new();
     let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
     let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval, stopping.clone());
+    // Submissions recorded before this moment belong to a bridge that
+    // stopped: `Submitter::recover` completes them, the poller leaves them.
+    let started = store::now();
     let (poller, nodes) = slurm::poller::spawn(
         slurm,
         store.clone(),
         metrics.clone(),
         settings.poll_interval,
         settings.slurm_timeout * 4,
+        started,
         stopping.clone(),
     );
     let stopper = {
@@ -185,15 +190,17 @@ pub async fn serve_with(
     let feeds = Feeds { slurm_health, nodes, stopping: stopping.clone() };
     let served = async {
         let state = build_state(settings, feeds, store, metrics.clone(), hook).await?;
+        let recovery = tokio::spawn(recover(state.submitter.clone(), started, stopping.clone()));
         let metrics_server = match metrics_listen {
             Some(addr) => Some(http::server::spawn_metrics(addr, metrics, stopping.clone()).await?),
             None => None,
         };
         let result = http::server::serve_api(listener, http::app(state), tls, stopping.clone(), grace).await;
+        stop.raise();
         if let Some(server) = metrics_server {
-            stop.raise();
             let _ = server.await;
         }
+        let _ = recovery.await;
         result
     };
     let result = served.await;
@@ -205,6 +212,25 @@ pub async fn serve_with(
     let _ = probe.await;
     tracing::info!("stopped");
     result
+}
+
+/// Completes the submissions an earlier bridge left unfinished, retrying
+/// while SLURM does not answer (every 5 s) until it is done or the bridge stops.
+async fn recover(submitter: submission::Submitter, started: f64, mut stopping: Stopping) {
+    loop {
+        match submitter.recover(started).await {
+            Ok(0) => return,
+            Ok(n) => {
+                tracing::info!(completed = n, "completed the submissions a stopped bridge left");
+                return;
+            }
+            Err(err) => tracing::warn!(%err, "cannot complete the submissions a stopped bridge left yet; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            () = stopping.wait() => return,
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM, so in-flight requests finish first.

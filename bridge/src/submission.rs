@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::config::Settings;
 use crate::jobspec::{self, JobRequest, ValidJob};
 use crate::metrics::Metrics;
 use crate::rate_limit::SubmitLimiter;
 use crate::slurm::poller::comment_tag;
+use crate::slurm::probe::SlurmHealth;
 use crate::slurm::{Identity, SbatchOutcome, Slurm, SlurmError, Submission};
 use crate::store::jobs::{self, Inserted, Job, NewJob};
 use crate::store::users::User;
@@ -77,6 +78,9 @@ pub enum SubmitError {
     MaybeSubmitted(Duration),
     #[error("SLURM does not answer: {0}")]
     Unreachable(String),
+    /// The controller probe says slurmctld is down: no sbatch is tried.
+    #[error("slurmctld does not answer ({0}); submissions resume when it does")]
+    ControllerDown(String),
     #[error("the bridge is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -97,6 +101,12 @@ impl SubmitError {
 /// (the e2e crate's `bridge-with-faults` exits, the shutdown test waits).
 pub trait SubmitHook: Send + Sync + 'static {
     fn after_sbatch(&self, slurm_job_id: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Called after the job is recorded, before sbatch runs: the window a
+    /// crash leaves a recorded job that never reached SLURM.
+    fn before_sbatch(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The hook that does nothing.
@@ -120,6 +130,8 @@ pub struct Submitter {
     /// Bounds concurrent sbatch processes (`max_concurrent_sbatch`).
     pub sbatch_slots: Arc<Semaphore>,
     pub hook: Arc<dyn SubmitHook>,
+    /// The controller probe's last answer (`slurm::probe`).
+    pub controller: watch::Receiver<SlurmHealth>,
 }
 
 impl Submitter {
@@ -134,12 +146,19 @@ impl Submitter {
     ) -> Result<Submitted, SubmitError> {
         let identity = self.identity(caller.user).await?;
         let valid = self.validate(request, &identity).await?;
+        // Bad input is answered first; then, if the probe says slurmctld is
+        // down, a 503 at once rather than an sbatch that waits it out.
+        let controller = self.controller.borrow().clone();
+        if !controller.reachable && controller.checked_at.is_some() {
+            return Err(SubmitError::ControllerDown(controller.error.unwrap_or_default()));
+        }
         // A dry run costs an sbatch like a submission: it counts alike.
         let per_minute = self.settings.limits.submit_rate_per_minute;
         self.limiter
             .check(caller.user.id, per_minute)
             .map_err(|retry_after| SubmitError::RateLimited { per_minute, retry_after })?;
-        let (submission, tag) = self.submission(&caller, &identity, &valid).await?;
+        let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
+        let submission = self.submission(&caller, &identity, &valid, &tag).await?;
         if dry_run {
             return match self.sbatch(submission, true).await? {
                 SbatchOutcome::DryRun(slurm) => Ok(Submitted::DryRun { slurm, script: valid.script }),
@@ -150,7 +169,90 @@ impl Submitter {
             Inserted::Existing(job) => return Ok(Submitted::Existing(job)),
             Inserted::New(job) => job,
         };
-        self.submit_recorded(job.id, submission).await.map(Submitted::Created)
+        self.hook.before_sbatch().await;
+        self.submit_recorded(job.id, submission, OnRefusal::Delete).await.map(Submitted::Created)
+    }
+
+    /// Completes what a stopped bridge recorded but never heard sbatch answer
+    /// (every `SUBMITTING` row from before `started`): a job SLURM lists with
+    /// the row's tag gets its id; a row younger than SLURM's `MinJobAge` with
+    /// no such job never reached SLURM (it would still be listed), so sbatch
+    /// runs for it now, with the same tag; an older one cannot be told from a
+    /// job that ran and was forgotten, so it is marked lost, saying why. A
+    /// recorded submission is a promise: the client's retry with the same
+    /// Idempotency-Key then finds the job. Returns how many were completed.
+    pub async fn recover(&self, started: f64) -> Result<usize, SubmitError> {
+        let orphans = self.store.read(move |conn| jobs::orphans(conn, started)).await?;
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let comments = self.slurm.squeue_comments().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
+        let min_job_age = self.slurm.min_job_age().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
+        let mut completed = 0;
+        for job in orphans {
+            let id = job.id;
+            let wanted = comment_tag(&job.tag);
+            if let Some(slurm_id) = comments.iter().find(|(_, c)| *c == wanted).map(|(id, _)| *id) {
+                tracing::info!(job = id, slurm_job_id = slurm_id, "recovered a submission whose reply was lost");
+                self.store.call(move |conn| jobs::set_slurm_id(conn, id, slurm_id)).await?;
+                completed += 1;
+                continue;
+            }
+            if crate::store::now() - job.submitted_at >= min_job_age.as_secs_f64() {
+                let why = format!(
+                    "the bridge stopped during this submission more than MinJobAge ({} s) ago, and SLURM no \
+                     longer lists a job with its tag: it cannot tell whether the job ran",
+                    min_job_age.as_secs()
+                );
+                tracing::warn!(job = id, "{why}");
+                self.store.call(move |conn| jobs::mark_lost(conn, id, &why)).await?;
+                continue;
+            }
+            match self.resubmit(job).await {
+                Ok(job) => {
+                    tracing::info!(job = id, slurm_job_id = job.slurm_job_id, "completed a submission after a restart");
+                    completed += 1;
+                }
+                Err(err) => {
+                    let why = format!("the bridge could not complete this submission after a restart: {err}");
+                    tracing::warn!(job = id, "{why}");
+                    self.store.call(move |conn| jobs::mark_lost(conn, id, &why)).await?;
+                }
+            }
+        }
+        Ok(completed)
+    }
+
+    /// sbatch for a recorded job, rebuilt from its record (the merged
+    /// request) under the account's current mapping, which must still be the
+    /// one the job was recorded with.
+    async fn resubmit(&self, job: Job) -> Result<Job, SubmitError> {
+        let user_id = job.user_id;
+        let user = self
+            .store
+            .read(move |conn| crate::store::users::by_id(conn, user_id))
+            .await?
+            .ok_or_else(|| SubmitError::MappingUnusable("the account is gone".into()))?;
+        if user.disabled {
+            return Err(SubmitError::MappingUnusable("the account is disabled".into()));
+        }
+        let identity = self.identity(&user).await?;
+        if identity.name != job.unix_user {
+            return Err(SubmitError::MappingUnusable(format!(
+                "the account is now mapped to {} rather than {}",
+                identity.name, job.unix_user
+            )));
+        }
+        let mut spec = job.spec.clone();
+        if let Some(fields) = spec.as_object_mut() {
+            fields.remove("directives");
+        }
+        let request: JobRequest = serde_json::from_value(spec).map_err(|e| anyhow::anyhow!("stored spec: {e}"))?;
+        let valid = self.validate(&request, &identity).await?;
+        let is_admin = user.role == crate::store::users::Role::Admin;
+        let caller = Caller { user: &user, is_admin };
+        let submission = self.submission(&caller, &identity, &valid, &job.tag).await?;
+        self.submit_recorded(job.id, submission, OnRefusal::Keep).await
     }
 
     /// The caller's Unix identity, checked now (an account can change, be
@@ -189,13 +291,13 @@ impl Submitter {
         caller: &Caller<'_>,
         identity: &Identity,
         valid: &ValidJob,
-    ) -> Result<(Submission, String), SubmitError> {
+        tag: &str,
+    ) -> Result<Submission, SubmitError> {
         let mut options = valid.options.clone();
         if !valid.dependencies.is_empty() {
             options.push(("dependency", self.dependencies(caller, &valid.dependencies).await?));
         }
-        let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
-        options.push(("comment", comment_tag(&tag)));
+        options.push(("comment", comment_tag(tag)));
         let submission = Submission {
             identity: identity.clone(),
             working_dir: valid.working_dir.clone(),
@@ -203,7 +305,7 @@ impl Submitter {
             env: valid.env.clone(),
             script: valid.script.clone(),
         };
-        Ok((submission, tag))
+        Ok(submission)
     }
 
     /// `afterok:<slurm ids>` for bridge ids the caller may name.
@@ -262,9 +364,11 @@ impl Submitter {
         Ok(inserted)
     }
 
-    /// Runs sbatch for a recorded job and records its SLURM id. A refusal
-    /// deletes the record; a timeout keeps it for the poller to reconcile.
-    async fn submit_recorded(&self, id: i64, submission: Submission) -> Result<Job, SubmitError> {
+    /// Runs sbatch for a recorded job and records its SLURM id. A timeout
+    /// keeps the record for the poller to reconcile; a refusal deletes a
+    /// fresh one (nothing exists to track; the client has SLURM's reason) or
+    /// leaves a recovered one for `recover` to mark lost with the reason.
+    async fn submit_recorded(&self, id: i64, submission: Submission, refused: OnRefusal) -> Result<Job, SubmitError> {
         match self.sbatch(submission, false).await {
             Ok(SbatchOutcome::Submitted(slurm_id)) => {
                 self.hook.after_sbatch(slurm_id).await;
@@ -282,6 +386,7 @@ impl Submitter {
                 Err(anyhow::anyhow!("sbatch answered a real submission as a dry run").into())
             }
             Err(err @ SubmitError::MaybeSubmitted(_)) => Err(err),
+            Err(err) if refused == OnRefusal::Keep => Err(err),
             Err(err) => {
                 self.store.call(move |conn| jobs::delete_unsubmitted(conn, id)).await?;
                 Err(err)
@@ -308,6 +413,13 @@ impl Submitter {
             other => SubmitError::Internal(other.into()),
         })
     }
+}
+
+/// What a refused sbatch does to the job's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnRefusal {
+    Delete,
+    Keep,
 }
 
 /// A fingerprint of the request, so a reused key with another body is caught.

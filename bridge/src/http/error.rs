@@ -46,6 +46,10 @@ pub enum ApiError {
     /// 503: SLURM (or another dependency) does not answer now.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: slurmctld does not answer; retry after the given seconds (the
+    /// probe's interval: by then the bridge knows again).
+    #[error("{detail}")]
+    SlurmDown { detail: String, retry_after: u64 },
     /// 503: the bridge is saturated (every password-check thread busy and
     /// the queue full); retry after the given seconds.
     #[error("{detail}")]
@@ -94,7 +98,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } | ApiError::SlurmDown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,7 +130,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after, .. } | ApiError::Overloaded { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Overloaded { retry_after, .. }
+            | ApiError::SlurmDown { retry_after, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

@@ -289,6 +289,15 @@ impl Slurm {
         }
     }
 
+    /// How long slurmctld keeps a finished job (`MinJobAge`): a job that
+    /// reached SLURM less than this long ago is still listed by squeue.
+    pub async fn min_job_age(&self) -> Result<Duration, SlurmError> {
+        let stdout = self.output("scontrol", &["show", "config"]).await?;
+        parse::config_seconds(&stdout, "MinJobAge")
+            .map(Duration::from_secs)
+            .ok_or(SlurmError::Unexpected { command: "scontrol", output: "no MinJobAge in show config".into() })
+    }
+
     /// Every node, from sinfo.
     pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
         let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;

@@ -25,6 +25,14 @@ pub fn ping(stdout: &str) -> Result<Controller, SlurmError> {
     }
 }
 
+/// A duration from `scontrol show config` (`MinJobAge = 60 sec`), in seconds.
+pub fn config_seconds(stdout: &str, key: &str) -> Option<u64> {
+    stdout.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == key).then(|| value.split_whitespace().next()?.parse().ok())?
+    })
+}
+
 /// `sbatch --parsable` prints `id` or `id;cluster`.
 pub fn parsable_job_id(stdout: &str) -> Option<i64> {
     stdout.trim().split(';').next()?.parse().ok().filter(|id| *id > 0)
@@ -223,6 +231,14 @@ mod tests {
         assert_eq!(nodes[0].reason, None);
         assert_eq!(nodes[1].reason.as_deref(), Some("maint | now"));
         assert_eq!(nodes[1].free_memory_mb, None);
+    }
+
+    #[test]
+    fn config_durations() {
+        let out = "KillWait                = 5 sec\nMinJobAge               = 60 sec\nMpiDefault = pmix\n";
+        assert_eq!(config_seconds(out, "MinJobAge"), Some(60));
+        assert_eq!(config_seconds(out, "MpiDefault"), None);
+        assert_eq!(config_seconds(out, "Missing"), None);
     }
 
     #[test]

@@ -47,8 +47,9 @@ pub struct Poller {
     slurm: Slurm,
     store: Store,
     metrics: Metrics,
-    /// Submissions older than this with no SLURM id are orphans of an
-    /// earlier process (or of a hung sbatch) and get reconciled by tag.
+    /// Submissions from before this belong to an earlier process and are
+    /// `Submitter::recover`'s; later ones with no SLURM id past
+    /// `submit_grace` had a hung sbatch and get reconciled by tag here.
     process_started: f64,
     submit_grace: Duration,
     nodes: watch::Sender<Arc<NodeSnapshot>>,
@@ -69,6 +70,7 @@ pub fn spawn(
     metrics: Metrics,
     interval: Duration,
     submit_grace: Duration,
+    started: f64,
     stopping: Stopping,
 ) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
     let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
@@ -76,7 +78,7 @@ pub fn spawn(
         slurm,
         store,
         metrics,
-        process_started: now(),
+        process_started: started,
         submit_grace,
         nodes: tx,
         counted_at: Default::default(),
@@ -139,9 +141,11 @@ impl Poller {
         let grace_cutoff = now() - self.submit_grace.as_secs_f64();
         for job in &tracked {
             match job.slurm_job_id {
-                // From before this process started, or far past sbatch's timeout.
+                // Far past sbatch's timeout in this process (rows from before
+                // it started are `Submitter::recover`'s).
                 None if job.state == JobState::Submitting
-                    && (job.submitted_at < self.process_started || job.submitted_at < grace_cutoff) =>
+                    && job.submitted_at >= self.process_started
+                    && job.submitted_at < grace_cutoff =>
                 {
                     orphans.push(job.clone());
                 }
@@ -256,7 +260,7 @@ impl Poller {
                     tracing::warn!(job = id, "submission lost before SLURM accepted it");
                     self.store
                         .call(move |conn| {
-                            jobs::mark_lost(conn, id, "the submission did not reach SLURM (the bridge stopped first)")
+                            jobs::mark_lost(conn, id, "sbatch did not answer in time and SLURM has no job with its tag")
                         })
                         .await?;
                 }

@@ -180,6 +180,18 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Job>, StoreError> {
     Ok(conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
 }
 
+/// Submissions recorded before `before` whose sbatch never answered (the
+/// bridge stopped in between), oldest first.
+pub fn orphans(conn: &Connection, before: f64) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id
+         WHERE j.state = ?1 AND j.slurm_job_id IS NULL AND j.submitted_at < ?2 ORDER BY j.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![JobState::Submitting, before], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Filters for `list`; all optional, combined with AND.
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {

@@ -68,6 +68,18 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// A submission's error as a problem. When SLURM does not answer, the client
+/// is told when to retry: the controller probe's interval, by when the
+/// bridge knows again.
+fn submit_problem(err: SubmitError, retry_after: u64) -> ApiError {
+    match err {
+        e @ (SubmitError::MaybeSubmitted(_) | SubmitError::Unreachable(_) | SubmitError::ControllerDown(_)) => {
+            ApiError::SlurmDown { detail: e.to_string(), retry_after }
+        }
+        other => other.into(),
+    }
+}
+
 impl From<SubmitError> for ApiError {
     fn from(err: SubmitError) -> Self {
         match err {
@@ -77,6 +89,7 @@ impl From<SubmitError> for ApiError {
             e @ (SubmitError::KernelRunnerMissing(_)
             | SubmitError::MaybeSubmitted(_)
             | SubmitError::Unreachable(_)
+            | SubmitError::ControllerDown(_)
             | SubmitError::ShuttingDown) => ApiError::Unavailable(e.to_string()),
             e @ SubmitError::RateLimited { retry_after, .. } => {
                 ApiError::TooManyRequests { detail: e.to_string(), retry_after }
@@ -100,7 +113,13 @@ async fn submit_job(
     caller.require(Role::User)?;
     let key = idempotency_key(&headers)?;
     let submitter = Caller { user: &caller.user, is_admin: caller.is_admin() };
-    Ok(match state.submitter.submit(submitter, &request, key, query.dry_run).await? {
+    let retry_after = state.settings.slurm_probe_interval.as_secs_f64().ceil().max(1.0) as u64;
+    let submitted = state
+        .submitter
+        .submit(submitter, &request, key, query.dry_run)
+        .await
+        .map_err(|e| submit_problem(e, retry_after))?;
+    Ok(match submitted {
         Submitted::Created(job) => {
             let location = format!("/v1/jobs/{}", job.id);
             (StatusCode::CREATED, [(header::LOCATION, location)], Json(JobRecord::from(job))).into_response()
