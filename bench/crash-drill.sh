@@ -6,6 +6,9 @@
 #
 #   sudo bash bench/crash-drill.sh [jobs=1500] [kills=31]
 #
+# ODYSSEY_DRILL_BRIDGE=/path/to/bridge drills another build (e.g. an older
+# commit's, for a before/after comparison).
+#
 # The jobs sleep (held in SLURM, so finished ones cannot be forgotten before
 # they are counted) and are cancelled at the end.
 set -euo pipefail
@@ -33,5 +36,5 @@ echo "alice:$BENCH_UNIX_PASSWORD" | chpasswd
 export BENCH_UNIX_PASSWORD
 "$REPO/target/release/odyssey-bench" drill --jobs "$JOBS" --kills "$KILLS" --clients 8 \
   --bridge "http://127.0.0.1:$PORT" --dir "$USER_DIR" --name "$RUN" -- \
-  "$REPO/target/release/bridge" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
+  "${ODYSSEY_DRILL_BRIDGE:-$REPO/target/release/bridge}" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
   --data-dir "$DATA" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 --slurm-probe-interval 0.5
