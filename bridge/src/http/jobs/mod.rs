@@ -73,32 +73,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// bridge knows again.
 fn submit_problem(err: SubmitError, retry_after: u64) -> ApiError {
     match err {
+        e @ (SubmitError::NotMapped(_) | SubmitError::MappingUnusable(_)) => ApiError::Forbidden(e.to_string()),
+        SubmitError::Invalid { field, detail } => ApiError::Invalid { field, detail },
+        e @ SubmitError::WorkingDir(_) => ApiError::invalid("working_dir", e.to_string()),
         e @ (SubmitError::MaybeSubmitted(_) | SubmitError::Unreachable(_) | SubmitError::ControllerDown(_)) => {
             ApiError::SlurmDown { detail: e.to_string(), retry_after }
         }
-        other => other.into(),
-    }
-}
-
-impl From<SubmitError> for ApiError {
-    fn from(err: SubmitError) -> Self {
-        match err {
-            e @ (SubmitError::NotMapped(_) | SubmitError::MappingUnusable(_)) => ApiError::Forbidden(e.to_string()),
-            SubmitError::Invalid { field, detail } => ApiError::Invalid { field, detail },
-            e @ SubmitError::WorkingDir(_) => ApiError::invalid("working_dir", e.to_string()),
-            e @ (SubmitError::KernelRunnerMissing(_)
-            | SubmitError::MaybeSubmitted(_)
-            | SubmitError::Unreachable(_)
-            | SubmitError::ControllerDown(_)
-            | SubmitError::ShuttingDown) => ApiError::Unavailable(e.to_string()),
-            e @ SubmitError::RateLimited { retry_after, .. } => {
-                ApiError::TooManyRequests { detail: e.to_string(), retry_after }
-            }
-            SubmitError::IdempotencyMismatch(key) => ApiError::IdempotencyMismatch(key),
-            SubmitError::Rejected(stderr) => ApiError::SlurmRejected(stderr),
-            SubmitError::Store(e) => ApiError::Store(e),
-            SubmitError::Internal(e) => ApiError::Internal(e),
+        e @ (SubmitError::KernelRunnerMissing(_) | SubmitError::ShuttingDown) => ApiError::Unavailable(e.to_string()),
+        e @ SubmitError::RateLimited { retry_after, .. } => {
+            ApiError::TooManyRequests { detail: e.to_string(), retry_after }
         }
+        SubmitError::IdempotencyMismatch(key) => ApiError::IdempotencyMismatch(key),
+        SubmitError::Rejected(stderr) => ApiError::SlurmRejected(stderr),
+        SubmitError::Store(e) => ApiError::Store(e),
+        SubmitError::Internal(e) => ApiError::Internal(e),
     }
 }
 
