@@ -556,6 +556,50 @@ async fn metrics_count_requests_by_route_and_jobs_by_state() {
     assert!(!metrics.contains(&format!("/v1/jobs/{}", job["id"])), "{metrics}");
 }
 
+// See: #12. The poller's round also feeds the cluster metrics in the names
+// of prometheus-slurm-exporter, which dashboards for it read unchanged.
+#[tokio::test]
+async fn issue_12_cluster_metrics_use_the_slurm_exporters_names() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let app = TestApp::spawn(cluster, &["--metrics-listen", &listen]).await;
+    let value = |text: &str, name: &str| -> Option<i64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let cpus: i64 = cluster
+        .ok("sinfo", &["-h", "-N", "-o", "%N %c"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .sum();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = app.http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
+        if value(&metrics, "slurm_cpus_total") == Some(cpus) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&metrics, "slurm_cpus_total"), Some(cpus), "{metrics}");
+    let groups = ["alloc", "comp", "down", "drain", "err", "fail", "idle", "maint", "mix", "resv"];
+    let nodes: i64 = groups
+        .iter()
+        .map(|g| {
+            value(&metrics, &format!("slurm_nodes_{g}")).unwrap_or_else(|| panic!("no slurm_nodes_{g}:\n{metrics}"))
+        })
+        .sum();
+    assert_eq!(nodes, cluster.n_nodes as i64, "{metrics}");
+    for name in [
+        "slurm_cpus_alloc",
+        "slurm_cpus_idle",
+        "slurm_cpus_other",
+        "slurm_queue_pending",
+        "slurm_queue_running",
+        "slurm_queue_completed",
+    ] {
+        assert!(value(&metrics, name).is_some(), "no {name}:\n{metrics}");
+    }
+}
+
 /// With --tls-cert and --tls-key the API is HTTPS only (checked with curl,
 /// which the test machine has; the test client speaks plain HTTP).
 #[tokio::test]

@@ -2,6 +2,8 @@
 
 /// Passwords, access and refresh tokens, revocation.
 pub mod auth;
+/// The cluster's nodes, CPUs and queue in prometheus-slurm-exporter's names.
+pub mod cluster_metrics;
 /// Command line, environment and config file -> validated `Settings`.
 pub mod config;
 /// `#SBATCH` lines of a script, parsed as sbatch reads them, from an allowlist.

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub health_oom_kills: prometheus::IntCounter,
     /// Kernel job results collated, by outcome (verified, unverified, missing).
     pub kernel_results: IntCounterVec,
+    /// The cluster in prometheus-slurm-exporter's names, set by the poller.
+    pub cluster: std::sync::Arc<crate::cluster_metrics::ClusterMetrics>,
 }
 
 impl Metrics {
@@ -99,7 +101,9 @@ impl Metrics {
         ] {
             registry.register(collector).expect("unique metric names");
         }
+        let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
+            cluster,
             registry,
             http_requests,
             sbatch_duration,

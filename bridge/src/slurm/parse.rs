@@ -7,8 +7,9 @@ use crate::job_state::JobState;
 
 /// `squeue -O` fields the poller reads: raw job id, the array's id (the id
 /// sbatch returned), state, reason, start and end (epoch seconds under
-/// SLURM_TIME_FORMAT=%s) and nodes.
-pub const SQUEUE_FORMAT: &str = "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,NodeList:|";
+/// SLURM_TIME_FORMAT=%s), the owner, its CPUs and nodes.
+pub const SQUEUE_FORMAT: &str =
+    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,NodeList:|";
 
 /// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
 /// memory MB, free memory MB, load, and the free-text reason last.
@@ -48,6 +49,10 @@ pub struct QueueEntry {
     pub reason: Option<String>,
     pub start: Option<f64>,
     pub end: Option<f64>,
+    /// The Unix account the job runs as.
+    pub user: String,
+    /// CPUs allocated (or, pending, requested).
+    pub cpus: u32,
     pub nodes: Option<String>,
 }
 
@@ -67,7 +72,7 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('|').collect();
         let unexpected = || SlurmError::Unexpected { command: "squeue", output: line.to_owned() };
-        if fields.len() < 7 {
+        if fields.len() < 9 {
             return Err(unexpected());
         }
         let job_id = fields[0].trim().parse().map_err(|_| unexpected())?;
@@ -80,7 +85,9 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
             reason: non_empty(fields[3]),
             start: time(fields[4].trim()),
             end: time(fields[5].trim()),
-            nodes: non_empty(fields[6]),
+            user: fields[6].trim().to_owned(),
+            cpus: fields[7].trim().parse().unwrap_or(0),
+            nodes: non_empty(fields[8]),
         });
     }
     Ok(entries)
@@ -146,6 +153,8 @@ pub struct NodeInfo {
     pub state: String,
     pub cpus_total: u32,
     pub cpus_allocated: u32,
+    pub cpus_idle: u32,
+    pub cpus_other: u32,
     pub memory_mb: u64,
     pub free_memory_mb: Option<u64>,
     pub load: Option<f64>,
@@ -165,6 +174,8 @@ pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
             name: fields[0].trim().to_owned(),
             state: fields[1].trim().to_owned(),
             cpus_allocated: cpus.first().copied().unwrap_or(0),
+            cpus_idle: cpus.get(1).copied().unwrap_or(0),
+            cpus_other: cpus.get(2).copied().unwrap_or(0),
             cpus_total: cpus.get(3).copied().unwrap_or(0),
             memory_mb: fields[3].trim().parse().unwrap_or(0),
             free_memory_mb: fields[4].trim().parse().ok(),
@@ -192,7 +203,7 @@ mod tests {
 
     #[test]
     fn squeue_lines_are_parsed() {
-        let out = "23|21|RUNNING|None|1795851072|NONE|c1|\n22|22|PENDING|Priority|N/A|N/A||\n";
+        let out = "23|21|RUNNING|None|1795851072|NONE|alice|2|c1|\n22|22|PENDING|Priority|N/A|N/A|bob|1||\n";
         let entries = squeue(out).unwrap();
         assert_eq!(entries[0].array_job_id, 21);
         assert_eq!(entries[0].start, Some(1795851072.0));
@@ -200,8 +211,9 @@ mod tests {
         assert_eq!(entries[0].reason, None);
         assert_eq!(entries[1].reason.as_deref(), Some("Priority"));
         assert_eq!(entries[1].nodes, None);
+        assert_eq!((entries[0].user.as_str(), entries[0].cpus), ("alice", 2));
         assert!(squeue("garbage\n").is_err());
-        assert!(squeue("23|21|BOGUS|None|N/A|N/A||\n").is_err());
+        assert!(squeue("23|21|BOGUS|None|N/A|N/A|alice|1||\n").is_err());
     }
 
     #[test]

@@ -280,6 +280,7 @@ impl Poller {
         for node in &nodes {
             self.metrics.nodes_by_state.with_label_values(&[&node.state]).inc();
         }
+        self.metrics.cluster.observe(&crate::cluster_metrics::Census::of(&nodes, queue));
         let nodes = nodes
             .into_iter()
             .map(|info| {
@@ -377,6 +378,8 @@ mod tests {
             reason: None,
             start: Some(10.0 + job_id as f64),
             end: state.is_terminal().then_some(20.0 + job_id as f64),
+            user: "alice".into(),
+            cpus: 1,
             nodes: Some(format!("c{job_id}")),
         }
     }

@@ -1,0 +1,208 @@
+//! Cluster metrics in the names and labels of the most used SLURM exporter
+//! (vpenso's prometheus-slurm-exporter), so that dashboards made for it
+//! (Grafana dashboard 4323) read the bridge unchanged: `slurm_nodes_*`,
+//! `slurm_cpus_*`, `slurm_queue_*`, `slurm_user_*`. Counted from the
+//! poller's round (its one sinfo and one squeue), never per scrape.
+
+use std::collections::BTreeMap;
+
+use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::job_state::JobState;
+use crate::slurm::parse::{NodeInfo, QueueEntry};
+
+/// Node states as the exporter groups them: the first word of sinfo's long
+/// state, by prefix (`drained`, `draining` and `drain` are all drain; a
+/// trailing `*`, `~`, `#` or `-` does not change the group).
+pub const NODE_GROUPS: [&str; 10] = ["alloc", "comp", "down", "drain", "err", "fail", "idle", "maint", "mix", "resv"];
+
+/// Job states as the exporter counts them (`slurm_queue_<name>`).
+pub const QUEUE_STATES: [(&str, JobState); 11] = [
+    ("pending", JobState::Pending),
+    ("running", JobState::Running),
+    ("suspended", JobState::Suspended),
+    ("cancelled", JobState::Cancelled),
+    ("completing", JobState::Completing),
+    ("completed", JobState::Completed),
+    ("configuring", JobState::Configuring),
+    ("failed", JobState::Failed),
+    ("timeout", JobState::Timeout),
+    ("preempted", JobState::Preempted),
+    ("node_fail", JobState::NodeFail),
+];
+
+/// One round's counts: a pure function of sinfo's and squeue's answers.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Census {
+    pub nodes: BTreeMap<&'static str, i64>,
+    pub cpus_alloc: i64,
+    pub cpus_idle: i64,
+    pub cpus_other: i64,
+    pub cpus_total: i64,
+    pub queue: BTreeMap<&'static str, i64>,
+    /// Pending because of a dependency (the exporter's `pending_dependency`).
+    pub pending_dependency: i64,
+    /// Per user: (pending jobs, running jobs, running CPUs, suspended jobs).
+    pub users: BTreeMap<String, (i64, i64, i64, i64)>,
+}
+
+impl Census {
+    pub fn of(nodes: &[NodeInfo], queue: &[QueueEntry]) -> Census {
+        let mut census = Census::default();
+        for group in NODE_GROUPS {
+            census.nodes.insert(group, 0);
+        }
+        for node in nodes {
+            let state = node.state.to_ascii_lowercase();
+            if let Some(group) = NODE_GROUPS.iter().find(|g| state.starts_with(**g)) {
+                *census.nodes.entry(group).or_default() += 1;
+            }
+            census.cpus_alloc += i64::from(node.cpus_allocated);
+            census.cpus_idle += i64::from(node.cpus_idle);
+            census.cpus_other += i64::from(node.cpus_other);
+            census.cpus_total += i64::from(node.cpus_total);
+        }
+        for (name, _) in QUEUE_STATES {
+            census.queue.insert(name, 0);
+        }
+        for job in queue {
+            if let Some((name, _)) = QUEUE_STATES.iter().find(|(_, state)| *state == job.state) {
+                *census.queue.entry(name).or_default() += 1;
+            }
+            if job.state == JobState::Pending && job.reason.as_deref() == Some("Dependency") {
+                census.pending_dependency += 1;
+            }
+            let user = census.users.entry(job.user.clone()).or_default();
+            match job.state {
+                JobState::Pending => user.0 += 1,
+                JobState::Running => {
+                    user.1 += 1;
+                    user.2 += i64::from(job.cpus);
+                }
+                JobState::Suspended => user.3 += 1,
+                _ => {}
+            }
+        }
+        census
+    }
+}
+
+/// The gauges, registered once; `observe` sets them from a round's census.
+pub struct ClusterMetrics {
+    nodes: Vec<(&'static str, IntGauge)>,
+    cpus: [IntGauge; 4],
+    queue: Vec<(&'static str, IntGauge)>,
+    pending_dependency: IntGauge,
+    user_pending: IntGaugeVec,
+    user_running: IntGaugeVec,
+    user_cpus_running: IntGaugeVec,
+    user_suspended: IntGaugeVec,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(gauge.clone())).expect("unique metric names");
+    gauge
+}
+
+fn per_user(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), &["user"]).expect("valid metric");
+    registry.register(Box::new(gauge.clone())).expect("unique metric names");
+    gauge
+}
+
+impl ClusterMetrics {
+    pub fn register(registry: &Registry) -> ClusterMetrics {
+        let nodes = NODE_GROUPS
+            .iter()
+            .map(|g| (*g, gauge(registry, &format!("slurm_nodes_{g}"), &format!("Nodes in state {g}*"))))
+            .collect();
+        let cpus = [
+            gauge(registry, "slurm_cpus_alloc", "Allocated CPUs"),
+            gauge(registry, "slurm_cpus_idle", "Idle CPUs"),
+            gauge(registry, "slurm_cpus_other", "CPUs of nodes down or drained"),
+            gauge(registry, "slurm_cpus_total", "CPUs in the cluster"),
+        ];
+        let queue = QUEUE_STATES
+            .iter()
+            .map(|(name, state)| (*name, gauge(registry, &format!("slurm_queue_{name}"), &format!("Jobs {state}"))))
+            .collect();
+        ClusterMetrics {
+            nodes,
+            cpus,
+            queue,
+            pending_dependency: gauge(registry, "slurm_queue_pending_dependency", "Jobs pending on a dependency"),
+            user_pending: per_user(registry, "slurm_user_jobs_pending", "Pending jobs per user"),
+            user_running: per_user(registry, "slurm_user_jobs_running", "Running jobs per user"),
+            user_cpus_running: per_user(registry, "slurm_user_cpus_running", "CPUs of running jobs per user"),
+            user_suspended: per_user(registry, "slurm_user_jobs_suspended", "Suspended jobs per user"),
+        }
+    }
+
+    pub fn observe(&self, census: &Census) {
+        for (group, gauge) in &self.nodes {
+            gauge.set(census.nodes.get(group).copied().unwrap_or(0));
+        }
+        let cpus = [census.cpus_alloc, census.cpus_idle, census.cpus_other, census.cpus_total];
+        for (gauge, value) in self.cpus.iter().zip(cpus) {
+            gauge.set(value);
+        }
+        for (name, gauge) in &self.queue {
+            gauge.set(census.queue.get(name).copied().unwrap_or(0));
+        }
+        self.pending_dependency.set(census.pending_dependency);
+        // Users without jobs drop out, as they do from squeue.
+        for vec in [&self.user_pending, &self.user_running, &self.user_cpus_running, &self.user_suspended] {
+            vec.reset();
+        }
+        for (user, (pending, running, cpus, suspended)) in &census.users {
+            self.user_pending.with_label_values(&[user]).set(*pending);
+            self.user_running.with_label_values(&[user]).set(*running);
+            self.user_cpus_running.with_label_values(&[user]).set(*cpus);
+            self.user_suspended.with_label_values(&[user]).set(*suspended);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::parse::{sinfo, squeue};
+
+    #[test]
+    fn a_round_is_counted_as_the_exporter_counts_it() {
+        let nodes = sinfo(
+            "c1|idle|0/2/0/2|7231|1|0.1|none|\nc2|mixed|1/1/0/2|7231|1|0.1|none|\nc3|drained*|0/0/2/2|7231|1|0.1|x|\n",
+        );
+        let queue = squeue(
+            "5|5|RUNNING|None|1|N/A|alice|2|c2|\n6|6|PENDING|Dependency|N/A|N/A|alice|1||\n\
+             7|7|PENDING|Priority|N/A|N/A|bob|1||\n8|8|COMPLETED|None|1|2|bob|1|c1|\n",
+        )
+        .unwrap();
+        let census = Census::of(&nodes, &queue);
+        assert_eq!(
+            (census.nodes["idle"], census.nodes["mix"], census.nodes["drain"], census.nodes["alloc"]),
+            (1, 1, 1, 0)
+        );
+        assert_eq!((census.cpus_alloc, census.cpus_idle, census.cpus_other, census.cpus_total), (1, 3, 2, 6));
+        assert_eq!((census.queue["running"], census.queue["pending"], census.queue["completed"]), (1, 2, 1));
+        assert_eq!(census.pending_dependency, 1);
+        assert_eq!(census.users["alice"], (1, 1, 2, 0));
+        assert_eq!(census.users["bob"], (1, 0, 0, 0));
+
+        let registry = Registry::new();
+        let metrics = ClusterMetrics::register(&registry);
+        metrics.observe(&census);
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for line in [
+            "slurm_nodes_idle 1",
+            "slurm_cpus_total 6",
+            "slurm_queue_pending 2",
+            "slurm_user_cpus_running{user=\"alice\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
+        }
+    }
+}
