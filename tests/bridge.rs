@@ -595,6 +595,8 @@ async fn issue_12_cluster_metrics_use_the_slurm_exporters_names() {
         "slurm_queue_pending",
         "slurm_queue_running",
         "slurm_queue_completed",
+        "slurm_scheduler_threads",
+        "slurm_scheduler_mean_cycle",
     ] {
         assert!(value(&metrics, name).is_some(), "no {name}:\n{metrics}");
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::job_state::JobState;
-use crate::slurm::parse::{NodeInfo, QueueEntry};
+use crate::slurm::parse::{NodeInfo, QueueEntry, SchedulerStats};
 
 /// Node states as the exporter groups them: the first word of sinfo's long
 /// state, by prefix (`drained`, `draining` and `drain` are all drain; a
@@ -97,7 +97,31 @@ pub struct ClusterMetrics {
     user_running: IntGaugeVec,
     user_cpus_running: IntGaugeVec,
     user_suspended: IntGaugeVec,
+    scheduler: Vec<(fn(&SchedulerStats) -> Option<i64>, IntGauge)>,
 }
+
+/// `sdiag`'s figures by the exporter's names (times in microseconds).
+type SchedulerGauge = (&'static str, &'static str, fn(&SchedulerStats) -> Option<i64>);
+const SCHEDULER: [SchedulerGauge; 12] = [
+    ("slurm_scheduler_threads", "slurmctld server threads", |s| s.threads),
+    ("slurm_scheduler_queue_size", "Agent queue size", |s| s.queue_size),
+    ("slurm_scheduler_dbd_queue_size", "DBD agent queue size", |s| s.dbd_queue_size),
+    ("slurm_scheduler_last_cycle", "Main scheduler's last cycle (us)", |s| s.last_cycle),
+    ("slurm_scheduler_mean_cycle", "Main scheduler's mean cycle (us)", |s| s.mean_cycle),
+    ("slurm_scheduler_cycle_per_minute", "Main scheduler cycles per minute", |s| s.cycles_per_minute),
+    ("slurm_scheduler_backfill_last_cycle", "Backfill's last cycle (us)", |s| s.backfill_last_cycle),
+    ("slurm_scheduler_backfill_mean_cycle", "Backfill's mean cycle (us)", |s| s.backfill_mean_cycle),
+    ("slurm_scheduler_backfill_depth_mean", "Backfill's mean depth", |s| s.backfill_depth_mean),
+    ("slurm_scheduler_backfilled_jobs_since_start_total", "Jobs backfilled since slurmctld started", |s| {
+        s.backfilled_jobs_since_start
+    }),
+    ("slurm_scheduler_backfilled_jobs_since_cycle_total", "Jobs backfilled since the last stats cycle", |s| {
+        s.backfilled_jobs_since_cycle
+    }),
+    ("slurm_scheduler_backfilled_heterogeneous_total", "Heterogeneous job components backfilled", |s| {
+        s.backfilled_heterogeneous
+    }),
+];
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("valid metric");
@@ -136,6 +160,16 @@ impl ClusterMetrics {
             user_running: per_user(registry, "slurm_user_jobs_running", "Running jobs per user"),
             user_cpus_running: per_user(registry, "slurm_user_cpus_running", "CPUs of running jobs per user"),
             user_suspended: per_user(registry, "slurm_user_jobs_suspended", "Suspended jobs per user"),
+            scheduler: SCHEDULER.iter().map(|(name, help, read)| (*read, gauge(registry, name, help))).collect(),
+        }
+    }
+
+    /// `sdiag`'s figures; one this SLURM does not print keeps its last value.
+    pub fn observe_scheduler(&self, stats: &SchedulerStats) {
+        for (read, gauge) in &self.scheduler {
+            if let Some(value) = read(stats) {
+                gauge.set(value);
+            }
         }
     }
 
@@ -193,6 +227,7 @@ mod tests {
         let registry = Registry::new();
         let metrics = ClusterMetrics::register(&registry);
         metrics.observe(&census);
+        metrics.observe_scheduler(&SchedulerStats { mean_cycle: Some(547), ..Default::default() });
         let mut text = Vec::new();
         prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
@@ -201,6 +236,7 @@ mod tests {
             "slurm_cpus_total 6",
             "slurm_queue_pending 2",
             "slurm_user_cpus_running{user=\"alice\"} 2",
+            "slurm_scheduler_mean_cycle 547",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
         }

@@ -298,6 +298,11 @@ impl Slurm {
             .ok_or(SlurmError::Unexpected { command: "scontrol", output: "no MinJobAge in show config".into() })
     }
 
+    /// The scheduler's statistics (`sdiag`).
+    pub async fn sdiag(&self) -> Result<parse::SchedulerStats, SlurmError> {
+        Ok(parse::sdiag(&self.output("sdiag", &[]).await?))
+    }
+
     /// Every node, from sinfo.
     pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
         let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;

@@ -34,6 +34,61 @@ pub fn config_seconds(stdout: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The scheduler's figures from `sdiag`, as prometheus-slurm-exporter reads
+/// them: times in microseconds, counts since slurmctld started (backfill:
+/// also since the last stats cycle).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SchedulerStats {
+    pub threads: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub dbd_queue_size: Option<i64>,
+    pub last_cycle: Option<i64>,
+    pub mean_cycle: Option<i64>,
+    pub cycles_per_minute: Option<i64>,
+    pub backfill_last_cycle: Option<i64>,
+    pub backfill_mean_cycle: Option<i64>,
+    pub backfill_depth_mean: Option<i64>,
+    pub backfilled_jobs_since_start: Option<i64>,
+    pub backfilled_jobs_since_cycle: Option<i64>,
+    pub backfilled_heterogeneous: Option<i64>,
+}
+
+/// Reads `sdiag`'s `Name: value` lines, by section (the main scheduler's
+/// and the backfill scheduler's share names such as `Last cycle`).
+pub fn sdiag(stdout: &str) -> SchedulerStats {
+    let mut stats = SchedulerStats::default();
+    let mut backfill = false;
+    for line in stdout.lines() {
+        let line = line.trim();
+        if line.starts_with("Main schedule statistics") {
+            backfill = false;
+        } else if line.starts_with("Backfilling stats") {
+            backfill = true;
+        } else if line.starts_with("Latency for") || line.starts_with("Remote Procedure Call") {
+            backfill = false;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some(value) = value.split_whitespace().next().and_then(|v| v.parse::<i64>().ok()) else { continue };
+        let slot = match (backfill, name.trim()) {
+            (_, "Server thread count") => &mut stats.threads,
+            (_, "Agent queue size") => &mut stats.queue_size,
+            (_, "DBD Agent queue size") => &mut stats.dbd_queue_size,
+            (false, "Last cycle") => &mut stats.last_cycle,
+            (false, "Mean cycle") => &mut stats.mean_cycle,
+            (false, "Cycles per minute") => &mut stats.cycles_per_minute,
+            (true, "Last cycle") => &mut stats.backfill_last_cycle,
+            (true, "Mean cycle") => &mut stats.backfill_mean_cycle,
+            (true, "Depth Mean") => &mut stats.backfill_depth_mean,
+            (true, "Total backfilled jobs (since last slurm start)") => &mut stats.backfilled_jobs_since_start,
+            (true, "Total backfilled jobs (since last stats cycle start)") => &mut stats.backfilled_jobs_since_cycle,
+            (true, "Total backfilled heterogeneous job components") => &mut stats.backfilled_heterogeneous,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    stats
+}
+
 /// `sbatch --parsable` prints `id` or `id;cluster`.
 pub fn parsable_job_id(stdout: &str) -> Option<i64> {
     stdout.trim().split(';').next()?.parse().ok().filter(|id| *id > 0)
@@ -246,6 +301,24 @@ mod tests {
     }
 
     #[test]
+    fn sdiag_sections_keep_their_cycles_apart() {
+        let out = "Server thread count:  3\nAgent queue size:     0\nDBD Agent queue size: 2\n\
+                   Main schedule statistics (microseconds):\n\tLast cycle:   14\n\tMean cycle:   547\n\
+                   \tCycles per minute: 4\n\nBackfilling stats\n\
+                   \tTotal backfilled jobs (since last slurm start): 5\n\
+                   \tTotal backfilled jobs (since last stats cycle start): 1\n\
+                   \tTotal backfilled heterogeneous job components: 0\n\tLast cycle: 70\n\tMean cycle: 80\n\
+                   \tDepth Mean: 9\n";
+        let stats = sdiag(out);
+        assert_eq!((stats.threads, stats.queue_size, stats.dbd_queue_size), (Some(3), Some(0), Some(2)));
+        assert_eq!((stats.last_cycle, stats.mean_cycle, stats.cycles_per_minute), (Some(14), Some(547), Some(4)));
+        assert_eq!((stats.backfill_last_cycle, stats.backfill_mean_cycle), (Some(70), Some(80)));
+        assert_eq!(stats.backfill_depth_mean, Some(9));
+        assert_eq!((stats.backfilled_jobs_since_start, stats.backfilled_jobs_since_cycle), (Some(5), Some(1)));
+        assert_eq!(sdiag("garbage"), SchedulerStats::default());
+    }
+
+    #[test]
     fn config_durations() {
         let out = "KillWait                = 5 sec\nMinJobAge               = 60 sec\nMpiDefault = pmix\n";
         assert_eq!(config_seconds(out, "MinJobAge"), Some(60));
@@ -270,6 +343,7 @@ mod tests {
             let _ = show_job(text);
             let _ = sinfo(text);
             let _ = ping(text);
+            let _ = sdiag(text);
             let _ = parsable_job_id(text);
         });
     }

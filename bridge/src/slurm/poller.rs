@@ -55,9 +55,15 @@ pub struct Poller {
     nodes: watch::Sender<Arc<NodeSnapshot>>,
     /// When the jobs-by-state gauge was last recomputed.
     counted_at: std::sync::Mutex<Option<Instant>>,
+    /// When `sdiag` last ran.
+    sdiag_at: std::sync::Mutex<Option<Instant>>,
     /// Transitions happened since the last count.
     counts_dirty: std::sync::atomic::AtomicBool,
 }
+
+/// How often the scheduler's statistics are read (one `sdiag` RPC): they
+/// move slowly, and slurmctld answers every poll already.
+const SDIAG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How often the jobs-by-state gauge may be recomputed after transitions.
 const COUNT_INTERVAL: Duration = Duration::from_secs(5);
@@ -82,6 +88,7 @@ pub fn spawn(
         submit_grace,
         nodes: tx,
         counted_at: Default::default(),
+        sdiag_at: Default::default(),
         counts_dirty: Default::default(),
     };
     (tokio::spawn(poller.run(interval, stopping)), rx)
@@ -130,6 +137,7 @@ impl Poller {
         let queue = self.slurm.squeue_all().await?;
         let nodes = self.slurm.sinfo_nodes().await?;
         self.publish_nodes(nodes, &queue);
+        self.publish_scheduler_stats().await;
 
         let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
         for entry in &queue {
@@ -267,6 +275,22 @@ impl Poller {
             }
         }
         Ok(())
+    }
+
+    /// `sdiag` every `SDIAG_INTERVAL`, into the scheduler metrics. A failure
+    /// is logged and costs the poll nothing.
+    async fn publish_scheduler_stats(&self) {
+        {
+            let Ok(mut at) = self.sdiag_at.lock() else { return };
+            if at.is_some_and(|t| t.elapsed() < SDIAG_INTERVAL) {
+                return;
+            }
+            *at = Some(Instant::now());
+        }
+        match self.slurm.sdiag().await {
+            Ok(stats) => self.metrics.cluster.observe_scheduler(&stats),
+            Err(err) => tracing::debug!(%err, "sdiag failed; the scheduler metrics keep their last values"),
+        }
     }
 
     fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry]) {
