@@ -97,11 +97,14 @@ pub struct ClusterMetrics {
     user_running: IntGaugeVec,
     user_cpus_running: IntGaugeVec,
     user_suspended: IntGaugeVec,
-    scheduler: Vec<(fn(&SchedulerStats) -> Option<i64>, IntGauge)>,
+    scheduler: Vec<(ReadStat, IntGauge)>,
 }
 
+/// Reads one figure of `sdiag`'s.
+type ReadStat = fn(&SchedulerStats) -> Option<i64>;
+
 /// `sdiag`'s figures by the exporter's names (times in microseconds).
-type SchedulerGauge = (&'static str, &'static str, fn(&SchedulerStats) -> Option<i64>);
+type SchedulerGauge = (&'static str, &'static str, ReadStat);
 const SCHEDULER: [SchedulerGauge; 12] = [
     ("slurm_scheduler_threads", "slurmctld server threads", |s| s.threads),
     ("slurm_scheduler_queue_size", "Agent queue size", |s| s.queue_size),
