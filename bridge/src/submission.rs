@@ -148,9 +148,11 @@ impl Submitter {
         let valid = self.validate(request, &identity).await?;
         // Bad input is answered first; then, if the probe says slurmctld is
         // down, a 503 at once rather than an sbatch that waits it out.
-        let controller = self.controller.borrow().clone();
-        if !controller.reachable && controller.checked_at.is_some() {
-            return Err(SubmitError::ControllerDown(controller.error.unwrap_or_default()));
+        {
+            let controller = self.controller.borrow();
+            if !controller.reachable && controller.checked_at.is_some() {
+                return Err(SubmitError::ControllerDown(controller.error.clone().unwrap_or_default()));
+            }
         }
         // A dry run costs an sbatch like a submission: it counts alike.
         let per_minute = self.settings.limits.submit_rate_per_minute;

@@ -11,22 +11,12 @@ use crate::job_health::{NodeHealth, StepHealth};
 use crate::job_state::JobState;
 use crate::store::jobs::{Event, Job};
 
-/// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it.
+/// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it: its
+/// summary and what it runs.
 #[derive(Serialize, JsonSchema)]
 pub struct JobRecord {
-    pub id: i64,
-    pub user: String,
-    pub slurm_job_id: Option<i64>,
-    pub name: String,
-    pub partition: Option<String>,
-    pub state: JobState,
-    pub reason: Option<String>,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub nodes: Option<String>,
-    pub submitted_at: f64,
-    pub started_at: Option<f64>,
-    pub ended_at: Option<f64>,
+    #[serde(flatten)]
+    pub summary: JobSummary,
     /// The request with the script's directives merged in (`directives`
     /// says which line set what).
     #[schemars(schema_with = "job_request")]
@@ -35,31 +25,18 @@ pub struct JobRecord {
     pub stdout_path: Option<String>,
     pub stderr_path: Option<String>,
     pub unix_user: String,
-    pub finished: bool,
 }
 
 impl From<Job> for JobRecord {
-    fn from(job: Job) -> Self {
+    fn from(mut job: Job) -> Self {
+        // The fields only the record has are taken first; the rest is the summary.
         JobRecord {
-            id: job.id,
-            user: job.user,
-            slurm_job_id: job.slurm_job_id,
-            name: job.name,
-            partition: job.partition,
-            state: job.state,
-            reason: job.reason,
-            exit_code: job.exit_code,
-            signal: job.signal,
-            nodes: job.nodes,
-            submitted_at: job.submitted_at,
-            started_at: job.started_at,
-            ended_at: job.ended_at,
-            spec: job.spec,
-            script: job.script,
-            stdout_path: job.stdout_path,
-            stderr_path: job.stderr_path,
-            unix_user: job.unix_user,
-            finished: job.finished,
+            spec: std::mem::take(&mut job.spec),
+            script: std::mem::take(&mut job.script),
+            stdout_path: job.stdout_path.take(),
+            stderr_path: job.stderr_path.take(),
+            unix_user: std::mem::take(&mut job.unix_user),
+            summary: job.into(),
         }
     }
 }
@@ -110,8 +87,8 @@ pub struct ResultView {
     pub problem: Option<String>,
 }
 
-/// A job in a list: the record without its spec and script, which
-/// `GET /v1/jobs/{id}` serves.
+/// A job in a list (and the first part of every job body): the record
+/// without its spec and script, which `GET /v1/jobs/{id}` serves.
 #[derive(Serialize, JsonSchema)]
 pub struct JobSummary {
     pub id: i64,
