@@ -263,3 +263,41 @@ async fn issue_8_dry_runs_count_against_the_submit_rate() {
     assert_eq!(reply.status, 429, "{}", reply.text);
     assert_eq!(alice.job_count().await, 0);
 }
+
+// See: #9. A restarted bridge completes a recorded submission only as the
+// Unix account its owner is mapped to now: a record naming another account
+// (bob's, on alice's bridge account) is marked lost, and nothing runs.
+#[tokio::test]
+async fn issue_9_a_recovered_submission_never_runs_as_an_account_other_than_the_owners() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    app.user("alice").await;
+    let data_dir = app.stop().await;
+    let name = e2e::unique_name("forged");
+    let spec = json!({"name": name, "command": ["true"], "working_dir": cluster.user_dir("bob")}).to_string();
+    let store = bridge::store::Store::open(&data_dir.join("bridge.db")).unwrap();
+    let row = (e2e::unique_name("tag"), name.clone(), bridge::store::now(), spec);
+    let id: i64 = store
+        .call(move |c| {
+            // As a bridge that stopped between recording and sbatch would
+            // have left it, but for bob's Unix account.
+            c.execute(
+                "INSERT INTO jobs (user_id, tag, name, state, submitted_at, spec, script, unix_user, uid)
+                 SELECT id, ?1, ?2, 'SUBMITTING', ?3, ?4, '#!/bin/sh\nexec true\n', 'bob', 2002
+                 FROM users WHERE name = 'alice'",
+                row,
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let app = TestApp::spawn_on(cluster, data_dir, &[]).await;
+    let alice = app.user("alice").await;
+    let lost = alice.wait_state(id, "UNKNOWN").await;
+    let reason = lost["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("now mapped to alice rather than bob"), "{lost}");
+    assert!(lost["slurm_job_id"].is_null(), "{lost}");
+    let named = cluster.ok("squeue", &["-h", "-t", "all", "-n", &name, "-o", "%i %u"]);
+    assert!(named.trim().is_empty(), "a job named {name} reached SLURM: {named}");
+}
