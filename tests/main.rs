@@ -10,3 +10,4 @@ mod lifecycle;
 mod mpi;
 mod security;
 mod spank;
+mod submit_paths;

@@ -135,9 +135,22 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_SUBMIT_RATE", default_value_t = 120)]
     pub submit_rate: u32,
 
-    /// sbatch processes at once; more submissions wait for a slot.
+    /// Submissions in flight at once (sbatch processes or libslurm calls);
+    /// more wait for a slot.
     #[arg(long, env = "BRIDGE_MAX_CONCURRENT_SBATCH", default_value_t = 8)]
     pub max_concurrent_sbatch: usize,
+
+    /// How submissions reach SLURM: one libslurm RPC, or one sbatch process
+    /// per job. Unset: libslurm where it loads (the library the bridge was
+    /// built against, a readable slurm.conf), sbatch otherwise; the choice
+    /// is logged at start and shown in /readyz.
+    #[arg(long, env = "BRIDGE_SUBMIT_VIA", value_enum)]
+    pub submit_via: Option<SubmitVia>,
+
+    /// Threads that call libslurm (each holds one submission's RPC at a
+    /// time, as that user). 4 keeps 2 cores busy while answers travel.
+    #[arg(long, env = "BRIDGE_LIBSLURM_THREADS", default_value_t = 4)]
+    pub libslurm_threads: usize,
 
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "BRIDGE_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
@@ -237,6 +250,13 @@ pub enum Registration {
     Closed,
 }
 
+/// How submissions reach SLURM (`--submit-via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SubmitVia {
+    Libslurm,
+    Sbatch,
+}
+
 /// Checked settings: what the rest of the bridge reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -249,6 +269,9 @@ pub struct Settings {
     pub slurm_probe_interval: Duration,
     pub poll_interval: Duration,
     pub slurm_timeout: Duration,
+    /// None: libslurm where it loads, sbatch otherwise.
+    pub submit_via: Option<SubmitVia>,
+    pub libslurm_threads: usize,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub registration: Registration,
@@ -376,6 +399,8 @@ impl Settings {
             slurm_probe_interval: seconds("slurm-probe-interval", cli.slurm_probe_interval, 0.1, 3600.0)?,
             poll_interval: seconds("poll-interval", cli.poll_interval, 0.05, 3600.0)?,
             slurm_timeout: seconds("slurm-timeout", cli.slurm_timeout, 0.1, 600.0)?,
+            submit_via: cli.submit_via,
+            libslurm_threads: range("libslurm-threads", cli.libslurm_threads as f64, 1.0, 64.0)? as usize,
             access_ttl: seconds("access-ttl", cli.access_ttl as f64, 10.0, 86400.0)?,
             refresh_ttl: seconds("refresh-ttl", cli.refresh_ttl as f64, 60.0, 365.0 * 86400.0)?,
             registration: cli.registration,

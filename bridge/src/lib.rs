@@ -91,7 +91,7 @@ pub async fn build_state(
         None => None,
     };
     let settings = Arc::new(settings);
-    let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
+    let slurm = submission_path(&settings)?;
     let submitter = Submitter {
         settings: settings.clone(),
         store: store.clone(),
@@ -124,6 +124,28 @@ pub async fn build_state(
         health_secret,
         dummy_hash: Arc::new(dummy_hash),
     }))
+}
+
+/// The SLURM handle submissions use: through libslurm unless
+/// `--submit-via sbatch`, or unless libslurm does not load and the choice
+/// was left to the bridge. Logs the choice.
+fn submission_path(settings: &Settings) -> anyhow::Result<Slurm> {
+    let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
+    if settings.submit_via == Some(config::SubmitVia::Sbatch) {
+        tracing::info!("submitting through sbatch (--submit-via sbatch)");
+        return Ok(slurm);
+    }
+    match slurm::Libslurm::load(settings.slurm_conf.as_deref(), settings.libslurm_threads) {
+        Ok(libslurm) => {
+            tracing::info!(libslurm = %libslurm.description, "submitting through libslurm");
+            Ok(slurm.with_libslurm(libslurm))
+        }
+        Err(why) if settings.submit_via.is_none() => {
+            tracing::warn!("libslurm does not load ({why}); submitting through sbatch");
+            Ok(slurm)
+        }
+        Err(why) => anyhow::bail!("--submit-via libslurm: libslurm does not load: {why}"),
+    }
 }
 
 /// Opens (creating) the data directory and the database.

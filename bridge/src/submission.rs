@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Semaphore};
@@ -69,13 +69,10 @@ pub enum SubmitError {
     /// The working directory cannot be entered as the user.
     #[error("{0}")]
     WorkingDir(String),
-    /// sbatch did not answer in time: it may have reached slurmctld, so the
-    /// record stays and the poller reconciles it by its tag.
-    #[error(
-        "sbatch did not finish within {0:?}; the job may still have been submitted: retry with the same \
-         Idempotency-Key to find out"
-    )]
-    MaybeSubmitted(Duration),
+    /// SLURM's answer did not come (in time): the job may have reached
+    /// slurmctld, so the record stays and the poller reconciles it by its tag.
+    #[error("{0}; the job may still have been submitted: retry with the same Idempotency-Key to find out")]
+    MaybeSubmitted(String),
     #[error("SLURM does not answer: {0}")]
     Unreachable(String),
     /// The controller probe says slurmctld is down: no sbatch is tried.
@@ -286,7 +283,7 @@ impl Submitter {
         Ok(valid)
     }
 
-    /// sbatch's options, with dependencies on the caller's own earlier jobs
+    /// SLURM's options, with dependencies on the caller's own earlier jobs
     /// (by bridge id) and the random tag that finds the job after a crash.
     async fn submission(
         &self,
@@ -297,9 +294,9 @@ impl Submitter {
     ) -> Result<Submission, SubmitError> {
         let mut options = valid.options.clone();
         if !valid.dependencies.is_empty() {
-            options.push(("dependency", self.dependencies(caller, &valid.dependencies).await?));
+            options.after_ok = self.dependencies(caller, &valid.dependencies).await?;
         }
-        options.push(("comment", comment_tag(tag)));
+        options.comment = Some(comment_tag(tag));
         let submission = Submission {
             identity: identity.clone(),
             working_dir: valid.working_dir.clone(),
@@ -310,8 +307,8 @@ impl Submitter {
         Ok(submission)
     }
 
-    /// `afterok:<slurm ids>` for bridge ids the caller may name.
-    async fn dependencies(&self, caller: &Caller<'_>, ids: &[i64]) -> Result<String, SubmitError> {
+    /// The SLURM ids of bridge ids the caller may name.
+    async fn dependencies(&self, caller: &Caller<'_>, ids: &[i64]) -> Result<Vec<i64>, SubmitError> {
         let wanted = ids.to_vec();
         let found = self
             .store
@@ -321,13 +318,13 @@ impl Submitter {
         for (job, id) in found.into_iter().zip(ids) {
             match job {
                 Some(job) if job.user_id == caller.user.id || caller.is_admin => match job.slurm_job_id {
-                    Some(slurm_id) => slurm_ids.push(slurm_id.to_string()),
+                    Some(slurm_id) => slurm_ids.push(slurm_id),
                     None => return Err(SubmitError::invalid("dependencies", format!("job {id} has no SLURM id yet"))),
                 },
                 _ => return Err(SubmitError::invalid("dependencies", format!("you have no job {id}"))),
             }
         }
-        Ok(format!("afterok:{}", slurm_ids.join(":")))
+        Ok(slurm_ids)
     }
 
     /// Inserts the job as SUBMITTING (the idempotency key checked in the same
@@ -347,12 +344,12 @@ impl Submitter {
             tag,
             idempotency_key: idempotency_key.clone(),
             request_hash: hash.clone(),
-            name: valid.name.clone(),
-            partition: valid.partition.clone(),
+            name: valid.options.name.clone(),
+            partition: valid.options.partition.clone(),
             spec: valid.spec.clone(),
             script: valid.script.clone(),
-            stdout_path: Some(valid.stdout.clone()),
-            stderr_path: Some(valid.stderr.clone()),
+            stdout_path: Some(valid.options.stdout.clone()),
+            stderr_path: Some(valid.options.stderr.clone()),
             unix_user: identity.name.clone(),
             uid: identity.uid,
             result_path: valid.result_path.clone(),
@@ -396,11 +393,12 @@ impl Submitter {
         }
     }
 
-    /// sbatch, as the user, with a bounded number running at once.
+    /// The submission, as the user, through libslurm or sbatch, with a
+    /// bounded number in flight at once.
     async fn sbatch(&self, submission: Submission, dry_run: bool) -> Result<SbatchOutcome, SubmitError> {
         let _slot = self.sbatch_slots.acquire().await.map_err(|_| SubmitError::ShuttingDown)?;
         let started = Instant::now();
-        let result = self.slurm.sbatch(&submission, dry_run).await;
+        let result = self.slurm.submit(&submission, dry_run).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(SlurmError::Rejected { .. } | SlurmError::WorkingDir { .. }) => "rejected",
@@ -410,7 +408,8 @@ impl Submitter {
         result.map_err(|e| match e {
             SlurmError::Rejected { stderr, .. } => SubmitError::Rejected(stderr),
             e @ SlurmError::WorkingDir { .. } => SubmitError::WorkingDir(e.to_string()),
-            SlurmError::Timeout { .. } => SubmitError::MaybeSubmitted(self.settings.slurm_timeout),
+            e @ SlurmError::Timeout { .. } => SubmitError::MaybeSubmitted(e.to_string()),
+            e @ SlurmError::NoAnswer { .. } => SubmitError::MaybeSubmitted(e.to_string()),
             SlurmError::Unreachable { stderr, .. } => SubmitError::Unreachable(stderr),
             other => SubmitError::Internal(other.into()),
         })

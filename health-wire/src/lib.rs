@@ -33,6 +33,20 @@ pub fn verify(secret: &[u8], timestamp: &str, body: &[u8], signature: &str) -> b
     mac(secret, timestamp, body).verify_slice(&given).is_ok()
 }
 
+/// The SPANK plugin's name (`plugin_name`), as SLURM knows it.
+pub const PLUGIN_NAME: &str = "odyssey_health";
+
+/// The plugin's option on the command line: `--health-report[=MODE]`.
+pub const OPTION: &str = "health-report";
+
+/// How a job carries the option's value to the plugin in slurmstepd: sbatch
+/// puts `_SLURM_SPANK_OPTION_<plugin>_<option, - as _>=<value>` into the
+/// job's SPANK environment (`job_desc_msg_t.spank_job_env`); a submission
+/// through libslurm must do the same.
+pub fn spank_option_env(value: &str) -> String {
+    format!("_SLURM_SPANK_OPTION_{PLUGIN_NAME}_{}={value}", OPTION.replace('-', "_"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,3 +101,14 @@ hook!(slurm_spank_user_init, user_init, false);
 hook!(slurm_spank_task_post_fork, task_post_fork, false);
 hook!(slurm_spank_task_exit, task_exit, false);
 hook!(slurm_spank_exit, exit, false);
+
+#[cfg(test)]
+mod tests {
+    /// The bridge's libslurm path names the plugin in the job's SPANK
+    /// environment by the shared constant: it must be this symbol's name.
+    #[test]
+    fn the_plugin_name_is_the_shared_one() {
+        let name = std::ffi::CStr::from_bytes_with_nul(&super::plugin_name).unwrap();
+        assert_eq!(name.to_str().unwrap(), odyssey_health_wire::PLUGIN_NAME);
+    }
+}

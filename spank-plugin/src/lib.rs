@@ -35,7 +35,7 @@ use report::{Known, NodeRecord, Outcome, Record, TaskRecord, NO_PER_TASK_SOURCE}
 pub const DEFAULT_SPOOL: &str = "/var/spool/odyssey-health/%n";
 
 /// The option's name on the command line: `--health-report`.
-pub const OPTION: &str = "health-report";
+pub use odyssey_health_wire::OPTION;
 /// The variable a job step sees when reporting is on.
 pub const ENV_MODE: &str = "ODYSSEY_HEALTH_REPORT";
 

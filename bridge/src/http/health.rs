@@ -53,6 +53,8 @@ pub(super) struct Ready {
     ready: bool,
     slurm: SlurmBody,
     database: String,
+    /// How submissions reach SLURM: "libslurm" or "sbatch" (`--submit-via`).
+    submit_via: &'static str,
 }
 
 async fn get_ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
@@ -63,5 +65,6 @@ async fn get_ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     };
     let ready = slurm.reachable && writable;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Ready { ready, slurm: slurm.into(), database }))
+    let submit_via = state.slurm.submit_path();
+    (status, Json(Ready { ready, slurm: slurm.into(), database, submit_via }))
 }

@@ -5,6 +5,7 @@
 use super::limits::{MAX_ARRAY_SPEC_CHARS, MAX_MEMORY_DIGITS, MAX_TIME_PART_DIGITS};
 use super::{bad, SpecError, TimeLimit};
 use crate::config::Limits;
+use crate::slurm::job::{MailType, MiB, Minutes};
 
 /// Checks shared by every single-line field: no NUL, line breaks or other
 /// control characters, nothing that reads as an option or a directive.
@@ -64,38 +65,34 @@ pub(super) fn count(field: &str, value: Option<u32>, max: u32) -> Result<Option<
     }
 }
 
-pub(super) fn memory(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
+pub(super) fn memory(field: &str, value: &str, limits: &Limits) -> Result<MiB, SpecError> {
     line(field, value, limits)?;
     let digits = value.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(value);
-    if digits.is_empty()
-        || digits.len() > MAX_MEMORY_DIGITS
-        || !digits.chars().all(|c| c.is_ascii_digit())
-        || digits == "0"
-    {
-        return Err(bad(field, "must be a positive number with an optional K, M, G or T suffix, e.g. 512M"));
+    let refuse = || bad(field, "must be a positive number with an optional K, M, G or T suffix, e.g. 512M");
+    if digits.len() > MAX_MEMORY_DIGITS || digits == "0" {
+        return Err(refuse());
     }
-    Ok(())
+    MiB::parse(value).ok_or_else(refuse)
 }
 
-pub(super) fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<String, SpecError> {
-    match value {
-        TimeLimit::Minutes(0) => Err(bad("time_limit", "must be at least 1 minute")),
-        TimeLimit::Minutes(m) => Ok(m.to_string()),
+pub(super) fn time_limit(value: &TimeLimit, limits: &Limits) -> Result<Minutes, SpecError> {
+    let refuse = || bad("time_limit", "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00");
+    let minutes = match value {
+        TimeLimit::Minutes(m) => Minutes(*m),
         TimeLimit::Slurm(s) => {
             line("time_limit", s, limits)?;
-            let (days, rest) = match s.split_once('-') {
-                Some((d, rest)) => (Some(d), rest),
-                None => (None, s.as_str()),
-            };
-            let parts: Vec<&str> = rest.split(':').collect();
-            let numeric =
-                |p: &str| !p.is_empty() && p.len() <= MAX_TIME_PART_DIGITS && p.chars().all(|c| c.is_ascii_digit());
-            if days.is_some_and(|d| !numeric(d)) || parts.len() > 3 || !parts.iter().all(|p| numeric(p)) {
-                return Err(bad("time_limit", "must be minutes or [D-]HH:MM:SS, e.g. 90 or 1:30:00"));
+            let (days, rest) = s.split_once('-').map_or((None, s.as_str()), |(d, rest)| (Some(d), rest));
+            let long_part = |p: &str| p.len() > MAX_TIME_PART_DIGITS;
+            if days.is_some_and(long_part) || rest.split(':').any(long_part) {
+                return Err(refuse());
             }
-            Ok(s.clone())
+            Minutes::parse(s).ok_or_else(refuse)?
         }
+    };
+    if minutes.0 == 0 {
+        return Err(bad("time_limit", "must be at least 1 minute"));
     }
+    Ok(minutes)
 }
 
 pub(super) fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
@@ -109,27 +106,11 @@ pub(super) fn array(value: &str, limits: &Limits) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// SLURM's mail events (sbatch(1), --mail-type).
-pub(super) const MAIL_TYPES: &[&str] = &[
-    "NONE",
-    "BEGIN",
-    "END",
-    "FAIL",
-    "REQUEUE",
-    "ALL",
-    "INVALID_DEPEND",
-    "STAGE_OUT",
-    "TIME_LIMIT",
-    "TIME_LIMIT_90",
-    "TIME_LIMIT_80",
-    "TIME_LIMIT_50",
-    "ARRAY_TASKS",
-];
-
-pub(super) fn mail_type(value: &str, limits: &Limits) -> Result<(), SpecError> {
+/// SLURM's mail events (sbatch(1), `--mail-type`), comma-separated.
+pub(super) fn mail_type(value: &str, limits: &Limits) -> Result<Vec<MailType>, SpecError> {
     line("mail_type", value, limits)?;
-    if value.split(',').any(|t| !MAIL_TYPES.contains(&t)) {
-        return Err(bad("mail_type", format!("must be a comma-separated list of {}", MAIL_TYPES.join(", "))));
-    }
-    Ok(())
+    value.split(',').map(MailType::from_name).collect::<Option<Vec<_>>>().ok_or_else(|| {
+        let names: Vec<&str> = MailType::ALL.iter().map(|t| t.as_str()).collect();
+        bad("mail_type", format!("must be a comma-separated list of {}", names.join(", ")))
+    })
 }

@@ -1,14 +1,16 @@
-//! A job request and its validation into sbatch options. Nothing here knows
-//! HTTP or runs a command: the rules that keep user input from becoming
-//! sbatch directives, extra options or shell live in one place.
+//! A job request and its validation into SLURM's typed options
+//! (`slurm::job::JobOptions`). Nothing here knows HTTP or runs a command:
+//! the rules that keep user input from becoming directives, extra options
+//! or shell live in one place.
 //!
-//! The defence: every option is passed as one `--name=value` argument (no
-//! shell), values that could read as options or directives are refused, the
-//! job's environment travels NUL-separated through `--export-file`, never
-//! through sbatch's own environment, and the script goes on stdin. A
-//! script's own `#SBATCH` lines are parsed (`directives`) into the same
-//! fields, checked by the same rules, and neutralised: SLURM applies only
-//! options the bridge validated. The request's fields win over the script's.
+//! The defence: every value is checked and typed here (counts, memory in
+//! MiB, time in minutes, mail events), free-text values that could read as
+//! options or directives are refused, the environment is a map of checked
+//! names, and the script is data. A script's own `#SBATCH` lines are parsed
+//! (`directives`) into the same fields, checked by the same rules, and
+//! neutralised: SLURM applies only options the bridge validated, whether
+//! sbatch or libslurm carries them. The request's fields win over the
+//! script's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
+use crate::slurm::job::{HealthMode, JobOptions};
 
 /// Per-field checks: one line, no control characters, SLURM's shapes.
 mod checks;
@@ -27,7 +30,7 @@ mod io;
 pub mod limits;
 /// A script's directives merged into the request's fields.
 mod merge;
-/// Name, partition, counts, memory, time, selectors: sbatch options.
+/// Name, partition, counts, memory, time, selectors: typed options.
 mod resources;
 /// The batch script: the user's, a quoted command, or a kernel's srun.
 mod script;
@@ -121,15 +124,12 @@ pub struct ValidJob {
     /// The request as submitted: its fields merged with the script's
     /// directives, and a `directives` list saying where each came from.
     pub spec: serde_json::Value,
-    pub name: String,
-    pub partition: Option<String>,
-    pub options: Vec<(&'static str, String)>,
+    /// Everything SLURM gets besides the script, environment and working
+    /// directory; the dependencies and the tag are added at submission.
+    pub options: JobOptions,
     pub env: BTreeMap<String, String>,
     pub script: String,
     pub working_dir: PathBuf,
-    /// Absolute, with SLURM's %-patterns still in.
-    pub stdout: String,
-    pub stderr: String,
     pub is_array: bool,
     pub dependencies: Vec<i64>,
     /// For a kernel job: where rank 0 writes its JSON result, `%j` standing
@@ -160,17 +160,14 @@ fn validate_fields(
     limits: &Limits,
     mpi_binary: &Path,
 ) -> Result<ValidJob, SpecError> {
-    let (name, mut options) = resources::options(request, limits)?;
+    let mut options = resources::options(request, limits)?;
     let places = io::places(request, home, limits)?;
-    options.push(("chdir", places.working_dir.display().to_string()));
-    options.push(("output", places.stdout.clone()));
-    options.push(("error", places.stderr.clone()));
+    options.stdout = places.stdout;
+    options.stderr = places.stderr;
     if let Some(comment) = &request.comment {
         checks::line("comment", comment, limits)?;
     }
-    if let Some(mode) = health_report(request.health_report.as_ref())? {
-        options.push(("health-report", mode));
-    }
+    options.health_report = health_report(request.health_report.as_ref())?;
     let env = env::environment(request.env.as_ref(), limits)?;
     let kernel = script::kernel(request)?;
     let result_path = kernel.as_ref().map(|_| places.working_dir.join(RESULT_FILE).display().to_string());
@@ -181,14 +178,10 @@ fn validate_fields(
     }
     Ok(ValidJob {
         spec: serde_json::Value::Null,
-        name,
-        partition: request.partition.clone(),
         options,
         env,
         script,
         working_dir: places.working_dir,
-        stdout: places.stdout,
-        stderr: places.stderr,
         is_array: request.array.is_some(),
         dependencies,
         result_path,
@@ -196,12 +189,16 @@ fn validate_fields(
 }
 
 /// The SPANK plugin's `--health-report` mode, if the request asks for one.
-fn health_report(value: Option<&HealthReport>) -> Result<Option<String>, SpecError> {
+fn health_report(value: Option<&HealthReport>) -> Result<Option<HealthMode>, SpecError> {
     match value {
         None | Some(HealthReport::On(false)) => Ok(None),
-        Some(HealthReport::On(true)) => Ok(Some("summary".to_owned())),
-        Some(HealthReport::Mode(mode)) if matches!(mode.as_str(), "off" | "summary" | "full") => Ok(Some(mode.clone())),
-        Some(HealthReport::Mode(_)) => Err(bad("health_report", "must be true, false, \"summary\" or \"full\"")),
+        Some(HealthReport::On(true)) => Ok(Some(HealthMode::Summary)),
+        Some(HealthReport::Mode(mode)) => match mode.as_str() {
+            "off" => Ok(Some(HealthMode::Off)),
+            "summary" => Ok(Some(HealthMode::Summary)),
+            "full" => Ok(Some(HealthMode::Full)),
+            _ => Err(bad("health_report", "must be true, false, \"summary\" or \"full\"")),
+        },
     }
 }
 
@@ -244,8 +241,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(job.script, "#!/bin/sh\nexec 'echo' 'it'\\''s; rm -rf /'\n");
-        assert_eq!(job.stdout, "/home/alice/slurm-%j.out");
-        assert!(job.options.contains(&("chdir", "/home/alice".into())));
+        assert_eq!(job.options.stdout, "/home/alice/slurm-%j.out");
+        assert_eq!(job.working_dir, Path::new("/home/alice"));
     }
 
     #[test]
@@ -375,9 +372,10 @@ mod tests {
     fn check_request(request: &JobRequest) {
         match validate(request, Path::new("/home/alice"), &limits(), Path::new(MPI)) {
             Ok(job) => {
-                for (option, value) in &job.options {
-                    assert!(!value.contains(['\n', '\r', '\0']), "{option}={value:?}");
-                    assert!(!value.starts_with('-'), "{option}={value:?}");
+                for arg in job.options.sbatch_args() {
+                    let value = arg.split_once('=').map_or("", |(_, v)| v);
+                    assert!(!value.contains(['\n', '\r', '\0']), "{arg:?}");
+                    assert!(!value.starts_with('-'), "{arg:?}");
                 }
                 assert!(crate::directives::parse(&job.script).is_ok_and(|d| d.is_empty()), "{:?}", job.script);
             }

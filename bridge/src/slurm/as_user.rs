@@ -93,6 +93,31 @@ pub fn spawn_as(
     spawned
 }
 
+/// Runs `f` on the calling thread as `identity` (groups, gid, uid), then
+/// gives the thread root's ids back, also if `f` panics. For the libslurm
+/// pool's own threads, which run nothing else meanwhile: munge then vouches
+/// for the user on every RPC `f` sends (munged reads the connecting
+/// thread's credentials), and every file `f` opens is opened with the
+/// user's rights. Refuses uid 0 and gid 0.
+pub fn as_identity<T>(identity: &Identity, f: impl FnOnce() -> T) -> std::io::Result<T> {
+    if identity.uid == 0 || identity.gid == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "refusing to run as root"));
+    }
+    let _user = Assumed(Some(ThreadCredentials::assume(identity)?));
+    Ok(f())
+}
+
+/// Gives a thread its ids back when dropped.
+struct Assumed(Option<ThreadCredentials>);
+
+impl Drop for Assumed {
+    fn drop(&mut self) {
+        if let Some(saved) = self.0.take() {
+            saved.restore();
+        }
+    }
+}
+
 /// Held for the length of one spawn.
 #[allow(dead_code)] // Held for its Drop only.
 enum SpawnLock<'a> {
@@ -286,6 +311,20 @@ mod tests {
         // Root is refused outright.
         let root = Identity { uid: 0, gid: 0, ..nobody() };
         assert!(spawn_as(&mut Command::new("/usr/bin/id"), &root, None, None).is_err());
+    }
+
+    /// A closure run `as_identity` sees the user's ids on its thread, is
+    /// refused root's files, and the thread is root again afterwards.
+    #[test]
+    fn a_closure_runs_with_the_users_ids_only() {
+        let before = thread_ids();
+        let (ids, shadow) = as_identity(&nobody(), || (thread_ids(), std::fs::File::open("/etc/shadow").map(drop)))
+            .expect("nobody's ids");
+        assert_eq!((ids.0, ids.1), (65534, 65534));
+        assert_eq!(shadow.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(thread_ids(), before, "the thread kept the user's ids");
+        let root = Identity { uid: 0, gid: 0, ..nobody() };
+        assert!(as_identity(&root, || ()).is_err());
     }
 
     #[tokio::test(flavor = "current_thread")]

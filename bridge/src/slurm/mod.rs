@@ -1,19 +1,24 @@
-//! The only code that runs SLURM commands (sbatch, scancel, squeue, sinfo,
-//! scontrol). Nothing here knows HTTP.
+//! The only code that talks to SLURM: its commands (sbatch, scancel,
+//! squeue, sinfo, scontrol, sdiag) and libslurm (`libslurm`, submissions).
+//! Nothing here knows HTTP.
 
 pub mod hostlist;
+pub mod job;
+pub mod libslurm;
 pub mod parse;
 pub mod poller;
 pub mod probe;
 
 mod as_user;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use as_user::Identity;
+pub use job::Submission;
+pub use libslurm::Libslurm;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -42,6 +47,10 @@ pub enum SlurmError {
     /// scancel found the job already ending or ended.
     #[error("job {0} already ended")]
     AlreadyEnded(i64),
+    /// The request may have reached slurmctld, but its answer did not come
+    /// back (a lost connection or a timed-out read).
+    #[error("{command}: slurmctld's answer was lost: {detail}")]
+    NoAnswer { command: &'static str, detail: String },
 }
 
 /// How to reach the cluster: which slurm.conf, how long to wait, and where
@@ -57,6 +66,9 @@ pub struct Slurm {
     /// reason `as_user` switches the spawning thread's ids rather than
     /// using a pre_exec hook).
     bin_dir: Option<PathBuf>,
+    /// Submissions go through libslurm when it is set, through sbatch
+    /// otherwise.
+    libslurm: Option<Arc<Libslurm>>,
 }
 
 /// The directory on PATH that holds sbatch.
@@ -72,33 +84,35 @@ pub struct Controller {
     pub summary: String,
 }
 
-/// One sbatch call, built from validated values only. Every option is
-/// passed as `--name=value`, so no value can become another option; sbatch
-/// runs as `identity`, so SLURM sees the user's authority, never root's.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    pub identity: Identity,
-    /// sbatch's working directory and the job's (`--chdir`), entered as
-    /// the user.
-    pub working_dir: PathBuf,
-    /// `(option, value)` pairs, e.g. `("job-name", "x")`.
-    pub options: Vec<(&'static str, String)>,
-    /// The job's environment, exactly. It reaches sbatch through an
-    /// anonymous memory file that only this sbatch process inherits
-    /// (`--export-file=<descriptor>`).
-    pub env: BTreeMap<String, String>,
-    /// The script as SLURM gets it: every directive line already neutralised
-    /// by `jobspec` (its values are in `options`).
-    pub script: String,
-}
-
 /// Messages that mean the controller was not reached, not that it refused.
 const UNREACHABLE: &[&str] =
     &["Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes were transmitted"];
 
 impl Slurm {
     pub fn new(conf: Option<PathBuf>, timeout: Duration) -> Self {
-        Slurm { conf, timeout, bin_dir: find_bin_dir() }
+        Slurm { conf, timeout, bin_dir: find_bin_dir(), libslurm: None }
+    }
+
+    /// The same, submitting through `libslurm`.
+    pub fn with_libslurm(self, libslurm: Arc<Libslurm>) -> Self {
+        Slurm { libslurm: Some(libslurm), ..self }
+    }
+
+    /// "libslurm" or "sbatch": how submissions reach SLURM.
+    pub fn submit_path(&self) -> &'static str {
+        match self.libslurm {
+            Some(_) => "libslurm",
+            None => "sbatch",
+        }
+    }
+
+    /// Submits (or, `dry_run`, asks when the job would start) with the
+    /// submission's user's authority, through libslurm or sbatch.
+    pub async fn submit(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
+        match &self.libslurm {
+            Some(libslurm) => libslurm.submit(submission, dry_run, self.timeout).await,
+            None => self.sbatch(submission, dry_run).await,
+        }
     }
 
     fn command(&self, program: &'static str) -> Command {
@@ -186,41 +200,32 @@ impl Slurm {
     /// root-only options, and every file sbatch opens it opens with the
     /// user's rights. `--ignore-pbs` stops `#PBS` parsing; `#SBATCH` lines
     /// were neutralised before (`jobspec::directives`).
-    pub async fn sbatch(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
+    async fn sbatch(&self, submission: &Submission, dry_run: bool) -> Result<SbatchOutcome, SlurmError> {
         let identity = &submission.identity;
         let mut command = self.command("sbatch");
         command
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PATH", job::JOB_PATH)
             .env("HOME", &identity.home)
             .env("USER", &identity.name)
             .env("LOGNAME", &identity.name)
             .env("SLURM_TIME_FORMAT", "%s")
             .arg("--parsable")
-            .arg("--ignore-pbs");
+            .arg("--ignore-pbs")
+            .arg(format!("--chdir={}", submission.working_dir.display()))
+            .args(submission.options.sbatch_args());
         if let Some(conf) = &self.conf {
             command.env("SLURM_CONF", conf);
         }
-        for (option, value) in &submission.options {
-            // An empty value is a bare flag (`--exclusive`); jobspec never
-            // makes an empty value otherwise.
-            match value.is_empty() {
-                true => command.arg(format!("--{option}")),
-                false => command.arg(format!("--{option}={value}")),
-            };
-        }
-        let env_file = if submission.env.is_empty() {
-            None
-        } else {
-            let file = as_user::env_memfd(&submission.env).map_err(|e| SlurmError::Spawn {
-                command: "sbatch",
-                reason: format!("job environment: {e}"),
-                errno: None,
-            })?;
-            // sbatch takes a number from 3 up as an open descriptor.
-            command.arg(format!("--export-file={}", std::os::fd::AsRawFd::as_raw_fd(&file)));
-            Some(file)
-        };
+        // The job's whole environment, so sbatch's own never leaks into it.
+        let env_file = as_user::env_memfd(&submission.environment()).map_err(|e| SlurmError::Spawn {
+            command: "sbatch",
+            reason: format!("job environment: {e}"),
+            errno: None,
+        })?;
+        // sbatch takes a number from 3 up as an open descriptor.
+        command.arg(format!("--export-file={}", std::os::fd::AsRawFd::as_raw_fd(&env_file)));
+        let env_file = Some(env_file);
         if dry_run {
             command.arg("--test-only");
         }
@@ -325,7 +330,7 @@ pub enum SbatchOutcome {
 }
 
 /// SLURM's own words, without the "sbatch: error: " prefixes, on one line.
-fn clean_stderr(stderr: &str, stdout: &str) -> String {
+pub(super) fn clean_stderr(stderr: &str, stdout: &str) -> String {
     let text = if stderr.trim().is_empty() { stdout } else { stderr };
     let lines: Vec<&str> = text
         .lines()
