@@ -22,10 +22,15 @@ bash "$REPO/scripts/build.sh"
 step "lint: rustfmt, clippy, ShellCheck, the Vagrantfile"
 bash "$REPO/scripts/lint.sh"
 
-step "running the tests"
+step "running the tests (submissions through libslurm)"
 ensure_cargo
 cd "$REPO"
-cargo test --release --workspace -- --test-threads="${ODYSSEY_TEST_THREADS:-4}"
+BRIDGE_SUBMIT_VIA=libslurm cargo test --release --workspace -- --test-threads="${ODYSSEY_TEST_THREADS:-4}"
+
+# Every end-to-end test again with the other submission path (issue #9):
+# the attack suite, crash recovery and the job lifecycle hold on both.
+step "running the end-to-end tests again (submissions through sbatch)"
+BRIDGE_SUBMIT_VIA=sbatch cargo test --release -p e2e -- --test-threads="${ODYSSEY_TEST_THREADS:-4}"
 
 step "checking the live API against docs/openapi.json (schemathesis)"
 bash "$REPO/scripts/api-check.sh"

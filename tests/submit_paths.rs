@@ -235,3 +235,15 @@ async fn issue_9_dry_runs_answer_alike() {
         assert!(!names.lines().any(|n| n == name), "a dry run created a SLURM job");
     }
 }
+
+/// Unset, `--submit-via` means libslurm where it loads (it does here), and
+/// /readyz says which path a bridge uses; a pass of the suite with
+/// BRIDGE_SUBMIT_VIA set runs every bridge on that path.
+#[tokio::test]
+async fn issue_9_readyz_names_the_submission_path() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let ready: Value = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap().json().await.unwrap();
+    let expected = std::env::var("BRIDGE_SUBMIT_VIA").unwrap_or_else(|_| "libslurm".into());
+    assert_eq!(ready["submit_via"], expected.as_str(), "{ready}");
+}

@@ -247,7 +247,10 @@ pub const JOB_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl Submission {
     /// The job's environment on both paths: a login-like base (PATH, HOME,
-    /// USER, LOGNAME) under the request's own variables.
+    /// USER, LOGNAME) under the request's own variables, and the health
+    /// plugin's option where slurmstepd looks for it in the batch step
+    /// (sbatch only puts it there when it exports its own environment,
+    /// which the bridge never lets it do).
     pub fn environment(&self) -> BTreeMap<String, String> {
         let identity = &self.identity;
         let mut env: BTreeMap<String, String> = [
@@ -260,6 +263,11 @@ impl Submission {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         env.extend(self.env.clone());
+        if let Some(mode) = self.options.health_report {
+            let option = odyssey_health_wire::spank_option_env(mode.as_str());
+            let (name, value) = option.split_once('=').expect("NAME=value");
+            env.insert(name.to_owned(), value.to_owned());
+        }
         env
     }
 }
