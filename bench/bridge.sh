@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The bridge against raw sbatch and slurmrestd 22.05, side by side on the
-# same cluster in one run (issue #3). Prints JSON lines and a Markdown table.
+# same cluster in one run (issues #3, #9). Prints JSON lines and a Markdown
+# table.
 #
 #   bash bench/bridge.sh [--quick]
 #
-# Starts its own bridge (port 18080, data under the state dir) and its own
-# slurmrestd (unix socket, rest_auth/local, as alice); stops both at the end.
+# Starts two bridges of its own (port 18080 submitting through libslurm,
+# port 18082 through sbatch; data under the state dir) and its own
+# slurmrestd (unix socket, rest_auth/local, as alice); stops them at the end.
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -17,6 +19,7 @@ PAR_N=$((QUICK ? 10 : 50))
 READ_S=$((QUICK ? 3 : 10))
 RPC_S=$((QUICK ? 10 : 60))
 SEED_ROWS=$((QUICK ? 100000 : 1000000))
+BURST_PER_CLIENT=$((QUICK ? 5 : 100))
 
 ensure_cargo
 bash "$CLUSTER" install jq wrk
@@ -32,22 +35,30 @@ step "starting the bridge and slurmrestd"
 DATA=$ODYSSEY_STATE_DIR/bench-bridge-$$
 PORT=18080
 "$REPO/target/release/bridge" --listen 127.0.0.1:$PORT --metrics-listen 127.0.0.1:$((PORT + 1)) \
-  --data-dir "$DATA" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 >"$ODYSSEY_STATE_DIR/log/bench-bridge.log" 2>&1 &
+  --data-dir "$DATA" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 --submit-via libslurm \
+  >"$ODYSSEY_STATE_DIR/log/bench-bridge.log" 2>&1 &
 BRIDGE_PID=$!
+DATA_SB=$ODYSSEY_STATE_DIR/bench-bridge-sbatch-$$
+PORT_SB=18082
+"$REPO/target/release/bridge" --listen 127.0.0.1:$PORT_SB --metrics-listen 127.0.0.1:$((PORT_SB + 1)) \
+  --data-dir "$DATA_SB" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 --submit-via sbatch \
+  >"$ODYSSEY_STATE_DIR/log/bench-bridge-sbatch.log" 2>&1 &
+BRIDGE_SB_PID=$!
 SOCK=$USER_DIR/slurmrestd.sock
 rm -f "$SOCK"
 runuser -u alice -- env SLURM_CONF="$SLURM_CONF" slurmrestd -a rest_auth/local -s openapi/v0.0.38 "unix:$SOCK" \
   >"$ODYSSEY_STATE_DIR/log/bench-slurmrestd.log" 2>&1 &
 RESTD_PID=$!
 cleanup() {
-  kill "$BRIDGE_PID" 2>/dev/null || true
+  kill "$BRIDGE_PID" "$BRIDGE_SB_PID" 2>/dev/null || true
   pkill -P "$RESTD_PID" 2>/dev/null || true
   kill "$RESTD_PID" 2>/dev/null || true
-  rm -rf "$DATA" "$OUT"
+  rm -rf "$DATA" "$DATA_SB" "$OUT"
 }
 trap cleanup EXIT
 for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && [[ -S $SOCK ]] && break
+  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$PORT_SB/readyz" >/dev/null 2>&1 \
+    && [[ -S $SOCK ]] && break
   sleep 0.1
 done
 [[ -S $SOCK ]] || { cat "$ODYSSEY_STATE_DIR/log/bench-slurmrestd.log"; fail "slurmrestd did not start"; }
@@ -55,12 +66,20 @@ done
 # a proven mapping may submit (issue #8). A fresh random password per run.
 UNIX_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 echo "alice:$UNIX_PASSWORD" | chpasswd
-BENCH_TOKEN=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/auth/login" -H 'content-type: application/json' \
-  -d "$(jq -cn --arg p "$UNIX_PASSWORD" '{name: "alice", password: $p, method: "pam"}')" | jq -r .access_token)
+pam_login() { # <port>
+  curl -fsS -X POST "http://127.0.0.1:$1/v1/auth/login" -H 'content-type: application/json' \
+    -d "$(jq -cn --arg p "$UNIX_PASSWORD" '{name: "alice", password: $p, method: "pam"}')" | jq -r .access_token
+}
+BENCH_TOKEN=$(pam_login $PORT)
+BENCH_TOKEN_SBATCH=$(pam_login $PORT_SB)
+export BENCH_TOKEN_SBATCH
+for port in $PORT $PORT_SB; do
+  echo "{\"bridge_port\": $port, \"submit_via\": $(curl -fsS "http://127.0.0.1:$port/readyz" | jq .submit_via)}" | tee -a "$OUT"
+done
 # The seeded history below has a password account (reads only).
 CRED='{"name":"alice","password":"alice-bench-password"}'
 export BENCH_TOKEN
-COMMON=(--bridge "http://127.0.0.1:$PORT" --restd-socket "$SOCK" --dir "$USER_DIR")
+COMMON=(--bridge "http://127.0.0.1:$PORT" --bridge-sbatch "http://127.0.0.1:$PORT_SB" --restd-socket "$SOCK" --dir "$USER_DIR")
 
 bench() { # <as-user|root> args...
   local who=$1
@@ -72,13 +91,44 @@ bench() { # <as-user|root> args...
   fi | tee -a "$OUT"
 }
 
-# Every submission runs as alice: raw is her own `sbatch --parsable`.
-step "sequential submit latency, interleaved raw/bridge/slurmrestd ($SEQ_N each)"
-bench alice submit --target raw,bridge,restd --per-client "$SEQ_N" --name "$RUN-seq" "${COMMON[@]}"
+# CPU seconds (user + system) of a process itself, and of it with the
+# children it waited for (the sbatch processes of the sbatch bridge).
+cpu_s() { # <pid> <self|children>
+  awk -v which="$2" -v hz="$(getconf CLK_TCK)" '{ s = $14 + $15; if (which == "children") s += $16 + $17; printf "%.3f", s / hz }' "/proc/$1/stat"
+}
+cancel_run() { # <name prefix>: frees the cluster after a verified phase
+  local target
+  for target in bridge bridge-sbatch restd raw; do
+    scancel -u alice --name="$1-$target" 2>/dev/null || true
+  done
+}
 
-step "throughput: 8 concurrent clients x $PAR_N"
-for target in raw bridge restd; do
+# Every submission runs as alice: raw is her own `sbatch --parsable`.
+step "sequential submit latency, interleaved raw/bridge (libslurm)/bridge (sbatch)/slurmrestd ($SEQ_N each)"
+bench alice submit --target raw,bridge,bridge-sbatch,restd --per-client "$SEQ_N" --name "$RUN-seq" "${COMMON[@]}"
+cancel_run "$RUN-seq"
+
+step "throughput: 8 concurrent clients x $PAR_N, with the bridges' CPU per submission"
+for target in raw bridge bridge-sbatch restd; do
+  case $target in
+    bridge) pid=$BRIDGE_PID ;;
+    bridge-sbatch) pid=$BRIDGE_SB_PID ;;
+    *) pid= ;;
+  esac
+  [[ -n $pid ]] && before_self=$(cpu_s "$pid" self) && before_all=$(cpu_s "$pid" children)
   bench alice submit --target $target --clients 8 --per-client "$PAR_N" --name "$RUN-par" "${COMMON[@]}"
+  if [[ -n $pid ]]; then
+    jobs=$((8 * PAR_N))
+    awk -v t="$target" -v n=$jobs -v s0="$before_self" -v s1="$(cpu_s "$pid" self)" -v a0="$before_all" -v a1="$(cpu_s "$pid" children)" \
+      'BEGIN { printf "{\"cpu_target\": \"%s\", \"jobs\": %d, \"bridge_cpu_ms_per_job\": %.3f, \"with_children_cpu_ms_per_job\": %.3f}\n", t, n, (s1 - s0) * 1000 / n, (a1 - a0) * 1000 / n }' | tee -a "$OUT"
+  fi
+done
+cancel_run "$RUN-par"
+
+step "a burst: 100 concurrent clients x $BURST_PER_CLIENT, every job checked exactly once in squeue"
+for target in bridge restd bridge-sbatch; do
+  bench alice submit --target $target --clients 100 --per-client "$BURST_PER_CLIENT" --name "$RUN-burst" "${COMMON[@]}"
+  cancel_run "$RUN-burst"
 done
 
 step "waiting for the submitted jobs to finish, so reads compete with no job launches"
@@ -141,6 +191,8 @@ jq -rs '
   def f: . * 100 | round / 100;
   (map(select(.clients == 1)) | .[] | "| sequential submit, \(.target) | p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms (\(.submitted) jobs, verified \(.verified)) |"),
   (map(select(.clients == 8)) | .[] | "| 8 clients, \(.target) | \(.jobs_per_s | f) jobs/s (\(.submitted) jobs, verified \(.verified)) |"),
+  (map(select(.cpu_target != null)) | .[] | "| CPU per submission, \(.cpu_target) | bridge \(.bridge_cpu_ms_per_job | f) ms, with its sbatch children \(.with_children_cpu_ms_per_job | f) ms |"),
+  (map(select(.clients == 100)) | .[] | "| 100 clients, \(.target) | \(.jobs_per_s | f) jobs/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms (\(.submitted) jobs, \(.unique) unique, \(.present_in_squeue) in squeue, verified \(.verified)) |"),
   (map(select(.path != null)) | .[] | "| GET \(.path), \(.connections) conn | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
   (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs in \(.seconds) s, \(.rpc_clients) clients polling the bridge | \(.slurmctld_rpcs) |"),
   (map(select(.seeded_rows != null)) | .[] | "| generated history | \(.seeded_rows) jobs in \(.seconds | f) s |"),

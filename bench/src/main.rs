@@ -25,8 +25,11 @@ struct Cli {
 enum Target {
     /// `sbatch --parsable --uid --gid` as root: what the bridge itself runs.
     Raw,
-    /// `POST /v1/jobs` on the bridge.
+    /// `POST /v1/jobs` on the bridge (`--bridge`; through libslurm).
     Bridge,
+    /// `POST /v1/jobs` on a second bridge (`--bridge-sbatch`) that submits
+    /// through sbatch.
+    BridgeSbatch,
     /// `POST /slurm/v0.0.38/job/submit` on slurmrestd (unix socket, local auth).
     Restd,
 }
@@ -106,6 +109,12 @@ struct Common {
     /// Bridge access token (Bearer).
     #[arg(long, env = "BENCH_TOKEN", default_value = "")]
     token: String,
+    /// The bridge that submits through sbatch (`--submit-via sbatch`).
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    bridge_sbatch: String,
+    /// Its access token.
+    #[arg(long, env = "BENCH_TOKEN_SBATCH", default_value = "")]
+    token_sbatch: String,
     /// slurmrestd unix socket.
     #[arg(long, default_value = "/var/lib/odyssey-cluster/shared/users/alice/slurmrestd.sock")]
     restd_socket: PathBuf,
@@ -139,6 +148,7 @@ impl Target {
         match self {
             Target::Raw => "raw",
             Target::Bridge => "bridge",
+            Target::BridgeSbatch => "bridge-sbatch",
             Target::Restd => "restd",
         }
     }
@@ -146,7 +156,8 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Raw => "raw sbatch",
-            Target::Bridge => "bridge",
+            Target::Bridge => "bridge (libslurm)",
+            Target::BridgeSbatch => "bridge (sbatch)",
             Target::Restd => "slurmrestd",
         }
     }
@@ -216,11 +227,14 @@ async fn submit_once(
             }
             Ok(String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or("").parse()?)
         }
-        Target::Bridge => {
+        Target::Bridge | Target::BridgeSbatch => {
             let body = json!({"name": format!("{}-{}", common.name, target.slug()), "command": ["true"], "working_dir": common.dir,
                               "stdout": "/dev/null", "stderr": "/dev/null"});
-            let reply =
-                http.post(format!("{}/v1/jobs", common.bridge)).bearer_auth(&common.token).json(&body).send().await?;
+            let (base, token) = match target {
+                Target::Bridge => (&common.bridge, &common.token),
+                _ => (&common.bridge_sbatch, &common.token_sbatch),
+            };
+            let reply = http.post(format!("{base}/v1/jobs")).bearer_auth(token).json(&body).send().await?;
             let status = reply.status();
             let body: serde_json::Value = reply.json().await?;
             if status != 201 {

@@ -584,6 +584,12 @@ fn failure() -> SlurmError {
         // The request may have reached slurmctld and its answer been lost.
         return SlurmError::NoAnswer { command: COMMAND, detail: text };
     }
+    // Busy, not refused: sbatch sleeps and retries these itself (up to 15
+    // times); the bridge answers 503 with Retry-After and lets the client
+    // retry with its Idempotency-Key instead of holding a thread.
+    if [code(E::ESLURM_ERROR_ON_DESC_TO_RECORD_COPY), code(E::ESLURM_NODES_BUSY), nix::libc::EAGAIN].contains(&errno) {
+        return SlurmError::Unreachable { command: COMMAND, stderr };
+    }
     // sbatch checks GRES itself before it sends anything and words the
     // refusal without the submission prefix; slurmctld's check gives the
     // same code.

@@ -134,33 +134,34 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         }
     }
     let at = now();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO jobs (user_id, tag, idempotency_key, request_hash, name, partition, state, submitted_at,
                            spec, script, stdout_path, stderr_path, unix_user, uid, result_path)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
-            job.user_id,
-            job.tag,
-            job.idempotency_key,
-            job.request_hash,
-            job.name,
-            job.partition,
-            JobState::Submitting,
-            at,
-            job.spec.to_string(),
-            job.script,
-            job.stdout_path,
-            job.stderr_path,
-            job.unix_user,
-            job.uid,
-            job.result_path
-        ],
-    )?;
+    )?
+    .execute(params![
+        job.user_id,
+        job.tag,
+        job.idempotency_key,
+        job.request_hash,
+        job.name,
+        job.partition,
+        JobState::Submitting,
+        at,
+        job.spec.to_string(),
+        job.script,
+        job.stdout_path,
+        job.stderr_path,
+        job.unix_user,
+        job.uid,
+        job.result_path
+    ])?;
     let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)",
-        params![id, at, JobState::Submitting],
-    )?;
+    tx.prepare_cached("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)")?.execute(params![
+        id,
+        at,
+        JobState::Submitting
+    ])?;
     tx.commit()?;
     Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
 }
@@ -289,17 +290,17 @@ pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), Sto
 /// job is PENDING until the poller sees more.
 pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    tx.execute("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2", params![slurm_job_id, id])?;
-    let was_submitting = tx.execute(
-        "UPDATE jobs SET state = ?3 WHERE id = ?1 AND state = ?2",
-        params![id, JobState::Submitting, JobState::Pending],
-    )? == 1;
+    tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
+    let was_submitting = tx
+        .prepare_cached("UPDATE jobs SET state = ?3 WHERE id = ?1 AND state = ?2")?
+        .execute(params![id, JobState::Submitting, JobState::Pending])?
+        == 1;
     if was_submitting {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO job_events (job_id, seq, at, state)
              VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)",
-            params![id, now(), JobState::Pending],
-        )?;
+        )?
+        .execute(params![id, now(), JobState::Pending])?;
     }
     tx.commit()?;
     Ok(())
