@@ -4,7 +4,10 @@
 # bridge is SIGKILLed at 31 random moments and started again. Every job's
 # name is then counted in squeue: lost and duplicated must both be 0.
 #
-#   sudo bash bench/crash-drill.sh [jobs=1500] [kills=31]
+#   sudo bash bench/crash-drill.sh [jobs=1500] [kills=31] [libslurm|sbatch|both]
+#
+# The last argument picks the submission path(s) drilled (default: both,
+# one after the other, each with its own jobs and bridge database).
 #
 # ODYSSEY_DRILL_BRIDGE=/path/to/bridge drills another build (e.g. an older
 # commit's, for a before/after comparison).
@@ -17,6 +20,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 JOBS=${1:-1500}
 KILLS=${2:-31}
+PATHS=${3:-both}
+[[ $PATHS == both ]] && PATHS="libslurm sbatch"
 ensure_cargo
 bash "$CLUSTER" up >/dev/null
 cargo build --release -q -p bridge -p odyssey-bench --manifest-path "$REPO/Cargo.toml"
@@ -34,7 +39,11 @@ trap cleanup EXIT
 BENCH_UNIX_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 echo "alice:$BENCH_UNIX_PASSWORD" | chpasswd
 export BENCH_UNIX_PASSWORD
-"$REPO/target/release/odyssey-bench" drill --jobs "$JOBS" --kills "$KILLS" --clients 8 \
-  --bridge "http://127.0.0.1:$PORT" --dir "$USER_DIR" --name "$RUN" -- \
-  "${ODYSSEY_DRILL_BRIDGE:-$REPO/target/release/bridge}" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
-  --data-dir "$DATA" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 --slurm-probe-interval 0.5
+for via in $PATHS; do
+  step "the drill with submissions through $via"
+  rm -rf "$DATA"
+  "$REPO/target/release/odyssey-bench" drill --jobs "$JOBS" --kills "$KILLS" --clients 8 \
+    --bridge "http://127.0.0.1:$PORT" --dir "$USER_DIR" --name "$RUN-$via" -- \
+    "${ODYSSEY_DRILL_BRIDGE:-$REPO/target/release/bridge}" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
+    --data-dir "$DATA" --slurm-conf "$SLURM_CONF" --submit-rate 1000000 --slurm-probe-interval 0.5 --submit-via "$via"
+done

@@ -189,6 +189,15 @@ pub async fn serve_with(
     let (stop, stopping) = Stop::new();
     let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
     let (probe, slurm_health) = slurm::probe::spawn(slurm.clone(), settings.slurm_probe_interval, stopping.clone());
+    // The probe's answer as a gauge (`bridge_slurmctld_up`).
+    let mut probed = slurm_health.clone();
+    let up_gauge = metrics.slurmctld_up.clone();
+    tokio::spawn(async move {
+        while probed.changed().await.is_ok() {
+            let reachable = probed.borrow().reachable;
+            up_gauge.set(i64::from(reachable));
+        }
+    });
     // Submissions recorded before this moment belong to a bridge that
     // stopped: `Submitter::recover` completes them, the poller leaves them.
     let started = store::now();

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub health_oom_kills: prometheus::IntCounter,
     /// Kernel job results collated, by outcome (verified, unverified, missing).
     pub kernel_results: IntCounterVec,
+    /// 1 while the controller probe's last `scontrol ping` was answered.
+    pub slurmctld_up: prometheus::IntGauge,
+    /// Seconds from a job's submission through the bridge to its start.
+    pub queue_wait: prometheus::Histogram,
     /// The cluster in prometheus-slurm-exporter's names, set by the poller.
     pub cluster: std::sync::Arc<crate::cluster_metrics::ClusterMetrics>,
 }
@@ -85,8 +89,21 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let slurmctld_up =
+            prometheus::IntGauge::new("bridge_slurmctld_up", "1 while slurmctld answers the controller probe")
+                .expect("valid metric");
+        let queue_wait = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "bridge_job_queue_wait_seconds",
+                "From submission through the bridge to the job's start",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0]),
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(kernel_results.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(slurmctld_up.clone()),
+            Box::new(queue_wait.clone()),
             Box::new(health_reports.clone()),
             Box::new(health_delivery_lag.clone()),
             Box::new(health_tasks.clone()),
@@ -103,6 +120,8 @@ impl Metrics {
         }
         let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
+            slurmctld_up,
+            queue_wait,
             cluster,
             registry,
             http_requests,

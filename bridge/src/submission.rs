@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Semaphore};
@@ -185,7 +185,23 @@ impl Submitter {
         if orphans.is_empty() {
             return Ok(0);
         }
-        let comments = self.slurm.squeue_comments().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
+        let mut comments = self.slurm.squeue_comments().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
+        // A submission the stopped bridge had in flight may still reach
+        // slurmctld after this start (its RPC was sent, or its sbatch
+        // outlived it): an untagged row is only taken as "never reached
+        // SLURM" once twice the bridge's own wait for an answer has passed
+        // since it was recorded. The crash drill found this window.
+        let settle = self.settings.slurm_timeout.as_secs_f64() * 2.0;
+        let tagged = |job: &Job, comments: &[(i64, String)]| comments.iter().any(|(_, c)| *c == comment_tag(&job.tag));
+        let wait = orphans
+            .iter()
+            .filter(|job| !tagged(job, &comments))
+            .map(|job| job.submitted_at + settle - crate::store::now())
+            .fold(0.0, f64::max);
+        if wait > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            comments = self.slurm.squeue_comments().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
+        }
         let min_job_age = self.slurm.min_job_age().await.map_err(|e| SubmitError::Unreachable(e.to_string()))?;
         let mut completed = 0;
         for job in orphans {

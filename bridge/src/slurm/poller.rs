@@ -161,6 +161,12 @@ impl Poller {
                 Some(slurm_id) => match by_job.get(&slurm_id) {
                     Some(entries) => {
                         let obs = aggregate(entries);
+                        // Observed once: the first poll that sees the job
+                        // past PENDING with a start time.
+                        let waiting = matches!(job.state, JobState::Pending | JobState::Submitting);
+                        if let (true, Some(started)) = (waiting && obs.state != JobState::Pending, obs.started_at) {
+                            self.metrics.queue_wait.observe((started - job.submitted_at).max(0.0));
+                        }
                         // squeue has no exit code: ask scontrol once, as the job ends.
                         if obs.finished && entries.len() == 1 {
                             need_detail.push((job.id, slurm_id, Some(obs)));
