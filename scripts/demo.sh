@@ -30,6 +30,9 @@ bash "$CLUSTER" up
 bash "$REPO/scripts/build.sh"
 N_NODES=$(sinfo -h -N -o '%N' | sort -u | wc -l)
 
+step "starting Prometheus and Alertmanager, scraping the bridge's metrics at 127.0.0.1:$((PORT + 1))"
+bash "$REPO/slurm-conf/monitoring" up --bridge-metrics "127.0.0.1:$((PORT + 1))"
+
 step "starting the bridge on 127.0.0.1:$PORT"
 PID_FILE=$ODYSSEY_STATE_DIR/run/bridge.pid
 LOG_FILE=$ODYSSEY_STATE_DIR/log/bridge.log
@@ -107,10 +110,31 @@ jq -c '{kernel, params, ranks, nodes, wall_time_s, bandwidth_gb_s, error_norm, t
         iterations: .details.iterations, process_grid: .details.process_grid}' <<<"$RESULT"
 [[ $(jq -r .verified <<<"$RESULT") == true ]] || fail "job $JOB_ID did not produce a verified result"
 
+step "the real Prometheus scrapes the bridge: the cluster as it sees it"
+PROM=http://127.0.0.1:9090
+prom_value() { # <PromQL>: the first sample's value, or empty
+  curl -fsS "$PROM/api/v1/query" --data-urlencode "query=$1" 2>/dev/null | jq -r '.data.result[0].value[1] // empty'
+}
+idle_nodes() { sinfo -h -N -t idle -o '%N' | sort -u | wc -l; }
+# The job just ended: Prometheus sees it within a scrape (5 s) of the
+# bridge's poll (1 s).
+for _ in $(seq 150); do
+  [[ $(prom_value 'up{job="bridge"}') == 1 && $(prom_value slurm_nodes_idle) == "$(idle_nodes)" ]] && break
+  sleep 0.2
+done
+show "curl $PROM/api/v1/query?query=up{job=\"bridge\"}"
+echo "bridge target up: $(prom_value 'up{job="bridge"}')"
+show "curl $PROM/api/v1/query?query=slurm_nodes_idle"
+echo "slurm_nodes_idle: $(prom_value slurm_nodes_idle) (sinfo says $(idle_nodes) idle)"
+[[ $(prom_value 'up{job="bridge"}') == 1 ]] || fail "Prometheus does not see the bridge up"
+[[ $(prom_value slurm_nodes_idle) == "$(idle_nodes)" ]] || fail "Prometheus's slurm_nodes_idle is not sinfo's idle count"
+echo "alerts firing: $(curl -fsS "$PROM/api/v1/alerts" | jq -c '[.data.alerts[] | select(.state == "firing") | .labels.alertname]')"
+
 if ((ONCE)); then
   step "demo done"
   exit 0
 fi
 step "the bridge serves $API (metrics on 127.0.0.1:$((PORT + 1))/metrics, log: $LOG_FILE); Ctrl-C stops it"
+echo "Prometheus: $PROM (targets, alerts), Alertmanager: http://127.0.0.1:9093; stop them with  slurm-conf/monitoring down"
 echo "the cluster stays up: use it with  export SLURM_CONF=$SLURM_CONF ; stop it with  $CLUSTER down"
 wait "$BRIDGE_PID"

@@ -22,6 +22,9 @@ bash "$REPO/scripts/build.sh"
 step "lint: rustfmt, clippy, ShellCheck, the Vagrantfile"
 bash "$REPO/scripts/lint.sh"
 
+step "monitoring: promtool checks the Prometheus config and the alert rules, and runs their unit tests"
+bash "$REPO/slurm-conf/monitoring" check
+
 step "running the tests (submissions through libslurm)"
 ensure_cargo
 cd "$REPO"
