@@ -7,6 +7,7 @@ mod docs;
 mod health;
 mod kernels;
 mod lifecycle;
+mod monitoring;
 mod mpi;
 mod security;
 mod spank;
