@@ -131,10 +131,18 @@ async fn issue_12_a_dead_node_fires_an_alert_through_prometheus_to_alertmanager(
     let up = monitoring.command(&["up", "--bridge-metrics", &metrics, "--webhook", &webhook_url]);
     assert!(up.status.success(), "monitoring up: {}{}", e2e::text(&up.stdout), e2e::text(&up.stderr));
 
-    // A workload, so the job metrics have series.
+    // A workload, so every panel has series: a job that completes, one
+    // that fails, one still running, and a request the API refuses.
     let alice = app.user("alice").await;
-    let job = alice.submit(json!({"command": ["true"], "working_dir": cluster.user_dir("alice")})).await;
-    alice.wait_finished(job["id"].as_i64().unwrap()).await;
+    let dir = cluster.user_dir("alice");
+    for command in [json!(["true"]), json!(["false"])] {
+        let job = alice.submit(json!({"command": command, "working_dir": dir})).await;
+        alice.wait_finished(job["id"].as_i64().unwrap()).await;
+    }
+    let running = alice.submit(json!({"command": ["sleep", "300"], "working_dir": dir})).await;
+    let running_id = running["id"].as_i64().unwrap();
+    alice.wait_state(running_id, "RUNNING").await;
+    assert_eq!(alice.get("/v1/jobs/999999999").await.status, 404);
 
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -153,6 +161,37 @@ async fn issue_12_a_dead_node_fires_an_alert_through_prometheus_to_alertmanager(
         let found = monitoring.query(&http, &format!("count({{__name__=~\"{name}(_bucket)?\"}})")).await;
         assert!(!found.is_empty(), "Prometheus has no series named {name}, which monitoring/alerts.yml uses");
     }
+
+    // Every query of the Grafana dashboard returns series (no panel left
+    // empty by a typo or a renamed metric); scrapes lag, so within a minute.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.repo.join("monitoring/grafana/dashboards/cloud-odyssey.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut empty = Vec::new();
+        for expr in &exprs {
+            if monitoring.query(&http, expr).await.is_empty() {
+                empty.push(expr.clone());
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dashboard queries without series: {empty:#?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(alice.delete(&format!("/v1/jobs/{running_id}")).await.status, 202);
+    alice.wait_finished(running_id).await;
 
     // c3's slurmd dies; slurmctld marks the node down after SlurmdTimeout.
     let pid = std::fs::read_to_string(cluster.state_dir.join("run/slurmd-c3.pid")).unwrap();
