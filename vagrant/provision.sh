@@ -31,3 +31,22 @@ if [[ $ODYSSEY_ROLE == controller ]]; then
   [[ -f /etc/pam.d/odyssey-bridge ]] || install -m 0644 "$REPO/bridge/pam.d/odyssey-bridge" /etc/pam.d/odyssey-bridge
 fi
 bash "$CLUSTER" plugin install "$SHARED_DIR/lib/odyssey_spank.so" --mode vm
+
+if [[ $ODYSSEY_ROLE == controller ]]; then
+  # Prometheus and Alertmanager from Debian, scraping the bridge's default
+  # metrics listener; Grafana from Grafana's own repository when it can be
+  # reached (Debian does not package it), with the dashboard provisioned.
+  bash "$REPO/slurm-conf/monitoring" up --bridge-metrics 127.0.0.1:9464
+  if curl -fsS -m 10 -o /usr/share/keyrings/grafana.asc https://apt.grafana.com/gpg.key; then
+    echo "deb [signed-by=/usr/share/keyrings/grafana.asc] https://apt.grafana.com stable main" \
+      >/etc/apt/sources.list.d/grafana.list
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q grafana >/dev/null
+    install -d -m 0755 /var/lib/grafana/dashboards/odyssey
+    install -m 0644 "$REPO"/monitoring/grafana/dashboards/*.json /var/lib/grafana/dashboards/odyssey/
+    install -m 0644 "$REPO/monitoring/grafana/provisioning/dashboards/cloud-odyssey.yml" /etc/grafana/provisioning/dashboards/
+    install -m 0644 "$REPO/monitoring/grafana/provisioning/datasources/prometheus.yml" /etc/grafana/provisioning/datasources/
+    systemctl enable --now grafana-server
+  else
+    echo "provision: apt.grafana.com is not reachable: no Grafana (monitoring/grafana/ has the dashboard to import)"
+  fi
+fi
