@@ -339,10 +339,11 @@ impl Observation {
 }
 
 /// Applies observations in one transaction; a timeline entry for each job
-/// whose state or reason changed. Returns how many transitions it stored.
-pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Result<usize, StoreError> {
+/// whose state or reason changed. Returns the new state of each job whose
+/// state changed (what `bridge_job_transitions_total` counts).
+pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Result<Vec<JobState>, StoreError> {
     let tx = conn.transaction()?;
-    let mut transitions = 0;
+    let mut transitions = Vec::new();
     {
         let mut current = tx.prepare_cached(
             "SELECT state, reason, nodes, started_at, ended_at, exit_code, signal, finished FROM jobs WHERE id = ?1",
@@ -400,7 +401,9 @@ pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Re
             ])?;
             if state != obs.state || reason != obs.reason {
                 event.execute(params![id, obs.event_at.unwrap_or(at), obs.state, obs.reason])?;
-                transitions += 1;
+            }
+            if state != obs.state {
+                transitions.push(obs.state);
             }
         }
     }
@@ -470,4 +473,57 @@ pub fn count_by_state(conn: &Connection) -> Result<Vec<(JobState, i64)>, StoreEr
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
     let counts = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(conn: &mut Connection, user_id: i64, tag: &str) -> i64 {
+        let new = NewJob {
+            user_id,
+            tag: tag.into(),
+            idempotency_key: None,
+            request_hash: String::new(),
+            name: "j".into(),
+            partition: None,
+            spec: serde_json::json!({}),
+            script: "#!/bin/sh\n".into(),
+            stdout_path: None,
+            stderr_path: None,
+            unix_user: "alice".into(),
+            uid: 2001,
+            result_path: None,
+        };
+        let Inserted::New(job) = insert(conn, &new).unwrap() else { panic!("a new job") };
+        job.id
+    }
+
+    fn seen(state: JobState, reason: Option<&str>) -> Observation {
+        Observation { state, reason: reason.map(Into::into), finished: state.is_terminal(), ..Observation::lost(None) }
+    }
+
+    /// Only jobs whose state changed are transitions (#10: every tracked
+    /// job's state used to be counted whenever any job changed); a new
+    /// reason alone is a timeline entry, not a transition.
+    #[test]
+    fn observe_returns_the_state_changes_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        let user =
+            crate::store::users::create(&conn, "alice", "x", crate::store::users::Role::User, None).unwrap().unwrap();
+        let (a, b) = (job(&mut conn, user.id, "a"), job(&mut conn, user.id, "b"));
+        set_slurm_id(&mut conn, a, 1).unwrap();
+        set_slurm_id(&mut conn, b, 2).unwrap();
+        let pending = seen(JobState::Pending, None);
+        let changed = observe(&mut conn, &[(a, seen(JobState::Running, None)), (b, pending.clone())]).unwrap();
+        assert_eq!(changed, [JobState::Running]);
+        let changed = observe(&mut conn, &[(a, seen(JobState::Running, None)), (b, pending)]).unwrap();
+        assert!(changed.is_empty(), "{changed:?}");
+        let changed = observe(&mut conn, &[(b, seen(JobState::Pending, Some("Priority")))]).unwrap();
+        assert!(changed.is_empty(), "a reason alone: {changed:?}");
+        let changed =
+            observe(&mut conn, &[(a, seen(JobState::Failed, None)), (b, seen(JobState::Completed, None))]).unwrap();
+        assert_eq!(changed, [JobState::Failed, JobState::Completed]);
+    }
 }
