@@ -600,6 +600,26 @@ async fn issue_12_cluster_metrics_use_the_slurm_exporters_names() {
     ] {
         assert!(value(&metrics, name).is_some(), "no {name}:\n{metrics}");
     }
+    // Per account and per partition: a job of account "lab" held pending.
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    let blocker = alice.submit(json!({"command": ["sleep", "300"], "working_dir": dir})).await;
+    let held = alice
+        .submit(json!({"command": ["true"], "working_dir": dir, "account": "lab", "dependencies": [blocker["id"]]}))
+        .await;
+    let labelled = |text: &str, line: &str| text.lines().any(|l| l.starts_with(line));
+    for _ in 0..100 {
+        metrics = app.http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
+        if labelled(&metrics, "slurm_account_jobs_pending{account=\"lab\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(labelled(&metrics, "slurm_account_jobs_pending{account=\"lab\"} 1"), "{metrics}");
+    assert!(labelled(&metrics, "slurm_partition_jobs_pending{partition=\"debug\"}"), "{metrics}");
+    for job in [&held, &blocker] {
+        assert_eq!(alice.delete(&format!("/v1/jobs/{}", job["id"])).await.status, 202);
+    }
 }
 
 /// With --tls-cert and --tls-key the API is HTTPS only (checked with curl,

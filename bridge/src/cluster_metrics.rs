@@ -44,6 +44,12 @@ pub struct Census {
     pub pending_dependency: i64,
     /// Per user: (pending jobs, running jobs, running CPUs, suspended jobs).
     pub users: BTreeMap<String, (i64, i64, i64, i64)>,
+    /// The same per account (jobs without one are not counted, as in the
+    /// exporter).
+    pub accounts: BTreeMap<String, (i64, i64, i64, i64)>,
+    /// Pending jobs per partition (a job that may run in several counts in
+    /// each).
+    pub partitions_pending: BTreeMap<String, i64>,
 }
 
 impl Census {
@@ -72,18 +78,71 @@ impl Census {
             if job.state == JobState::Pending && job.reason.as_deref() == Some("Dependency") {
                 census.pending_dependency += 1;
             }
-            let user = census.users.entry(job.user.clone()).or_default();
-            match job.state {
-                JobState::Pending => user.0 += 1,
-                JobState::Running => {
-                    user.1 += 1;
-                    user.2 += i64::from(job.cpus);
+            tally(census.users.entry(job.user.clone()).or_default(), job);
+            if let Some(account) = &job.account {
+                tally(census.accounts.entry(account.clone()).or_default(), job);
+            }
+            if job.state == JobState::Pending {
+                for partition in job.partition.split(',').filter(|p| !p.is_empty()) {
+                    *census.partitions_pending.entry(partition.to_owned()).or_default() += 1;
                 }
-                JobState::Suspended => user.3 += 1,
-                _ => {}
             }
         }
         census
+    }
+}
+
+/// Counts one job into an owner's (pending, running, running CPUs,
+/// suspended).
+fn tally(owner: &mut (i64, i64, i64, i64), job: &QueueEntry) {
+    match job.state {
+        JobState::Pending => owner.0 += 1,
+        JobState::Running => {
+            owner.1 += 1;
+            owner.2 += i64::from(job.cpus);
+        }
+        JobState::Suspended => owner.3 += 1,
+        _ => {}
+    }
+}
+
+/// The gauges of one kind of owner (user or account), by its label.
+struct PerOwner {
+    pending: IntGaugeVec,
+    running: IntGaugeVec,
+    cpus_running: IntGaugeVec,
+    suspended: IntGaugeVec,
+}
+
+impl PerOwner {
+    /// `slurm_<kind>_jobs_pending{<kind>=...}` and its three siblings.
+    fn register(registry: &Registry, kind: &str) -> PerOwner {
+        let vec = |name: &str, help: &str| {
+            let gauge =
+                IntGaugeVec::new(Opts::new(format!("slurm_{kind}_{name}"), format!("{help} per {kind}")), &[kind])
+                    .expect("valid metric");
+            registry.register(Box::new(gauge.clone())).expect("unique metric names");
+            gauge
+        };
+        PerOwner {
+            pending: vec("jobs_pending", "Pending jobs"),
+            running: vec("jobs_running", "Running jobs"),
+            cpus_running: vec("cpus_running", "CPUs of running jobs"),
+            suspended: vec("jobs_suspended", "Suspended jobs"),
+        }
+    }
+
+    /// Owners without jobs drop out, as they do from squeue.
+    fn observe(&self, owners: &BTreeMap<String, (i64, i64, i64, i64)>) {
+        for vec in [&self.pending, &self.running, &self.cpus_running, &self.suspended] {
+            vec.reset();
+        }
+        for (owner, (pending, running, cpus, suspended)) in owners {
+            self.pending.with_label_values(&[owner]).set(*pending);
+            self.running.with_label_values(&[owner]).set(*running);
+            self.cpus_running.with_label_values(&[owner]).set(*cpus);
+            self.suspended.with_label_values(&[owner]).set(*suspended);
+        }
     }
 }
 
@@ -93,10 +152,9 @@ pub struct ClusterMetrics {
     cpus: [IntGauge; 4],
     queue: Vec<(&'static str, IntGauge)>,
     pending_dependency: IntGauge,
-    user_pending: IntGaugeVec,
-    user_running: IntGaugeVec,
-    user_cpus_running: IntGaugeVec,
-    user_suspended: IntGaugeVec,
+    users: PerOwner,
+    accounts: PerOwner,
+    partition_pending: IntGaugeVec,
     scheduler: Vec<(ReadStat, IntGauge)>,
 }
 
@@ -132,12 +190,6 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     gauge
 }
 
-fn per_user(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let gauge = IntGaugeVec::new(Opts::new(name, help), &["user"]).expect("valid metric");
-    registry.register(Box::new(gauge.clone())).expect("unique metric names");
-    gauge
-}
-
 impl ClusterMetrics {
     pub fn register(registry: &Registry) -> ClusterMetrics {
         let nodes = NODE_GROUPS
@@ -159,10 +211,17 @@ impl ClusterMetrics {
             cpus,
             queue,
             pending_dependency: gauge(registry, "slurm_queue_pending_dependency", "Jobs pending on a dependency"),
-            user_pending: per_user(registry, "slurm_user_jobs_pending", "Pending jobs per user"),
-            user_running: per_user(registry, "slurm_user_jobs_running", "Running jobs per user"),
-            user_cpus_running: per_user(registry, "slurm_user_cpus_running", "CPUs of running jobs per user"),
-            user_suspended: per_user(registry, "slurm_user_jobs_suspended", "Suspended jobs per user"),
+            users: PerOwner::register(registry, "user"),
+            accounts: PerOwner::register(registry, "account"),
+            partition_pending: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new("slurm_partition_jobs_pending", "Pending jobs per partition"),
+                    &["partition"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(gauge.clone())).expect("unique metric names");
+                gauge
+            },
             scheduler: SCHEDULER.iter().map(|(name, help, read)| (*read, gauge(registry, name, help))).collect(),
         }
     }
@@ -188,15 +247,11 @@ impl ClusterMetrics {
             gauge.set(census.queue.get(name).copied().unwrap_or(0));
         }
         self.pending_dependency.set(census.pending_dependency);
-        // Users without jobs drop out, as they do from squeue.
-        for vec in [&self.user_pending, &self.user_running, &self.user_cpus_running, &self.user_suspended] {
-            vec.reset();
-        }
-        for (user, (pending, running, cpus, suspended)) in &census.users {
-            self.user_pending.with_label_values(&[user]).set(*pending);
-            self.user_running.with_label_values(&[user]).set(*running);
-            self.user_cpus_running.with_label_values(&[user]).set(*cpus);
-            self.user_suspended.with_label_values(&[user]).set(*suspended);
+        self.users.observe(&census.users);
+        self.accounts.observe(&census.accounts);
+        self.partition_pending.reset();
+        for (partition, pending) in &census.partitions_pending {
+            self.partition_pending.with_label_values(&[partition]).set(*pending);
         }
     }
 }
@@ -212,8 +267,8 @@ mod tests {
             "c1|idle|0/2/0/2|7231|1|0.1|none|\nc2|mixed|1/1/0/2|7231|1|0.1|none|\nc3|drained*|0/0/2/2|7231|1|0.1|x|\n",
         );
         let queue = squeue(
-            "5|5|RUNNING|None|1|N/A|alice|2|c2|\n6|6|PENDING|Dependency|N/A|N/A|alice|1||\n\
-             7|7|PENDING|Priority|N/A|N/A|bob|1||\n8|8|COMPLETED|None|1|2|bob|1|c1|\n",
+            "5|5|RUNNING|None|1|N/A|alice|2|debug|lab|c2|\n6|6|PENDING|Dependency|N/A|N/A|alice|1|debug|lab||\n\
+             7|7|PENDING|Priority|N/A|N/A|bob|1|debug,long|(null)||\n8|8|COMPLETED|None|1|2|bob|1|debug|(null)|c1|\n",
         )
         .unwrap();
         let census = Census::of(&nodes, &queue);
@@ -226,6 +281,9 @@ mod tests {
         assert_eq!(census.pending_dependency, 1);
         assert_eq!(census.users["alice"], (1, 1, 2, 0));
         assert_eq!(census.users["bob"], (1, 0, 0, 0));
+        assert_eq!(census.accounts["lab"], (1, 1, 2, 0));
+        assert_eq!(census.accounts.len(), 1, "jobs without an account are not counted");
+        assert_eq!((census.partitions_pending["debug"], census.partitions_pending["long"]), (2, 1));
 
         let registry = Registry::new();
         let metrics = ClusterMetrics::register(&registry);
@@ -239,6 +297,8 @@ mod tests {
             "slurm_cpus_total 6",
             "slurm_queue_pending 2",
             "slurm_user_cpus_running{user=\"alice\"} 2",
+            "slurm_account_jobs_running{account=\"lab\"} 1",
+            "slurm_partition_jobs_pending{partition=\"long\"} 1",
             "slurm_scheduler_mean_cycle 547",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");

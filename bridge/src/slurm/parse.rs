@@ -7,9 +7,10 @@ use crate::job_state::JobState;
 
 /// `squeue -O` fields the poller reads: raw job id, the array's id (the id
 /// sbatch returned), state, reason, start and end (epoch seconds under
-/// SLURM_TIME_FORMAT=%s), the owner, its CPUs and nodes.
+/// SLURM_TIME_FORMAT=%s), the owner, its CPUs, partition, account and
+/// nodes.
 pub const SQUEUE_FORMAT: &str =
-    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,NodeList:|";
+    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,Partition:|,Account:|,NodeList:|";
 
 /// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
 /// memory MB, free memory MB, load, and the free-text reason last.
@@ -108,6 +109,9 @@ pub struct QueueEntry {
     pub user: String,
     /// CPUs allocated (or, pending, requested).
     pub cpus: u32,
+    /// The partition it runs in (pending: every partition it may use, comma-separated).
+    pub partition: String,
+    pub account: Option<String>,
     pub nodes: Option<String>,
 }
 
@@ -127,7 +131,7 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('|').collect();
         let unexpected = || SlurmError::Unexpected { command: "squeue", output: line.to_owned() };
-        if fields.len() < 9 {
+        if fields.len() < 11 {
             return Err(unexpected());
         }
         let job_id = fields[0].trim().parse().map_err(|_| unexpected())?;
@@ -142,7 +146,9 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
             end: time(fields[5].trim()),
             user: fields[6].trim().to_owned(),
             cpus: fields[7].trim().parse().unwrap_or(0),
-            nodes: non_empty(fields[8]),
+            partition: fields[8].trim().to_owned(),
+            account: non_empty(fields[9]),
+            nodes: non_empty(fields[10]),
         });
     }
     Ok(entries)
@@ -258,7 +264,7 @@ mod tests {
 
     #[test]
     fn squeue_lines_are_parsed() {
-        let out = "23|21|RUNNING|None|1795851072|NONE|alice|2|c1|\n22|22|PENDING|Priority|N/A|N/A|bob|1||\n";
+        let out = "23|21|RUNNING|None|1795851072|NONE|alice|2|debug|(null)|c1|\n22|22|PENDING|Priority|N/A|N/A|bob|1|debug|lab|\n";
         let entries = squeue(out).unwrap();
         assert_eq!(entries[0].array_job_id, 21);
         assert_eq!(entries[0].start, Some(1795851072.0));
@@ -267,8 +273,10 @@ mod tests {
         assert_eq!(entries[1].reason.as_deref(), Some("Priority"));
         assert_eq!(entries[1].nodes, None);
         assert_eq!((entries[0].user.as_str(), entries[0].cpus), ("alice", 2));
+        assert_eq!((entries[0].partition.as_str(), entries[0].account.as_deref()), ("debug", None));
+        assert_eq!(entries[1].account.as_deref(), Some("lab"));
         assert!(squeue("garbage\n").is_err());
-        assert!(squeue("23|21|BOGUS|None|N/A|N/A|alice|1||\n").is_err());
+        assert!(squeue("23|21|BOGUS|None|N/A|N/A|alice|1|debug|(null)||\n").is_err());
     }
 
     #[test]

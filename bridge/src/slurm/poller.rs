@@ -410,6 +410,8 @@ mod tests {
             end: state.is_terminal().then_some(20.0 + job_id as f64),
             user: "alice".into(),
             cpus: 1,
+            partition: "debug".into(),
+            account: None,
             nodes: Some(format!("c{job_id}")),
         }
     }
