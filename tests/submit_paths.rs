@@ -44,8 +44,11 @@ fn show_job(cluster: &TestCluster, slurm_id: i64) -> BTreeMap<String, String> {
     fields
 }
 
-/// Fields that differ between any two submissions (ids, times, the tag).
+/// Fields that differ between any two submissions (ids, times, the tag),
+/// or with the moment the scheduler last looked at the job (Reason is
+/// "None" until its first scheduling pass, then "Dependency").
 const PER_SUBMISSION: &[&str] = &[
+    "Reason",
     "JobId",
     "ArrayJobId",
     "Priority",
