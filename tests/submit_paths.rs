@@ -46,9 +46,11 @@ fn show_job(cluster: &TestCluster, slurm_id: i64) -> BTreeMap<String, String> {
 
 /// Fields that differ between any two submissions (ids, times, the tag),
 /// or with the moment the scheduler last looked at the job (Reason is
-/// "None" until its first scheduling pass, then "Dependency").
+/// "None" until its first scheduling pass, then "Dependency"; Scheduler
+/// names the main scheduler or backfill, whichever looked last).
 const PER_SUBMISSION: &[&str] = &[
     "Reason",
+    "Scheduler",
     "JobId",
     "ArrayJobId",
     "Priority",
