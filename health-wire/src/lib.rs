@@ -44,7 +44,12 @@ pub const OPTION: &str = "health-report";
 /// job's SPANK environment (`job_desc_msg_t.spank_job_env`); a submission
 /// through libslurm must do the same.
 pub fn spank_option_env(value: &str) -> String {
-    format!("_SLURM_SPANK_OPTION_{PLUGIN_NAME}_{}={value}", OPTION.replace('-', "_"))
+    format!("{}={value}", spank_option_name())
+}
+
+/// The variable's name alone: `_SLURM_SPANK_OPTION_<plugin>_<option>`.
+pub fn spank_option_name() -> String {
+    format!("_SLURM_SPANK_OPTION_{PLUGIN_NAME}_{}", OPTION.replace('-', "_"))
 }
 
 #[cfg(test)]

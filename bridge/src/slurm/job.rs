@@ -264,9 +264,7 @@ impl Submission {
         .collect();
         env.extend(self.env.clone());
         if let Some(mode) = self.options.health_report {
-            let option = odyssey_health_wire::spank_option_env(mode.as_str());
-            let (name, value) = option.split_once('=').expect("NAME=value");
-            env.insert(name.to_owned(), value.to_owned());
+            env.insert(odyssey_health_wire::spank_option_name(), mode.as_str().to_owned());
         }
         env
     }

@@ -217,9 +217,8 @@ impl Libslurm {
             ("SLURM_SUBMIT_HOST".to_owned(), self.submit_host.clone()),
         ];
         if let Some(mode) = submission.options.health_report {
-            let option = odyssey_health_wire::spank_option_env(mode.as_str());
-            let (name, value) = option.split_once('=').expect("NAME=value");
-            env.push((format!("SLURM_SPANK_{name}"), value.to_owned()));
+            let name = odyssey_health_wire::spank_option_name();
+            env.push((format!("SLURM_SPANK_{name}"), mode.as_str().to_owned()));
         }
         env
     }
