@@ -9,6 +9,7 @@ mod kernels;
 mod lifecycle;
 mod monitoring;
 mod mpi;
+mod scheduling;
 mod security;
 mod spank;
 mod submit_paths;

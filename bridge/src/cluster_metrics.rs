@@ -267,8 +267,8 @@ mod tests {
             "c1|idle|0/2/0/2|7231|1|0.1|none|\nc2|mixed|1/1/0/2|7231|1|0.1|none|\nc3|drained*|0/0/2/2|7231|1|0.1|x|\n",
         );
         let queue = squeue(
-            "5|5|RUNNING|None|1|N/A|alice|2|debug|lab|c2|\n6|6|PENDING|Dependency|N/A|N/A|alice|1|debug|lab||\n\
-             7|7|PENDING|Priority|N/A|N/A|bob|1|debug,long|(null)||\n8|8|COMPLETED|None|1|2|bob|1|debug|(null)|c1|\n",
+            "5|5|RUNNING|None|1|N/A|alice|2|debug|lab|c2|1:00|9|\n6|6|PENDING|Dependency|N/A|N/A|alice|1|debug|lab||1:00|9|\n\
+             7|7|PENDING|Priority|N/A|N/A|bob|1|debug,long|(null)||1:00|9|\n8|8|COMPLETED|None|1|2|bob|1|debug|(null)|c1|1:00|9|\n",
         )
         .unwrap();
         let census = Census::of(&nodes, &queue);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::auth::password::PasswordCost;
+use crate::scheduling::{Ordering, Policy, Routing};
 use crate::store::users::Role;
 
 /// Cloud Odyssey bridge: REST service in front of a SLURM cluster.
@@ -152,6 +153,27 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_LIBSLURM_THREADS", default_value_t = 4)]
     pub libslurm_threads: usize,
 
+    /// Where a job that names no partition goes: SLURM's default partition,
+    /// the usable partitions in turn, where SLURM says it starts first, or
+    /// by weight. An admin can change it at run time (PUT /v1/policy).
+    #[arg(long, env = "BRIDGE_ROUTING", value_enum, default_value_t = Routing::Default)]
+    pub routing: Routing,
+
+    /// Which of the bridge's pending jobs SLURM starts first: SLURM's own
+    /// priorities, or the bridge's policy set as job priorities.
+    #[arg(long, env = "BRIDGE_ORDERING", value_enum, default_value_t = Ordering::Slurm)]
+    pub ordering: Ordering,
+
+    /// Partition weights for `--routing weighted`: `short=3,long=1` (a TOML
+    /// table in the config file). None: weights are the idle CPUs.
+    #[arg(long, env = "BRIDGE_PARTITION_WEIGHTS", default_value = "")]
+    pub partition_weights: String,
+
+    /// Unix user weights for `--ordering weighted-fair`: `alice=3,bob=1`
+    /// (a TOML table in the config file); users not named weigh 1.
+    #[arg(long, env = "BRIDGE_USER_WEIGHTS", default_value = "")]
+    pub user_weights: String,
+
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "BRIDGE_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
     pub argon2_memory_kib: u32,
@@ -272,6 +294,9 @@ pub struct Settings {
     /// None: libslurm where it loads, sbatch otherwise.
     pub submit_via: Option<SubmitVia>,
     pub libslurm_threads: usize,
+    /// The routing and ordering policies from the command line or config
+    /// file (an admin's `PUT /v1/policy`, stored, takes precedence).
+    pub policy: Policy,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub registration: Registration,
@@ -317,6 +342,8 @@ pub enum ConfigError {
     File { path: String, reason: String },
     #[error("--pam-service must be a file name under /etc/pam.d, not {0:?}")]
     PamService(String),
+    #[error("--{flag}: {reason}")]
+    Policy { flag: &'static str, reason: String },
     #[error("--mpi-binary must be an absolute path, not {0}")]
     RelativeMpiBinary(PathBuf),
 }
@@ -401,6 +428,7 @@ impl Settings {
             slurm_timeout: seconds("slurm-timeout", cli.slurm_timeout, 0.1, 600.0)?,
             submit_via: cli.submit_via,
             libslurm_threads: range("libslurm-threads", cli.libslurm_threads as f64, 1.0, 64.0)? as usize,
+            policy: policy(cli)?,
             access_ttl: seconds("access-ttl", cli.access_ttl as f64, 10.0, 86400.0)?,
             refresh_ttl: seconds("refresh-ttl", cli.refresh_ttl as f64, 60.0, 365.0 * 86400.0)?,
             registration: cli.registration,
@@ -435,6 +463,24 @@ impl Settings {
     }
 }
 
+/// The policy the flags describe, checked like an admin's.
+fn policy(cli: &Cli) -> Result<Policy, ConfigError> {
+    let weights = |flag: &'static str, text: &str| {
+        crate::scheduling::parse_weights(text).map_err(|reason| ConfigError::Policy { flag, reason })
+    };
+    let policy = Policy {
+        routing: cli.routing,
+        ordering: cli.ordering,
+        partition_weights: weights("partition-weights", &cli.partition_weights)?,
+        user_weights: weights("user-weights", &cli.user_weights)?,
+    };
+    policy.check().map_err(|e| ConfigError::Policy {
+        flag: if e.field.starts_with("user") { "user-weights" } else { "partition-weights" },
+        reason: e.to_string(),
+    })?;
+    Ok(policy)
+}
+
 /// Reads the TOML file named by `--config` (or BRIDGE_CONFIG) and returns
 /// `(BRIDGE_<KEY>, value)` pairs for the keys the environment does not set,
 /// so clap sees them as environment values. Call before threads start.
@@ -462,6 +508,10 @@ pub fn config_file_env(args: &[String]) -> Result<Vec<(String, String)>, ConfigE
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // A weights table: `[user_weights]` with `alice = 3`.
+            toml::Value::Table(t) if t.values().all(|v| v.is_integer()) => {
+                t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            }
             other => return Err(file_err(format!("{key}: unsupported value {other}"))),
         };
         if std::env::var_os(&env).is_none() {

@@ -27,6 +27,8 @@ pub mod rate_limit;
 /// Reading a kernel job's result file, as untrusted input.
 pub mod results;
 /// Graceful shutdown: the `Stop` every long-lived task listens for.
+/// Routing and ordering policies on top of SLURM's scheduler (issue #10).
+pub mod scheduling;
 pub mod shutdown;
 /// Counted slots per key (streams per user, sign-ins per address).
 pub mod slots;
@@ -66,6 +68,8 @@ pub struct Feeds {
     pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
     /// Raised when the bridge stops.
     pub stopping: Stopping,
+    /// The routing and ordering policies in force.
+    pub policy: scheduling::ActivePolicy,
 }
 
 /// Opens the store and keys and builds the state every handler shares.
@@ -101,6 +105,9 @@ pub async fn build_state(
         sbatch_slots: Arc::new(Semaphore::new(limits.max_concurrent_sbatch)),
         hook,
         controller: feeds.slurm_health.clone(),
+        policy: feeds.policy,
+        router: Default::default(),
+        nodes: feeds.nodes.clone(),
     };
     Ok(AppState::new(http::Shared {
         slurm,
@@ -201,13 +208,27 @@ pub async fn serve_with(
     // Submissions recorded before this moment belong to a bridge that
     // stopped: `Submitter::recover` completes them, the poller leaves them.
     let started = store::now();
+    let policy = scheduling::ActivePolicy::new(match store.read(store::policy::load).await? {
+        Some((policy, by, at)) => {
+            tracing::info!(set_by = %by, set_at = at, "using the policy an admin set (PUT /v1/policy), not the config file's");
+            policy
+        }
+        None => settings.policy.clone(),
+    });
+    {
+        let p = policy.get();
+        tracing::info!(routing = p.routing.as_str(), ordering = p.ordering.as_str(), "scheduling policy");
+    }
     let (poller, nodes) = slurm::poller::spawn(
         slurm,
         store.clone(),
         metrics.clone(),
-        settings.poll_interval,
-        settings.slurm_timeout * 4,
-        started,
+        slurm::poller::PollSettings {
+            interval: settings.poll_interval,
+            submit_grace: settings.slurm_timeout * 4,
+            started,
+        },
+        policy.clone(),
         stopping.clone(),
     );
     let stopper = {
@@ -220,7 +241,7 @@ pub async fn serve_with(
     };
     let metrics_listen = settings.metrics_listen;
     let (tls, grace) = (settings.tls.clone(), settings.shutdown_grace);
-    let feeds = Feeds { slurm_health, nodes, stopping: stopping.clone() };
+    let feeds = Feeds { slurm_health, nodes, stopping: stopping.clone(), policy };
     let served = async {
         let state = build_state(settings, feeds, store, metrics.clone(), hook).await?;
         let recovery = tokio::spawn(recover(state.submitter.clone(), started, stopping.clone()));

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub slurmctld_up: prometheus::IntGauge,
     /// Seconds from a job's submission through the bridge to its start.
     pub queue_wait: prometheus::Histogram,
+    /// Pending jobs whose priority the ordering policy set, by policy.
+    pub priority_updates: IntCounterVec,
+    /// Jobs routed to a partition, by policy and partition.
+    pub routed_jobs: IntCounterVec,
     /// The cluster in prometheus-slurm-exporter's names, set by the poller.
     pub cluster: std::sync::Arc<crate::cluster_metrics::ClusterMetrics>,
 }
@@ -100,7 +104,19 @@ impl Metrics {
             .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0]),
         )
         .expect("valid metric");
+        let priority_updates = IntCounterVec::new(
+            Opts::new("bridge_priority_updates_total", "Pending jobs re-prioritised by the ordering policy"),
+            &["policy"],
+        )
+        .expect("valid metric");
+        let routed_jobs = IntCounterVec::new(
+            Opts::new("bridge_routed_jobs_total", "Jobs the routing policy sent to a partition"),
+            &["policy", "partition"],
+        )
+        .expect("valid metric");
         for collector in [
+            Box::new(priority_updates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(routed_jobs.clone()),
             Box::new(kernel_results.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(slurmctld_up.clone()),
             Box::new(queue_wait.clone()),
@@ -120,6 +136,8 @@ impl Metrics {
         }
         let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
+            priority_updates,
+            routed_jobs,
             slurmctld_up,
             queue_wait,
             cluster,

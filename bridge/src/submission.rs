@@ -16,7 +16,9 @@ use crate::config::Settings;
 use crate::jobspec::{self, JobRequest, ValidJob};
 use crate::metrics::Metrics;
 use crate::rate_limit::SubmitLimiter;
-use crate::slurm::poller::comment_tag;
+use crate::scheduling::route::{self, Needs, Routed, Router};
+use crate::scheduling::{ActivePolicy, Routing};
+use crate::slurm::poller::{comment_tag, NodeSnapshot};
 use crate::slurm::probe::SlurmHealth;
 use crate::slurm::{Identity, SbatchOutcome, Slurm, SlurmError, Submission};
 use crate::store::jobs::{self, Inserted, Job, NewJob};
@@ -129,6 +131,12 @@ pub struct Submitter {
     pub hook: Arc<dyn SubmitHook>,
     /// The controller probe's last answer (`slurm::probe`).
     pub controller: watch::Receiver<SlurmHealth>,
+    /// The routing and ordering policies in force.
+    pub policy: ActivePolicy,
+    /// Routing's turn-taking state.
+    pub router: Arc<Router>,
+    /// The poller's picture of nodes and partitions (routing reads it).
+    pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
 }
 
 impl Submitter {
@@ -157,14 +165,19 @@ impl Submitter {
             .check(caller.user.id, per_minute)
             .map_err(|retry_after| SubmitError::RateLimited { per_minute, retry_after })?;
         let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
-        let submission = self.submission(&caller, &identity, &valid, &tag).await?;
+        let mut submission = self.submission(&caller, &identity, &valid, &tag).await?;
+        let routed = self.route(&submission).await?;
+        if let Some(routed) = &routed {
+            submission.options.partition = Some(routed.partition.clone());
+        }
         if dry_run {
             return match self.sbatch(submission, true).await? {
                 SbatchOutcome::DryRun(slurm) => Ok(Submitted::DryRun { slurm, script: valid.script }),
                 SbatchOutcome::Submitted(_) => Err(anyhow::anyhow!("a dry run submitted a job").into()),
             };
         }
-        let job = match self.record(&caller, &identity, &valid, request, tag, idempotency_key).await? {
+        let recording = Recording { tag, idempotency_key, routed };
+        let job = match self.record(&caller, &identity, &valid, request, recording).await? {
             Inserted::Existing(job) => return Ok(Submitted::Existing(job)),
             Inserted::New(job) => job,
         };
@@ -323,6 +336,94 @@ impl Submitter {
         Ok(submission)
     }
 
+    /// The partition the routing policy picks for a job that names none;
+    /// None where the job names one or the policy is SLURM's default.
+    async fn route(&self, submission: &Submission) -> Result<Option<Routed>, SubmitError> {
+        let policy = self.policy.get();
+        if submission.options.partition.is_some() || policy.routing == Routing::Default {
+            return Ok(None);
+        }
+        let snapshot = self.nodes.borrow().clone();
+        let needs = Needs {
+            nodes: submission.options.nodes.unwrap_or(1),
+            time_limit: submission.options.time_limit.map(|m| m.0),
+        };
+        let mut gids = submission.identity.groups.clone();
+        gids.push(submission.identity.gid);
+        let candidates = route::candidates(&snapshot.partitions, &gids, needs);
+        if candidates.is_empty() {
+            // Nothing known fits (or no picture yet): SLURM's default
+            // partition decides, and refuses in its own words if need be.
+            return Ok(None);
+        }
+        let routed = match policy.routing {
+            Routing::Default => None,
+            Routing::RoundRobin => self.router.round_robin(&candidates),
+            Routing::Weighted => {
+                let mut idle: std::collections::HashMap<String, u32> = Default::default();
+                for p in &candidates {
+                    let cpus = snapshot
+                        .nodes
+                        .iter()
+                        .filter(|n| p.nodes.contains(&n.info.name) && usable(&n.info.state))
+                        .map(|n| n.info.cpus_idle)
+                        .sum();
+                    idle.insert(p.name.clone(), cpus);
+                }
+                self.router.weighted(&candidates, &policy.partition_weights, &idle)
+            }
+            Routing::EarliestStart => {
+                let names: Vec<String> = candidates.iter().map(|p| p.name.clone()).collect();
+                return self.earliest_start(submission, names).await;
+            }
+        };
+        Ok(routed)
+    }
+
+    /// Asks SLURM when the job would start in each partition (one will-run
+    /// question each, as the user) and takes the earliest. A partition that
+    /// refuses the job is left out; if all refuse, the first refusal is the
+    /// answer.
+    async fn earliest_start(&self, submission: &Submission, names: Vec<String>) -> Result<Option<Routed>, SubmitError> {
+        let questions = names.into_iter().map(|name| {
+            let mut asked = submission.clone();
+            asked.options.partition = Some(name.clone());
+            async move { (name, self.sbatch(asked, true).await) }
+        });
+        let answers = futures_util::future::join_all(questions).await;
+        let mut starts = Vec::new();
+        let mut refusal = None;
+        for (name, answer) in answers {
+            match answer {
+                Ok(SbatchOutcome::DryRun(line)) => match crate::slurm::parse::will_run_start(&line) {
+                    Some(at) => {
+                        let shown = at.split_once('T').map_or(at, |(_, time)| time).to_owned();
+                        starts.push((name, at.to_owned(), shown));
+                    }
+                    None => tracing::warn!(partition = %name, line, "a will-run answer without a start time"),
+                },
+                Ok(SbatchOutcome::Submitted(_)) => {
+                    return Err(anyhow::anyhow!("a will-run question submitted a job").into())
+                }
+                Err(err @ (SubmitError::Rejected(_) | SubmitError::WorkingDir(_))) => {
+                    refusal.get_or_insert(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        // Local ISO times of one clock sort as text.
+        starts.sort_by(|a, b| a.1.cmp(&b.1));
+        let ranked: Vec<(String, f64, String)> =
+            starts.into_iter().enumerate().map(|(k, (name, _, shown))| (name, k as f64, shown)).collect();
+        match route::earliest(&ranked) {
+            Some(routed) => Ok(Some(routed)),
+            None => match refusal {
+                Some(err) => Err(err),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// The SLURM ids of bridge ids the caller may name.
     async fn dependencies(&self, caller: &Caller<'_>, ids: &[i64]) -> Result<Vec<i64>, SubmitError> {
         let wanted = ids.to_vec();
@@ -351,17 +452,21 @@ impl Submitter {
         identity: &Identity,
         valid: &ValidJob,
         request: &JobRequest,
-        tag: String,
-        idempotency_key: Option<String>,
+        recording: Recording,
     ) -> Result<Inserted, SubmitError> {
+        let Recording { tag, idempotency_key, routed } = recording;
         let hash = request_hash(request);
+        if let Some(routed) = &routed {
+            self.metrics.routed_jobs.with_label_values(&[routed.policy.as_str(), &routed.partition]).inc();
+        }
         let new_job = NewJob {
             user_id: caller.user.id,
             tag,
             idempotency_key: idempotency_key.clone(),
             request_hash: hash.clone(),
             name: valid.options.name.clone(),
-            partition: valid.options.partition.clone(),
+            partition: routed.as_ref().map(|r| r.partition.clone()).or_else(|| valid.options.partition.clone()),
+            routing: routed.map(|r| serde_json::to_string(&r).unwrap_or_default()),
             spec: valid.spec.clone(),
             script: valid.script.clone(),
             stdout_path: Some(valid.options.stdout.clone()),
@@ -430,6 +535,19 @@ impl Submitter {
             other => SubmitError::Internal(other.into()),
         })
     }
+}
+
+/// Whether a node in this sinfo state takes jobs.
+fn usable(state: &str) -> bool {
+    !["down", "drain", "fail", "maint", "reserved", "not_responding", "unknown"].iter().any(|s| state.contains(s))
+}
+
+/// What a new record carries besides the request: the job's tag, the
+/// client's Idempotency-Key and the routing decision.
+struct Recording {
+    tag: String,
+    idempotency_key: Option<String>,
+    routed: Option<Routed>,
 }
 
 /// What a refused sbatch does to the job's record.

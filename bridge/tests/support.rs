@@ -42,7 +42,12 @@ pub async fn test_state(extra_args: &[&str]) -> TestState {
     let store = bridge::open_store(&settings).unwrap();
     let (health, health_rx) = tokio::sync::watch::channel(unprobed());
     let (_nodes_tx, nodes) = tokio::sync::watch::channel(Arc::new(Default::default()));
-    let feeds = bridge::Feeds { slurm_health: health_rx, nodes, stopping: bridge::shutdown::Stopping::never() };
+    let feeds = bridge::Feeds {
+        slurm_health: health_rx,
+        nodes,
+        stopping: bridge::shutdown::Stopping::never(),
+        policy: Default::default(),
+    };
     let hook = Arc::new(bridge::submission::NoHook);
     let state = bridge::build_state(settings, feeds, store, Default::default(), hook).await.unwrap();
     TestState { state, health, dir }

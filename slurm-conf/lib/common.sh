@@ -92,9 +92,38 @@ stop_pids() {
 # (ENVIRON), not -v, which would expand backslash escapes, and replace
 # literally: gsub's replacement would turn an `&` in a value into the
 # matched text. Returns 1 when the output did not change.
+# One PartitionName line per entry of PARTITIONS; dies on a malformed one.
+partition_lines() {
+  local entry name nodes opts node first=YES seen=" "
+  [[ -n ${PARTITIONS// /} ]] || die "--partitions needs at least one partition"
+  for entry in $PARTITIONS; do
+    IFS=: read -r name nodes opts <<<"$entry"
+    [[ $name =~ ^[a-z][a-z0-9_-]{0,31}$ ]] \
+      || die "--partitions: '$name' is not a partition name (a lower-case letter, then letters, digits, '_' or '-')"
+    [[ $seen != *" $name "* ]] || die "--partitions: '$name' is named twice"
+    seen+="$name "
+    if [[ $nodes != ALL ]]; then
+      [[ -n $nodes ]] || die "--partitions: '$name' needs nodes (ALL or a comma list)"
+      for node in ${nodes//,/ }; do
+        local i
+        for ((i = 1; i <= N_NODES; i++)); do [[ $node == "$(node_name "$i")" ]] && break; done
+        ((i <= N_NODES)) || die "--partitions: '$name' names node '$node', which this cluster does not have"
+      done
+    fi
+    local max=INFINITE
+    if [[ -n $opts ]]; then
+      [[ $opts =~ ^MaxTime=([0-9]+)$ ]] || die "--partitions: '$name': the only option is MaxTime=<minutes>, not '$opts'"
+      max=${BASH_REMATCH[1]}
+    fi
+    echo "PartitionName=$name Nodes=$nodes Default=$first MaxTime=$max State=UP"
+    first=NO
+  done
+}
+
 render() { # <template> <output>
   local tmp=$2.new.$$
   CTLD_HOST=$(controller_host) CTLD_ADDR=$(controller_addr) AUTH_INFO=$(auth_info) NODE_LINES=$(node_lines) \
+    PARTITION_LINES=$(partition_lines) \
     STATE_DIR=$STATE_DIR RUN_DIR=$RUN_DIR LOG_DIR=$LOG_DIR ETC_DIR=$ETC_DIR CTLD_PORT=$CTLD_PORT \
     SLURMD_PORT=$SLURMD_PORT SLURMD_TIMEOUT=$SLURMD_TIMEOUT MIN_JOB_AGE=$MIN_JOB_AGE \
     awk '
@@ -107,7 +136,7 @@ render() { # <template> <output>
       return out text
     }
     BEGIN {
-      n = split("CTLD_HOST CTLD_ADDR AUTH_INFO NODE_LINES STATE_DIR RUN_DIR LOG_DIR ETC_DIR CTLD_PORT SLURMD_PORT SLURMD_TIMEOUT MIN_JOB_AGE", names, " ")
+      n = split("CTLD_HOST CTLD_ADDR AUTH_INFO NODE_LINES PARTITION_LINES STATE_DIR RUN_DIR LOG_DIR ETC_DIR CTLD_PORT SLURMD_PORT SLURMD_TIMEOUT MIN_JOB_AGE", names, " ")
     }
     {
       line = $0

@@ -121,6 +121,42 @@ impl TestApp {
         self.data_dir.clone()
     }
 
+    /// An admin account `name` made the way a site makes its first one
+    /// (`bridge user add NAME --role admin` beside the running bridge), signed in.
+    pub async fn admin(&self, cluster: &TestCluster, name: &str) -> Client {
+        use std::io::Write;
+        let bridge = cluster.repo.join("target/release/bridge");
+        assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
+        let password = format!("{name}-admin-password");
+        let mut child = std::process::Command::new(&bridge)
+            .args([
+                "--data-dir",
+                self.data_dir.to_str().unwrap(),
+                "--argon2-memory-kib",
+                "256",
+                "--argon2-iterations",
+                "1",
+            ])
+            .args(["user", "add", name, "--role", "admin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "bridge user add: {}", crate::text(&out.stderr));
+        let body = json!({"name": name, "password": password});
+        let reply = self.http.post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "admin login");
+        let tokens: Value = reply.json().await.unwrap();
+        Client {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: tokens["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
     /// Logs in the cluster test account `name` through PAM; a client.
     pub async fn user(&self, name: &str) -> Client {
         login(&self.http, &self.base, name).await
@@ -223,6 +259,10 @@ impl Client {
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {

@@ -11,6 +11,7 @@ pub mod health_reports;
 pub(crate) mod jobs;
 mod nodes;
 pub mod openapi;
+mod policy;
 /// Binding, TLS, graceful shutdown, and the metrics listener.
 pub mod server;
 mod users;
@@ -145,6 +146,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(users::router())
                 .merge(jobs::router())
                 .merge(nodes::router())
+                .merge(policy::router())
                 .merge(health_reports::router())
                 .merge(openapi::router()),
         )

@@ -1,19 +1,24 @@
 //! `GET /v1/nodes`: the poller's last picture of the cluster's nodes, with
 //! each node's last health record.
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use odyssey_health_wire::records::Record;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::{AppState, AuthUser};
+use super::{ApiJson, AppState, AuthUser};
 use crate::slurm::poller::{NodeSnapshot, NodeView};
+use crate::slurm::{NodeName, SlurmError};
+use crate::store::users::Role;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/nodes", get(list_nodes))
+    Router::new()
+        .route("/nodes", get(list_nodes))
+        .route("/nodes/{name}/drain", post(drain_node))
+        .route("/nodes/{name}/resume", post(resume_node))
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -75,4 +80,76 @@ async fn list_nodes(_user: AuthUser, State(state): State<AppState>) -> Result<Js
         })
         .collect();
     Ok(Json(Nodes { nodes, polled_at: snapshot.polled_at }))
+}
+
+/// Why an admin drains or resumes a node (shown by sinfo and `GET /v1/nodes`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NodeAction {
+    /// One line, at most `MAX_REASON` bytes.
+    reason: String,
+}
+
+/// Longest reason SLURM is given.
+const MAX_REASON: usize = 200;
+
+#[derive(Serialize, JsonSchema)]
+pub(super) struct NodeActionBody {
+    name: String,
+    /// `drain` or `resume`.
+    action: &'static str,
+    reason: String,
+}
+
+/// The node, if the last poll saw it, and a checked reason.
+fn checked(state: &AppState, name: &str, action: &NodeAction) -> Result<NodeName, ApiError> {
+    let reason = action.reason.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(ApiError::Invalid {
+            field: "reason".into(),
+            detail: format!("one line of 1 to {MAX_REASON} bytes without control characters"),
+        });
+    }
+    let known = state.nodes.borrow().nodes.iter().any(|n| n.info.name == name);
+    match NodeName::parse(name) {
+        Some(node) if known => Ok(node),
+        _ => Err(ApiError::NotFound(format!("no node named {name:?} in the cluster"))),
+    }
+}
+
+fn slurm_error(err: SlurmError) -> ApiError {
+    match err {
+        SlurmError::Rejected { stderr, .. } => ApiError::Conflict(stderr),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+/// Drains a node: running jobs finish, nothing new starts there (admins).
+async fn drain_node(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(action): ApiJson<NodeAction>,
+) -> Result<Json<NodeActionBody>, ApiError> {
+    caller.require(Role::Admin)?;
+    let node = checked(&state, &name, &action)?;
+    let reason = format!("{} (by {} through the bridge)", action.reason.trim(), caller.user.name);
+    state.slurm.drain_node(&node, &reason).await.map_err(slurm_error)?;
+    tracing::info!(admin = %caller.user.name, node = %name, %reason, "node drained");
+    Ok(Json(NodeActionBody { name, action: "drain", reason }))
+}
+
+/// Returns a drained or down node to service (admins).
+async fn resume_node(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(action): ApiJson<NodeAction>,
+) -> Result<Json<NodeActionBody>, ApiError> {
+    caller.require(Role::Admin)?;
+    let node = checked(&state, &name, &action)?;
+    state.slurm.resume_node(&node).await.map_err(slurm_error)?;
+    let reason = action.reason.trim().to_owned();
+    tracing::info!(admin = %caller.user.name, node = %name, %reason, "node resumed");
+    Ok(Json(NodeActionBody { name, action: "resume", reason }))
 }

@@ -52,6 +52,10 @@ fn render() -> String {
     add::<super::auth::TokenPair>(&mut generator);
     add::<super::error::Problem<'static>>(&mut generator);
     add::<super::nodes::Nodes>(&mut generator);
+    add::<super::nodes::NodeAction>(&mut generator);
+    add::<super::nodes::NodeActionBody>(&mut generator);
+    add::<super::policy::PolicyBody>(&mut generator);
+    add::<crate::scheduling::Policy>(&mut generator);
     add::<super::health::Health>(&mut generator);
     add::<super::health::Ready>(&mut generator);
     add::<super::health_reports::Ingested>(&mut generator);

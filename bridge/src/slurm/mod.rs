@@ -308,10 +308,68 @@ impl Slurm {
         Ok(parse::sdiag(&self.output("sdiag", &[]).await?))
     }
 
+    /// Every partition (`scontrol show partition -o`).
+    pub async fn partitions(&self) -> Result<Vec<parse::PartitionLine>, SlurmError> {
+        Ok(parse::partitions(&self.output("scontrol", &["show", "partition", "-o"]).await?))
+    }
+
+    /// Sets the priority of pending jobs, as the operator
+    /// (`scontrol update JobId=<a,b,...> Priority=<p>`): one command for
+    /// every job that gets the same value.
+    pub async fn set_priority(&self, slurm_job_ids: &[i64], priority: u32) -> Result<(), SlurmError> {
+        let ids: Vec<String> = slurm_job_ids.iter().map(i64::to_string).collect();
+        let job = format!("JobId={}", ids.join(","));
+        let priority = format!("Priority={priority}");
+        match self.output("scontrol", &["update", &job, &priority]).await {
+            Ok(_) => Ok(()),
+            // A job that started or ended since the poll keeps its place.
+            Err(SlurmError::Rejected { stderr, .. })
+                if stderr.contains("Job is no longer pending")
+                    || stderr.contains("already completing or completed") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drains a node with a reason (`scontrol update NodeName=n State=DRAIN`):
+    /// running jobs finish, no new ones start there.
+    pub async fn drain_node(&self, node: &NodeName, reason: &str) -> Result<(), SlurmError> {
+        let node = format!("NodeName={}", node.as_str());
+        let reason = format!("Reason={reason}");
+        self.output("scontrol", &["update", &node, "State=DRAIN", &reason]).await.map(|_| ())
+    }
+
+    /// Resumes a drained node (`State=RESUME`).
+    pub async fn resume_node(&self, node: &NodeName) -> Result<(), SlurmError> {
+        let node = format!("NodeName={}", node.as_str());
+        self.output("scontrol", &["update", &node, "State=RESUME"]).await.map(|_| ())
+    }
+
     /// Every node, from sinfo.
     pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
         let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;
         Ok(parse::sinfo(&stdout))
+    }
+}
+
+/// A node's name as SLURM knows it: letters, digits, '-', '_' and '.', so
+/// it is one argument and never a host list or an option.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn parse(name: &str) -> Option<NodeName> {
+        let shaped = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('-');
+        shaped.then(|| NodeName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -10,7 +10,7 @@ use crate::job_state::JobState;
 /// SLURM_TIME_FORMAT=%s), the owner, its CPUs, partition, account and
 /// nodes.
 pub const SQUEUE_FORMAT: &str =
-    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,Partition:|,Account:|,NodeList:|";
+    "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,Partition:|,Account:|,NodeList:|,TimeLimit:|,PriorityLong:|";
 
 /// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
 /// memory MB, free memory MB, load, and the free-text reason last.
@@ -113,6 +113,10 @@ pub struct QueueEntry {
     pub partition: String,
     pub account: Option<String>,
     pub nodes: Option<String>,
+    /// Requested time limit in minutes; None is unlimited.
+    pub time_limit: Option<u32>,
+    /// The job's priority in SLURM.
+    pub priority: u32,
 }
 
 fn time(field: &str) -> Option<f64> {
@@ -131,7 +135,7 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('|').collect();
         let unexpected = || SlurmError::Unexpected { command: "squeue", output: line.to_owned() };
-        if fields.len() < 11 {
+        if fields.len() < 13 {
             return Err(unexpected());
         }
         let job_id = fields[0].trim().parse().map_err(|_| unexpected())?;
@@ -149,6 +153,8 @@ pub fn squeue(stdout: &str) -> Result<Vec<QueueEntry>, SlurmError> {
             partition: fields[8].trim().to_owned(),
             account: non_empty(fields[9]),
             nodes: non_empty(fields[10]),
+            time_limit: crate::slurm::job::Minutes::parse(fields[11].trim()).map(|m| m.0),
+            priority: fields[12].trim().parse().unwrap_or(0),
         });
     }
     Ok(entries)
@@ -251,6 +257,65 @@ pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
     nodes
 }
 
+/// `scontrol show partition -o`: one partition per line, `Key=Value` pairs.
+pub fn partitions(stdout: &str) -> Vec<PartitionLine> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("PartitionName="))
+        .map(|line| {
+            let fields: std::collections::HashMap<&str, &str> =
+                line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+            let get = |k: &str| fields.get(k).copied().unwrap_or("");
+            let limit = |v: &str| v.parse::<u32>().ok();
+            PartitionLine {
+                name: get("PartitionName").to_owned(),
+                nodes: match get("Nodes") {
+                    "" | "(null)" => Vec::new(),
+                    list => super::hostlist::expand(list),
+                },
+                up: get("State") == "UP",
+                default: get("Default") == "YES",
+                hidden: get("Hidden") == "YES",
+                root_only: get("RootOnly") == "YES",
+                allow_groups: match get("AllowGroups") {
+                    "ALL" | "" => None,
+                    groups => Some(groups.split(',').map(str::to_owned).collect()),
+                },
+                max_time: match get("MaxTime") {
+                    "UNLIMITED" | "" => None,
+                    t => super::job::Minutes::parse(t).map(|m| m.0),
+                },
+                max_nodes: limit(get("MaxNodes")),
+                total_cpus: limit(get("TotalCPUs")).unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// One partition as scontrol prints it (groups by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLine {
+    pub name: String,
+    pub nodes: Vec<String>,
+    pub up: bool,
+    pub default: bool,
+    pub hidden: bool,
+    pub root_only: bool,
+    /// None: every group (`AllowGroups=ALL`).
+    pub allow_groups: Option<Vec<String>>,
+    pub max_time: Option<u32>,
+    pub max_nodes: Option<u32>,
+    pub total_cpus: u32,
+}
+
+/// The start time in a will-run line ("Job 12 to start at
+/// 2026-12-03T18:00:00 using 2 processors on nodes c1 in partition debug"):
+/// local ISO time, which sorts as text.
+pub fn will_run_start(line: &str) -> Option<&str> {
+    let rest = line.split_once(" to start at ")?.1;
+    rest.split_whitespace().next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,7 +329,8 @@ mod tests {
 
     #[test]
     fn squeue_lines_are_parsed() {
-        let out = "23|21|RUNNING|None|1795851072|NONE|alice|2|debug|(null)|c1|\n22|22|PENDING|Priority|N/A|N/A|bob|1|debug|lab|\n";
+        let out = "23|21|RUNNING|None|1795851072|NONE|alice|2|debug|(null)|c1|5:00|4294901000|\n\
+                   22|22|PENDING|Priority|N/A|N/A|bob|1|debug|lab||UNLIMITED|12|\n";
         let entries = squeue(out).unwrap();
         assert_eq!(entries[0].array_job_id, 21);
         assert_eq!(entries[0].start, Some(1795851072.0));
@@ -275,8 +341,33 @@ mod tests {
         assert_eq!((entries[0].user.as_str(), entries[0].cpus), ("alice", 2));
         assert_eq!((entries[0].partition.as_str(), entries[0].account.as_deref()), ("debug", None));
         assert_eq!(entries[1].account.as_deref(), Some("lab"));
+        assert_eq!((entries[0].time_limit, entries[0].priority), (Some(5), 4294901000));
+        assert_eq!((entries[1].time_limit, entries[1].priority), (None, 12));
         assert!(squeue("garbage\n").is_err());
-        assert!(squeue("23|21|BOGUS|None|N/A|N/A|alice|1|debug|(null)||\n").is_err());
+        assert!(squeue("23|21|BOGUS|None|N/A|N/A|alice|1|debug|(null)||1|1|\n").is_err());
+    }
+
+    #[test]
+    fn partitions_and_will_run_lines_are_parsed() {
+        let out = "PartitionName=short AllowGroups=lab,ops AllowAccounts=ALL Default=YES Hidden=NO MaxNodes=UNLIMITED \
+                   MaxTime=01:00:00 Nodes=c[1-2] RootOnly=NO State=UP TotalCPUs=4 TotalNodes=2\n\
+                   PartitionName=long AllowGroups=ALL Default=NO Hidden=NO MaxNodes=1 MaxTime=UNLIMITED Nodes=c3 \
+                   RootOnly=NO State=DOWN TotalCPUs=2\n";
+        let parts = partitions(out);
+        assert_eq!(parts[0].name, "short");
+        assert_eq!(parts[0].nodes, ["c1", "c2"]);
+        assert_eq!(parts[0].allow_groups.as_deref(), Some(&["lab".to_owned(), "ops".to_owned()][..]));
+        assert_eq!(
+            (parts[0].max_time, parts[0].max_nodes, parts[0].up, parts[0].default),
+            (Some(60), None, true, true)
+        );
+        assert_eq!(
+            (parts[1].max_time, parts[1].max_nodes, parts[1].up, parts[1].allow_groups.clone()),
+            (None, Some(1), false, None)
+        );
+        let line = "Job 12 to start at 2026-12-03T18:00:00 using 2 processors on nodes c1 in partition debug";
+        assert_eq!(will_run_start(line), Some("2026-12-03T18:00:00"));
+        assert_eq!(will_run_start("nothing"), None);
     }
 
     #[test]

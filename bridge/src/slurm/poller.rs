@@ -14,6 +14,9 @@ use super::parse::{JobDetail, NodeInfo, QueueEntry};
 use super::{hostlist, Slurm, SlurmError};
 use crate::job_state::JobState;
 use crate::metrics::Metrics;
+use crate::scheduling::order::{self, Pending};
+use crate::scheduling::route::PartitionInfo;
+use crate::scheduling::{ActivePolicy, Ordering};
 use crate::shutdown::Stopping;
 use crate::store::jobs::{self, Collated, Observation, Tracked};
 use crate::store::{now, Store, StoreError};
@@ -26,10 +29,12 @@ pub struct NodeView {
     pub running_jobs: Vec<i64>,
 }
 
-/// The last poll's picture of the nodes.
+/// The last poll's picture of the nodes and partitions.
 #[derive(Debug, Clone, Default)]
 pub struct NodeSnapshot {
     pub nodes: Vec<NodeView>,
+    /// Read every `PARTITION_INTERVAL` (routing chooses among them).
+    pub partitions: Arc<Vec<PartitionInfo>>,
     /// Unix time of the poll; None before the first one.
     pub polled_at: Option<f64>,
 }
@@ -59,7 +64,15 @@ pub struct Poller {
     sdiag_at: std::sync::Mutex<Option<Instant>>,
     /// Transitions happened since the last count.
     counts_dirty: std::sync::atomic::AtomicBool,
+    /// The routing and ordering policies (ordering is applied here).
+    policy: ActivePolicy,
+    /// The partitions and when they were last read.
+    partitions: std::sync::Mutex<(Option<Instant>, Arc<Vec<PartitionInfo>>)>,
 }
+
+/// How often the partitions are read (`scontrol show partition`): they
+/// change when an admin edits slurm.conf.
+const PARTITION_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often the scheduler's statistics are read (one `sdiag` RPC): they
 /// move slowly, and slurmctld answers every poll already.
@@ -70,15 +83,25 @@ const COUNT_INTERVAL: Duration = Duration::from_secs(5);
 /// How stale the jobs-by-state gauge may get without transitions.
 const COUNT_MAX_AGE: Duration = Duration::from_secs(30);
 
+/// How the poller runs.
+pub struct PollSettings {
+    pub interval: Duration,
+    /// How long a submission may go without a SLURM id before the poller
+    /// looks for it by its tag.
+    pub submit_grace: Duration,
+    /// When this bridge process started (Unix time).
+    pub started: f64,
+}
+
 pub fn spawn(
     slurm: Slurm,
     store: Store,
     metrics: Metrics,
-    interval: Duration,
-    submit_grace: Duration,
-    started: f64,
+    settings: PollSettings,
+    policy: ActivePolicy,
     stopping: Stopping,
 ) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
+    let PollSettings { interval, submit_grace, started } = settings;
     let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let poller = Poller {
         slurm,
@@ -90,6 +113,8 @@ pub fn spawn(
         counted_at: Default::default(),
         sdiag_at: Default::default(),
         counts_dirty: Default::default(),
+        policy,
+        partitions: Default::default(),
     };
     (tokio::spawn(poller.run(interval, stopping)), rx)
 }
@@ -136,7 +161,8 @@ impl Poller {
         let tracked = self.store.call(|conn| jobs::unfinished(conn)).await?;
         let queue = self.slurm.squeue_all().await?;
         let nodes = self.slurm.sinfo_nodes().await?;
-        self.publish_nodes(nodes, &queue);
+        let partitions = self.read_partitions().await;
+        self.publish_nodes(nodes, &queue, partitions);
         self.publish_scheduler_stats().await;
 
         let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
@@ -183,8 +209,12 @@ impl Poller {
             .buffer_unordered(8)
             .collect()
             .await;
-        for (id, obs, detail) in details {
-            observations.push((id, merge_detail(obs, detail?)));
+        // One job's failed question costs that job this round, not the
+        // round's other observations: it is asked again next round.
+        let (merged, failed) = merge_details(details);
+        observations.extend(merged);
+        if let Some(err) = failed {
+            tracing::warn!(%err, "scontrol show job failed; that job is asked again next round");
         }
         if !orphans.is_empty() {
             self.reconcile(orphans).await?;
@@ -200,6 +230,7 @@ impl Poller {
             transitions = changed.len();
         }
         self.collate_results().await?;
+        self.apply_ordering(&tracked, &queue).await;
         // Counting the whole history scans an index of it: after changes, at
         // most every COUNT_INTERVAL, and every COUNT_MAX_AGE regardless
         // (submissions and cancels happen outside the poller).
@@ -299,7 +330,98 @@ impl Poller {
         }
     }
 
-    fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry]) {
+    /// The partitions, read again every `PARTITION_INTERVAL`; a failure
+    /// keeps the last picture.
+    async fn read_partitions(&self) -> Arc<Vec<PartitionInfo>> {
+        let last = {
+            let Ok(guard) = self.partitions.lock() else { return Arc::default() };
+            if guard.0.is_some_and(|t| t.elapsed() < PARTITION_INTERVAL) {
+                return guard.1.clone();
+            }
+            guard.1.clone()
+        };
+        let lines = match self.slurm.partitions().await {
+            Ok(lines) => lines,
+            Err(err) => {
+                tracing::debug!(%err, "reading the partitions failed; routing keeps the last picture");
+                return last;
+            }
+        };
+        // AllowGroups names become gids once, off the runtime (NSS may block).
+        let resolved = tokio::task::spawn_blocking(move || {
+            lines
+                .into_iter()
+                .map(|p| PartitionInfo {
+                    allow_gids: p.allow_groups.map(|groups| {
+                        groups
+                            .iter()
+                            .filter_map(|g| nix::unistd::Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw()))
+                            .collect()
+                    }),
+                    name: p.name,
+                    nodes: p.nodes,
+                    up: p.up,
+                    default: p.default,
+                    hidden: p.hidden,
+                    root_only: p.root_only,
+                    max_time: p.max_time,
+                    max_nodes: p.max_nodes,
+                    total_cpus: p.total_cpus,
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(resolved) = resolved else { return last };
+        let fresh = Arc::new(resolved);
+        if let Ok(mut guard) = self.partitions.lock() {
+            *guard = (Some(Instant::now()), fresh.clone());
+        }
+        fresh
+    }
+
+    /// The ordering policy, applied: the bridge's pending jobs get
+    /// priorities in the policy's order, only where they are out of order
+    /// (`order::assign`), one `scontrol update` per changed value. A failure
+    /// is logged and tried again next round.
+    async fn apply_ordering(&self, tracked: &[Tracked], queue: &[QueueEntry]) {
+        let policy = self.policy.get();
+        if policy.ordering == Ordering::Slurm {
+            return;
+        }
+        let (pending, running) = pending_jobs(tracked, queue);
+        if pending.is_empty() {
+            return;
+        }
+        let placed = order::order(policy.ordering, &policy.user_weights, &pending, &running);
+        let current: Vec<u32> = placed.iter().map(|p| pending[p.index].priority).collect();
+        let changes = order::assign(&current);
+        let mut decisions = Vec::new();
+        let mut updated = 0u64;
+        for (place, change) in placed.iter().zip(changes) {
+            let Some(priority) = change else { continue };
+            let job = &pending[place.index];
+            match self.slurm.set_priority(&[job.slurm_id], priority).await {
+                Ok(()) => {
+                    updated += 1;
+                    let record =
+                        order::Ordered { policy: policy.ordering, priority, why: place.why.clone(), at: now() };
+                    decisions.push((job.job, serde_json::to_string(&record).unwrap_or_default()));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, slurm_job_id = job.slurm_id, "setting a job's priority failed; retrying next round");
+                    break;
+                }
+            }
+        }
+        self.metrics.priority_updates.with_label_values(&[policy.ordering.as_str()]).inc_by(updated);
+        if !decisions.is_empty() {
+            if let Err(err) = self.store.call(move |conn| jobs::set_ordering(conn, &decisions)).await {
+                tracing::warn!(%err, "recording ordering decisions failed");
+            }
+        }
+    }
+
+    fn publish_nodes(&self, nodes: Vec<NodeInfo>, queue: &[QueueEntry], partitions: Arc<Vec<PartitionInfo>>) {
         let mut running: HashMap<String, Vec<i64>> = HashMap::new();
         for entry in queue.iter().filter(|e| e.state == JobState::Running) {
             for node in entry.nodes.as_deref().map(hostlist::expand).unwrap_or_default() {
@@ -318,8 +440,59 @@ impl Poller {
                 NodeView { info, running_jobs }
             })
             .collect();
-        self.nodes.send_replace(Arc::new(NodeSnapshot { nodes, polled_at: Some(now()) }));
+        self.nodes.send_replace(Arc::new(NodeSnapshot { nodes, partitions, polled_at: Some(now()) }));
     }
+}
+
+/// The bridge's pending jobs SLURM lists (plain jobs, not arrays; not held,
+/// priority 0), and the CPUs each user runs now.
+fn pending_jobs(tracked: &[Tracked], queue: &[QueueEntry]) -> (Vec<Pending>, HashMap<String, u32>) {
+    let mut running: HashMap<String, u32> = HashMap::new();
+    let mut listed: HashMap<i64, &QueueEntry> = HashMap::new();
+    for entry in queue {
+        if entry.state == JobState::Running {
+            *running.entry(entry.user.clone()).or_default() += entry.cpus;
+        }
+        if entry.job_id == entry.array_job_id {
+            listed.insert(entry.job_id, entry);
+        }
+    }
+    let pending = tracked
+        .iter()
+        .filter_map(|job| {
+            let entry = listed.get(&job.slurm_job_id?)?;
+            (entry.state == JobState::Pending && entry.priority != 0).then(|| Pending {
+                job: job.id,
+                slurm_id: entry.job_id,
+                user: entry.user.clone(),
+                cpus: entry.cpus,
+                time_limit: entry.time_limit,
+                submitted_at: job.submitted_at,
+                priority: entry.priority,
+            })
+        })
+        .collect();
+    (pending, running)
+}
+
+/// A job's id, its squeue observation if any, and scontrol's answer.
+type DetailAnswer = (i64, Option<Observation>, Result<Option<JobDetail>, SlurmError>);
+
+/// Merges each job's `scontrol show job` answer into its observation; a
+/// failed question drops that job from this round (the first error is
+/// returned, to be logged).
+fn merge_details(details: Vec<DetailAnswer>) -> (Vec<(i64, Observation)>, Option<SlurmError>) {
+    let mut merged = Vec::new();
+    let mut first_error = None;
+    for (id, obs, detail) in details {
+        match detail {
+            Ok(detail) => merged.push((id, merge_detail(obs, detail))),
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    (merged, first_error)
 }
 
 /// The `--comment` the bridge gives a job with this tag.
@@ -413,6 +586,8 @@ mod tests {
             partition: "debug".into(),
             account: None,
             nodes: Some(format!("c{job_id}")),
+            time_limit: None,
+            priority: 1,
         }
     }
 
@@ -425,6 +600,37 @@ mod tests {
         let failed = entry(2, 1, "FAILED");
         let obs = aggregate(&[&a, &failed]);
         assert_eq!((obs.state, obs.finished, obs.ended_at), (JobState::Failed, true, Some(22.0)));
+    }
+
+    #[test]
+    fn one_failed_question_keeps_the_rest_of_the_round() {
+        let finished = aggregate(&[&entry(1, 1, "COMPLETED")]);
+        let details = vec![
+            (1, Some(finished), Ok(None)),
+            (2, None, Err(SlurmError::Timeout { command: "scontrol", timeout: Duration::from_secs(5) })),
+            (3, None, Ok(None)),
+        ];
+        let (merged, failed) = merge_details(details);
+        assert_eq!(merged.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 3]);
+        assert!(matches!(failed, Some(SlurmError::Timeout { .. })));
+    }
+
+    #[test]
+    fn pending_jobs_are_the_bridges_listed_unheld_ones() {
+        let tracked = |id: i64, slurm: i64| Tracked {
+            id,
+            slurm_job_id: Some(slurm),
+            tag: String::new(),
+            state: JobState::Pending,
+            reason: None,
+            submitted_at: id as f64,
+        };
+        let mut held = entry(2, 2, "PENDING");
+        held.priority = 0;
+        let queue = [entry(1, 1, "PENDING"), held, entry(3, 3, "RUNNING"), entry(4, 4, "PENDING")];
+        let (pending, running) = pending_jobs(&[tracked(10, 1), tracked(20, 2), tracked(30, 3)], &queue);
+        assert_eq!(pending.iter().map(|p| p.job).collect::<Vec<_>>(), [10]);
+        assert_eq!(running.get("alice"), Some(&1));
     }
 
     #[test]

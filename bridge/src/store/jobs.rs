@@ -53,6 +53,10 @@ pub struct Job {
     pub result_verified: Option<bool>,
     /// Kernel jobs, once collated: why there is no verified result.
     pub result_error: Option<String>,
+    /// Which routing policy chose the partition, and why (`Routed`).
+    pub routing: Option<serde_json::Value>,
+    /// The ordering policy's last word on the job: policy, priority, why.
+    pub ordering: Option<serde_json::Value>,
 }
 
 impl Job {
@@ -64,7 +68,7 @@ impl Job {
 const COLUMNS: &str = "j.id, j.user_id, u.name, j.slurm_job_id, j.tag, j.idempotency_key, j.request_hash, j.name,
     j.partition, j.state, j.reason, j.exit_code, j.signal, j.nodes, j.submitted_at, j.started_at, j.ended_at,
     j.spec, j.script, j.stdout_path, j.stderr_path, j.unix_user, j.uid, j.finished, j.result_path, j.result_verified,
-    j.result_error";
+    j.result_error, j.routing, j.ordering";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let spec: String = row.get(17)?;
@@ -96,7 +100,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         result_path: row.get(24)?,
         result_verified: row.get(25)?,
         result_error: row.get(26)?,
+        routing: json_column(row.get(27)?),
+        ordering: json_column(row.get(28)?),
     })
+}
+
+fn json_column(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// A job about to be handed to sbatch.
@@ -115,6 +125,8 @@ pub struct NewJob {
     pub unix_user: String,
     pub uid: u32,
     pub result_path: Option<String>,
+    /// JSON of the routing decision, if a policy routed it.
+    pub routing: Option<String>,
 }
 
 /// The outcome of `insert`: a new row, or the job an earlier request with
@@ -136,8 +148,8 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     let at = now();
     tx.prepare_cached(
         "INSERT INTO jobs (user_id, tag, idempotency_key, request_hash, name, partition, state, submitted_at,
-                           spec, script, stdout_path, stderr_path, unix_user, uid, result_path)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                           spec, script, stdout_path, stderr_path, unix_user, uid, result_path, routing)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         job.user_id,
@@ -154,7 +166,8 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         job.stderr_path,
         job.unix_user,
         job.uid,
-        job.result_path
+        job.result_path,
+        job.routing
     ])?;
     let id = tx.last_insert_rowid();
     tx.prepare_cached("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)")?.execute(params![
@@ -164,6 +177,19 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     ])?;
     tx.commit()?;
     Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
+}
+
+/// Records the ordering policy's decisions (`(job id, JSON)`), in one transaction.
+pub fn set_ordering(conn: &mut Connection, decisions: &[(i64, String)]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached("UPDATE jobs SET ordering = ?2 WHERE id = ?1")?;
+        for (id, json) in decisions {
+            stmt.execute(params![id, json])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Drops a job whose submission SLURM refused: nothing exists to track.
@@ -494,6 +520,7 @@ mod tests {
             unix_user: "alice".into(),
             uid: 2001,
             result_path: None,
+            routing: None,
         };
         let Inserted::New(job) = insert(conn, &new).unwrap() else { panic!("a new job") };
         job.id

@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod jobs;
+pub mod policy;
 pub mod tokens;
 pub mod users;
 
@@ -22,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_health.sql"),
     include_str!("migrations/0004_kernel_results.sql"),
     include_str!("migrations/0005_proven_identity.sql"),
+    include_str!("migrations/0006_scheduling.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@ use serde::Serialize;
 use crate::failure::{Failure, FailureClass};
 use crate::job_health::{NodeHealth, StepHealth};
 use crate::job_state::JobState;
+use crate::scheduling::order::Ordered;
+use crate::scheduling::route::Routed;
 use crate::store::jobs::{Event, Job};
 
 /// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it: its
@@ -105,6 +107,11 @@ pub struct JobSummary {
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
     pub finished: bool,
+    /// Which routing policy chose the partition and why; absent when the
+    /// job named its partition or SLURM's default applied.
+    pub routing: Option<Routed>,
+    /// The ordering policy's last priority for the job while it waited.
+    pub ordering: Option<Ordered>,
 }
 
 impl From<Job> for JobSummary {
@@ -124,6 +131,8 @@ impl From<Job> for JobSummary {
             started_at: job.started_at,
             ended_at: job.ended_at,
             finished: job.finished,
+            routing: job.routing.and_then(|v| serde_json::from_value(v).ok()),
+            ordering: job.ordering.and_then(|v| serde_json::from_value(v).ok()),
         }
     }
 }

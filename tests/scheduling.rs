@@ -1,0 +1,277 @@
+//! Issue #10: routing and ordering policies on the real cluster, and the
+//! admin's drain and resume. (Their measured effect on a saturated cluster
+//! is bench/scheduling.sh's, in docs/BENCHMARKS.md.)
+
+use std::time::Duration;
+
+use e2e::app::{Client, TestApp};
+use e2e::TestCluster;
+use serde_json::{json, Value};
+
+/// `(slurm id, priority)` of SLURM jobs, as squeue lists them.
+fn priorities(cluster: &TestCluster, slurm_ids: &[i64]) -> Vec<(i64, u64)> {
+    let ids: Vec<String> = slurm_ids.iter().map(i64::to_string).collect();
+    let out = cluster.ok("squeue", &["-h", "-j", &ids.join(","), "-O", "JobID:|,PriorityLong:|"]);
+    let mut found: Vec<(i64, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            Some((f.next()?.trim().parse().ok()?, f.next()?.trim().parse().ok()?))
+        })
+        .collect();
+    found.sort_by_key(|(id, _)| slurm_ids.iter().position(|s| s == id));
+    found
+}
+
+/// The jobs' SLURM ids, highest SLURM priority first.
+fn by_priority(cluster: &TestCluster, slurm_ids: &[i64]) -> Vec<i64> {
+    let mut found = priorities(cluster, slurm_ids);
+    found.sort_by_key(|b| std::cmp::Reverse(b.1));
+    found.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Waits (bounded) until every job's record names the ordering policy.
+async fn wait_ordered(client: &Client, ids: &[i64], policy: &str) -> Vec<Value> {
+    for _ in 0..300 {
+        let mut jobs = Vec::new();
+        for id in ids {
+            jobs.push(client.get(&format!("/v1/jobs/{id}")).await.body);
+        }
+        if jobs.iter().all(|j| j["ordering"]["policy"] == policy) {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs {ids:?} were never ordered by {policy}");
+}
+
+#[tokio::test]
+async fn issue_10_the_policy_is_read_by_users_set_by_admins_checked_and_kept() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &["--ordering", "fifo", "--user-weights", "alice=2"]).await;
+    let alice = app.user("alice").await;
+    let admin = app.admin(cluster, "boss").await;
+    let policy = alice.get("/v1/policy").await;
+    assert_eq!(policy.status, 200, "{}", policy.text);
+    assert_eq!(
+        (&policy.body["routing"], &policy.body["ordering"], &policy.body["source"]),
+        (&json!("default"), &json!("fifo"), &json!("config"))
+    );
+    assert_eq!(policy.body["user_weights"], json!({"alice": 2}));
+    let wanted = json!({"routing": "earliest-start", "ordering": "sjf", "user_weights": {"alice": 3, "bob": 1}});
+    let refused = alice.put("/v1/policy", wanted.clone()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    for (bad, says) in [
+        (json!({"ordering": "lottery"}), "lottery"),
+        (json!({"routing": "nearest"}), "nearest"),
+        (json!({"user_weights": {"alice": 0}}), "user_weights.alice"),
+        (json!({"partition_weights": {"debug": -1}}), "partition_weights"),
+        (json!({"partition_weights": {"bad name": 1}}), "partition_weights.bad name"),
+        (json!({"ordering": "sjf", "shares": 1}), "shares"),
+    ] {
+        let reply = admin.put("/v1/policy", bad.clone()).await;
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.text);
+        assert_eq!(reply.headers["content-type"], "application/problem+json", "{bad}");
+        assert!(reply.text.contains(says), "{bad}: {}", reply.text);
+    }
+    let set = admin.put("/v1/policy", wanted.clone()).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!((&set.body["source"], &set.body["set_by"]), (&json!("admin"), &json!("boss")));
+    // Kept across a restart, over the config's policy.
+    let data_dir = app.stop().await;
+    let app = TestApp::spawn_on(cluster, data_dir, &["--ordering", "fifo"]).await;
+    let alice = app.user("alice").await;
+    let kept = alice.get("/v1/policy").await;
+    assert_eq!((&kept.body["routing"], &kept.body["ordering"]), (&json!("earliest-start"), &json!("sjf")));
+    assert_eq!(kept.body["user_weights"], json!({"alice": 3, "bob": 1}));
+}
+
+#[tokio::test]
+async fn issue_10_ordering_sets_slurm_priorities_by_policy_and_says_why() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &["--ordering", "sjf"]).await;
+    let alice = app.user("alice").await;
+    let dir = cluster.user_dir("alice");
+    // Everything waits on a blocker, so every job stays pending while the
+    // policy orders it.
+    let blocker = alice.submit(json!({"command": ["sleep", "300"], "time_limit": 10, "working_dir": dir})).await;
+    let blocker_id = blocker["id"].as_i64().unwrap();
+    let mut ids = Vec::new();
+    let mut slurm_ids = Vec::new();
+    // Long ones first, then short ones.
+    for limit in [30, 30, 30, 2, 2, 2] {
+        let job = alice
+            .submit(json!({"command": ["true"], "time_limit": limit, "working_dir": dir, "dependencies": [blocker_id]}))
+            .await;
+        ids.push(job["id"].as_i64().unwrap());
+        slurm_ids.push(job["slurm_job_id"].as_i64().unwrap());
+    }
+    let jobs = wait_ordered(&alice, &ids, "sjf").await;
+    // Short first, each group in submit order.
+    let expected = [slurm_ids[3], slurm_ids[4], slurm_ids[5], slurm_ids[0], slurm_ids[1], slurm_ids[2]];
+    assert_eq!(by_priority(cluster, &slurm_ids), expected, "{:?}", priorities(cluster, &slurm_ids));
+    assert!(jobs[3]["ordering"]["why"].as_str().unwrap().starts_with("sjf: time limit 2 min, 1 of 6"), "{}", jobs[3]);
+    assert!(jobs[0]["ordering"]["why"].as_str().unwrap().starts_with("sjf: time limit 30 min"), "{}", jobs[0]);
+    // An admin switches to fifo: SLURM's order follows at the next round.
+    let admin = app.admin(cluster, "boss").await;
+    assert_eq!(admin.put("/v1/policy", json!({"ordering": "fifo"})).await.status, 200);
+    let jobs = wait_ordered(&alice, &ids[..3], "fifo").await;
+    assert!(jobs[0]["ordering"]["why"].as_str().unwrap().starts_with("fifo: 1 of 6"), "{}", jobs[0]);
+    assert_eq!(by_priority(cluster, &slurm_ids), slurm_ids, "{:?}", priorities(cluster, &slurm_ids));
+    for id in ids.iter().chain([&blocker_id]) {
+        assert_eq!(alice.delete(&format!("/v1/jobs/{id}")).await.status, 202);
+    }
+}
+
+/// Partitions made for one test and deleted after it, whatever happens.
+struct TestPartitions<'a> {
+    cluster: &'a TestCluster,
+    names: Vec<String>,
+}
+
+impl<'a> TestPartitions<'a> {
+    fn create(cluster: &'a TestCluster, specs: &[(&str, &str)]) -> TestPartitions<'a> {
+        let partitions = TestPartitions { cluster, names: specs.iter().map(|(n, _)| (*n).to_owned()).collect() };
+        partitions.delete();
+        for (name, nodes) in specs {
+            cluster
+                .ok("scontrol", &["create", &format!("PartitionName={name}"), &format!("Nodes={nodes}"), "State=UP"]);
+        }
+        partitions
+    }
+
+    fn delete(&self) {
+        for name in &self.names {
+            // Absent already (a first run) is fine; in use is waited out.
+            for _ in 0..50 {
+                let out = self.cluster.run("scontrol", &["delete", &format!("PartitionName={name}")]);
+                let err = e2e::text(&out.stderr);
+                if out.status.success() || err.contains("Invalid partition name") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+impl Drop for TestPartitions<'_> {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+#[tokio::test]
+async fn issue_10_routing_sends_partitionless_jobs_by_policy() {
+    // New partitions change what every bridge sees: no other test runs.
+    let (cluster, _guard) = TestCluster::exclusive();
+    let _partitions = TestPartitions::create(cluster, &[("odyt-a", "c1"), ("odyt-b", "c2,c3")]);
+    let app = TestApp::spawn(cluster, &["--routing", "earliest-start"]).await;
+    let alice = app.user("alice").await;
+    let admin = app.admin(cluster, "boss").await;
+    let dir = cluster.user_dir("alice");
+    // c1 (all of odyt-a) is busy for ten minutes.
+    let blocker = alice
+        .submit(json!({"command": ["sleep", "600"], "partition": "odyt-a", "exclusive": true, "time_limit": 10, "working_dir": dir}))
+        .await;
+    let blocker_id = blocker["id"].as_i64().unwrap();
+    alice.wait_state(blocker_id, "RUNNING").await;
+    assert!(blocker["routing"].is_null(), "a job that names its partition is not routed: {blocker}");
+    let quick = json!({"command": ["true"], "time_limit": 1, "working_dir": dir});
+    let job = alice.submit(quick.clone()).await;
+    let routing = &job["routing"];
+    assert_eq!(routing["policy"], "earliest-start", "{job}");
+    assert_ne!(routing["partition"], "odyt-a", "{job}");
+    assert_eq!(job["partition"], routing["partition"], "{job}");
+    let why = routing["why"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("partition {}: earliest start ", routing["partition"].as_str().unwrap())),
+        "{why}"
+    );
+    assert!(why.contains(" vs ") && why.contains("odyt-a "), "{why}");
+    // SLURM runs it where the bridge said.
+    let done = alice.wait_finished(job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+
+    // Round robin: every usable partition in turn.
+    assert_eq!(admin.put("/v1/policy", json!({"routing": "round-robin"})).await.status, 200);
+    let mut chosen = Vec::new();
+    for _ in 0..3 {
+        let job = alice.submit(quick.clone()).await;
+        assert_eq!(job["routing"]["policy"], "round-robin", "{job}");
+        chosen.push(job["routing"]["partition"].as_str().unwrap().to_owned());
+    }
+    chosen.sort();
+    assert_eq!(chosen, ["debug", "odyt-a", "odyt-b"]);
+
+    // Weighted 3:1 (debug has no weight, so none).
+    let weights = json!({"routing": "weighted", "partition_weights": {"odyt-a": 1, "odyt-b": 3}});
+    assert_eq!(admin.put("/v1/policy", weights).await.status, 200);
+    let mut counts = std::collections::BTreeMap::new();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let job = alice.submit(quick.clone()).await;
+        *counts.entry(job["routing"]["partition"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        ids.push(job["id"].as_i64().unwrap());
+    }
+    assert_eq!(counts, std::collections::BTreeMap::from([("odyt-a".to_owned(), 2), ("odyt-b".to_owned(), 6)]));
+    for id in ids.iter().chain([&blocker_id]) {
+        let _ = alice.delete(&format!("/v1/jobs/{id}")).await;
+    }
+    for id in ids.iter().chain([&blocker_id]) {
+        alice.wait_finished(*id).await;
+    }
+}
+
+#[tokio::test]
+async fn issue_10_admins_drain_and_resume_nodes_with_a_reason() {
+    // A drained node changes where every test's jobs run.
+    let (cluster, _guard) = TestCluster::exclusive();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    let admin = app.admin(cluster, "boss").await;
+    let reason = json!({"reason": "fan noise, checking"});
+    let denied = alice.post("/v1/nodes/c2/drain", reason.clone()).await;
+    assert_eq!(denied.status, 403, "{}", denied.text);
+    let unknown = admin.post("/v1/nodes/c99/drain", reason.clone()).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    let odd = admin.post("/v1/nodes/c1,c2/drain", reason.clone()).await;
+    assert_eq!(odd.status, 404, "{}", odd.text);
+    for bad in [json!({"reason": ""}), json!({"reason": "two\nlines"}), json!({"reason": "x".repeat(201)}), json!({})] {
+        let reply = admin.post("/v1/nodes/c2/drain", bad.clone()).await;
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.text);
+    }
+    let drained = admin.post("/v1/nodes/c2/drain", reason.clone()).await;
+    assert_eq!(drained.status, 200, "{}", drained.text);
+    let sinfo = || cluster.ok("sinfo", &["-h", "-n", "c2", "-N", "-o", "%T|%E"]);
+    let restore = Resume(cluster);
+    assert!(sinfo().contains("fan noise, checking (by boss through the bridge)"), "{}", sinfo());
+    assert!(sinfo().starts_with("drain"), "{}", sinfo());
+    // GET /v1/nodes shows it after the next poll.
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        let nodes = alice.get("/v1/nodes").await.body;
+        shown = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "c2").cloned().unwrap();
+        if shown["state"].as_str().unwrap_or("").starts_with("drain") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shown["reason"].as_str().unwrap_or("").contains("fan noise"), "{shown}");
+    let resumed = admin.post("/v1/nodes/c2/resume", json!({"reason": "fan replaced"})).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.text);
+    cluster.wait_for("c2 to take jobs again", Duration::from_secs(30), || {
+        let state = sinfo();
+        state.starts_with("idle") || state.starts_with("mixed") || state.starts_with("allocated")
+    });
+    std::mem::forget(restore);
+}
+
+/// Resumes c2 if the test stops half way.
+struct Resume<'a>(&'a TestCluster);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run("scontrol", &["update", "NodeName=c2", "State=RESUME"]);
+    }
+}
