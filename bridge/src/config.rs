@@ -574,6 +574,21 @@ mod tests {
         assert!(pairs.contains(&("BRIDGE_REGISTRATION".to_owned(), "closed".to_owned())), "{pairs:?}");
         std::fs::write(&path, "submit_rate = [1]\n").unwrap();
         assert!(config_file_env(&args).unwrap_err().to_string().contains("submit_rate"));
+        // Weights as a table.
+        std::fs::write(&path, "ordering = \"weighted-fair\"\n[user_weights]\nalice = 3\nbob = 1\n").unwrap();
+        let pairs = config_file_env(&args).unwrap();
+        assert!(pairs.contains(&("BRIDGE_USER_WEIGHTS".to_owned(), "alice=3,bob=1".to_owned())), "{pairs:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn policies_are_checked_like_an_admins() {
+        let settings = Settings::from_cli(&cli(&["--ordering", "sjf", "--user-weights", "alice=3"])).unwrap();
+        assert_eq!(settings.policy.user_weights.get("alice"), Some(&3));
+        let err = Settings::from_cli(&cli(&["--user-weights", "alice=0"])).unwrap_err();
+        assert!(err.to_string().starts_with("--user-weights: user_weights.alice: a weight is"), "{err}");
+        let err = Settings::from_cli(&cli(&["--partition-weights", "short"])).unwrap_err();
+        assert!(err.to_string().starts_with("--partition-weights: expected name=weight"), "{err}");
+        assert!(Cli::try_parse_from(["bridge", "--routing", "nearest"]).is_err());
     }
 }

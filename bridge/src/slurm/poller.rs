@@ -400,6 +400,7 @@ impl Poller {
         for (place, change) in placed.iter().zip(changes) {
             let Some(priority) = change else { continue };
             let job = &pending[place.index];
+            tracing::debug!(job = job.job, slurm_job_id = job.slurm_id, priority, why = %place.why, "ordering");
             match self.slurm.set_priority(&[job.slurm_id], priority).await {
                 Ok(()) => {
                     updated += 1;
