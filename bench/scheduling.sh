@@ -170,6 +170,11 @@ done
 
 step "ordering: weighted-fair alice:bob = 3:1, both backlogged"
 phase wfq && {
+# A fresh bridge: weighted-fair counts what each user consumed (decaying
+# over 10 min), and alice ran the sjf phase's whole workload.
+stop_bridge
+start_bridge "$ODYSSEY_STATE_DIR/bench-scheduling-wfq-$$"
+sign_in_all
 policy '{"ordering": "weighted-fair", "user_weights": {"alice": 3, "bob": 1}}'
 fill
 jobs=()

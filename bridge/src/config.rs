@@ -116,6 +116,19 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_MAX_FOLLOWS_PER_USER", default_value_t = 8)]
     pub max_follows_per_user: usize,
 
+    /// Most retries a job may ask for (`retries` on POST /v1/jobs).
+    #[arg(long, env = "BRIDGE_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
+
+    /// Infrastructure failures on one node within --drain-window that make
+    /// the bridge drain it (0: never).
+    #[arg(long, env = "BRIDGE_DRAIN_AFTER", default_value_t = 3)]
+    pub drain_after: u32,
+
+    /// Seconds over which --drain-after counts a node's failures.
+    #[arg(long, env = "BRIDGE_DRAIN_WINDOW", default_value_t = 600.0)]
+    pub drain_window: f64,
+
     /// Largest request body in bytes (1 MiB: room for a script).
     #[arg(long, env = "BRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -310,6 +323,16 @@ pub struct Settings {
     pub health_secret_file: Option<PathBuf>,
     pub health_max_skew: Duration,
     pub mpi_binary: PathBuf,
+    /// Node draining after repeated infrastructure failures.
+    pub drain: DrainRule,
+}
+
+/// When the bridge drains a node: `after` infrastructure failures within
+/// `window` (0 = never).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainRule {
+    pub after: u32,
+    pub window: Duration,
 }
 
 /// Every size and rate limit, by name.
@@ -327,6 +350,7 @@ pub struct Limits {
     pub credential_queue: usize,
     pub credential_slots_per_address: usize,
     pub max_follows_per_user: usize,
+    pub max_retries: u32,
 }
 
 /// A setting that is out of range, named as on the command line.
@@ -405,6 +429,7 @@ impl Settings {
                 65536.0,
             )? as usize,
             max_follows_per_user: range("max-follows-per-user", cli.max_follows_per_user as f64, 1.0, 1024.0)? as usize,
+            max_retries: range("max-retries", f64::from(cli.max_retries), 0.0, 10.0)? as u32,
         };
         let tls = match (&cli.tls_cert, &cli.tls_key) {
             (Some(cert), Some(key)) => {
@@ -451,6 +476,10 @@ impl Settings {
             health_secret_file: cli.health_secret_file.clone(),
             health_max_skew: seconds("health-max-skew", cli.health_max_skew as f64, 1.0, 86400.0)?,
             mpi_binary: cli.mpi_binary.clone(),
+            drain: DrainRule {
+                after: range("drain-after", f64::from(cli.drain_after), 0.0, 1000.0)? as u32,
+                window: seconds("drain-window", cli.drain_window, 1.0, 7.0 * 86400.0)?,
+            },
         })
     }
 

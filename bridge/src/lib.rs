@@ -219,6 +219,7 @@ pub async fn serve_with(
         let p = policy.get();
         tracing::info!(routing = p.routing.as_str(), ordering = p.ordering.as_str(), "scheduling policy");
     }
+    let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let (poller, nodes) = slurm::poller::spawn(
         slurm,
         store.clone(),
@@ -227,6 +228,8 @@ pub async fn serve_with(
             interval: settings.poll_interval,
             submit_grace: settings.slurm_timeout * 4,
             started,
+            drain: settings.drain,
+            retries: retry_tx,
         },
         policy.clone(),
         stopping.clone(),
@@ -245,6 +248,15 @@ pub async fn serve_with(
     let served = async {
         let state = build_state(settings, feeds, store, metrics.clone(), hook).await?;
         let recovery = tokio::spawn(recover(state.submitter.clone(), started, stopping.clone()));
+        // The poller's retries, submitted one at a time as they come.
+        let retrier = {
+            let submitter = state.submitter.clone();
+            tokio::spawn(async move {
+                while let Some(id) = retry_rx.recv().await {
+                    submitter.retry(id).await;
+                }
+            })
+        };
         let metrics_server = match metrics_listen {
             Some(addr) => Some(http::server::spawn_metrics(addr, metrics, stopping.clone()).await?),
             None => None,
@@ -255,6 +267,7 @@ pub async fn serve_with(
             let _ = server.await;
         }
         let _ = recovery.await;
+        retrier.abort();
         result
     };
     let result = served.await;

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub queue_wait: prometheus::Histogram,
     /// Pending jobs whose priority the ordering policy set, by policy.
     pub priority_updates: IntCounterVec,
+    /// Attempts the bridge retried, by failure class.
+    pub retries: IntCounterVec,
+    /// Nodes the bridge drained after repeated infrastructure failures.
+    pub nodes_drained: prometheus::IntCounter,
     /// Jobs routed to a partition, by policy and partition.
     pub routed_jobs: IntCounterVec,
     /// The cluster in prometheus-slurm-exporter's names, set by the poller.
@@ -114,8 +118,20 @@ impl Metrics {
             &["policy", "partition"],
         )
         .expect("valid metric");
+        let retries = IntCounterVec::new(
+            Opts::new("bridge_job_retries_total", "Failed attempts the bridge submitted again, by failure class"),
+            &["class"],
+        )
+        .expect("valid metric");
+        let nodes_drained = prometheus::IntCounter::new(
+            "bridge_nodes_drained_total",
+            "Nodes the bridge drained after repeated infrastructure failures",
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(priority_updates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(nodes_drained.clone()),
+            Box::new(priority_updates.clone()),
             Box::new(routed_jobs.clone()),
             Box::new(kernel_results.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(slurmctld_up.clone()),
@@ -136,6 +152,8 @@ impl Metrics {
         }
         let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
+            retries,
+            nodes_drained,
             priority_updates,
             routed_jobs,
             slurmctld_up,

@@ -209,7 +209,7 @@ impl Submitter {
         let wait = orphans
             .iter()
             .filter(|job| !tagged(job, &comments))
-            .map(|job| job.submitted_at + settle - crate::store::now())
+            .map(|job| job.retried_at.unwrap_or(job.submitted_at) + settle - crate::store::now())
             .fold(0.0, f64::max);
         if wait > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
@@ -226,7 +226,7 @@ impl Submitter {
                 completed += 1;
                 continue;
             }
-            if crate::store::now() - job.submitted_at >= min_job_age.as_secs_f64() {
+            if crate::store::now() - job.retried_at.unwrap_or(job.submitted_at) >= min_job_age.as_secs_f64() {
                 let why = format!(
                     "the bridge stopped during this submission more than MinJobAge ({} s) ago, and SLURM no \
                      longer lists a job with its tag: it cannot tell whether the job ran",
@@ -279,8 +279,47 @@ impl Submitter {
         let valid = self.validate(&request, &identity).await?;
         let is_admin = user.role == crate::store::users::Role::Admin;
         let caller = Caller { user: &user, is_admin };
-        let submission = self.submission(&caller, &identity, &valid, &job.tag).await?;
+        let mut submission = self.submission(&caller, &identity, &valid, &job.tag).await?;
+        // A retry keeps the partition the first attempt got, and stays off
+        // every node an earlier attempt failed on.
+        if submission.options.partition.is_none() {
+            submission.options.partition = job.partition.clone();
+        }
+        let id = job.id;
+        let attempts = self.store.read(move |conn| jobs::attempts(conn, id)).await?;
+        let mut exclude: Vec<String> =
+            attempts.iter().filter_map(|a| a.nodes.as_deref()).flat_map(crate::slurm::hostlist::expand).collect();
+        exclude.sort();
+        exclude.dedup();
+        submission.options.exclude = exclude;
         self.submit_recorded(job.id, submission, OnRefusal::Keep).await
+    }
+
+    /// Submits the next attempt of a job the poller put back to SUBMITTING
+    /// (`jobs::begin_retry`); if that fails the job ends, saying why.
+    pub async fn retry(&self, id: i64) {
+        let job = match self.store.read(move |conn| jobs::by_id(conn, id)).await {
+            Ok(Some(job)) if job.state == crate::job_state::JobState::Submitting && job.slurm_job_id.is_none() => job,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(job = id, %err, "cannot read a job to retry");
+                return;
+            }
+        };
+        let attempt = job.attempt;
+        match self.resubmit(job).await {
+            Ok(job) => tracing::info!(job = id, attempt, slurm_job_id = job.slurm_job_id, "retry submitted"),
+            Err(SubmitError::MaybeSubmitted(why)) => {
+                tracing::warn!(job = id, attempt, %why, "retry's answer lost; the poller reconciles it by its tag")
+            }
+            Err(err) => {
+                let why = format!("attempt {attempt} could not be submitted: {err}");
+                tracing::warn!(job = id, "{why}");
+                if let Err(err) = self.store.call(move |conn| jobs::mark_lost(conn, id, &why)).await {
+                    tracing::error!(job = id, %err, "cannot record a failed retry");
+                }
+            }
+        }
     }
 
     /// The caller's Unix identity, checked now (an account can change, be
@@ -467,6 +506,17 @@ impl Submitter {
             name: valid.options.name.clone(),
             partition: routed.as_ref().map(|r| r.partition.clone()).or_else(|| valid.options.partition.clone()),
             routing: routed.map(|r| serde_json::to_string(&r).unwrap_or_default()),
+            retries: valid.retry.retries,
+            retry_on: valid
+                .retry
+                .on
+                .iter()
+                .map(|c| match c {
+                    jobspec::RetryOn::Infrastructure => "infrastructure",
+                    jobspec::RetryOn::Application => "application",
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             spec: valid.spec.clone(),
             script: valid.script.clone(),
             stdout_path: Some(valid.options.stdout.clone()),

@@ -90,6 +90,27 @@ pub struct JobRequest {
     /// Comma-separated SLURM mail events, e.g. `END,FAIL`.
     pub mail_type: Option<String>,
     pub mail_user: Option<String>,
+    /// Times the bridge resubmits the job after a failure of a class in
+    /// `retry_on` (0 to `--max-retries`), excluding the nodes involved.
+    pub retries: Option<u32>,
+    /// Which failures are retried: `infrastructure` (the default) and/or
+    /// `application` (the job's own non-zero exit).
+    pub retry_on: Option<Vec<RetryOn>>,
+}
+
+/// A failure class a job may be retried on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryOn {
+    Infrastructure,
+    Application,
+}
+
+/// How a job is retried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retry {
+    pub retries: u32,
+    pub on: Vec<RetryOn>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +156,7 @@ pub struct ValidJob {
     /// For a kernel job: where rank 0 writes its JSON result, `%j` standing
     /// for the SLURM job id.
     pub result_path: Option<String>,
+    pub retry: Retry,
 }
 
 /// The file name a kernel job's result gets in its working directory.
@@ -176,7 +198,17 @@ fn validate_fields(
     if dependencies.len() > MAX_DEPENDENCIES {
         return Err(bad("dependencies", format!("at most {MAX_DEPENDENCIES} dependencies")));
     }
+    let retries = request.retries.unwrap_or(0);
+    if retries > limits.max_retries {
+        return Err(bad("retries", format!("at most {} (--max-retries), not {retries}", limits.max_retries)));
+    }
+    let mut on = request.retry_on.clone().unwrap_or_else(|| vec![RetryOn::Infrastructure]);
+    on.dedup();
+    if on.is_empty() {
+        return Err(bad("retry_on", "name infrastructure, application or both"));
+    }
     Ok(ValidJob {
+        retry: Retry { retries, on },
         spec: serde_json::Value::Null,
         options,
         env,
@@ -220,6 +252,7 @@ mod tests {
             credential_queue: 1,
             credential_slots_per_address: 1,
             max_follows_per_user: 1,
+            max_retries: 3,
         }
     }
 

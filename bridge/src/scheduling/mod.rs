@@ -8,6 +8,7 @@
 //! store and outlives a restart.
 
 pub mod order;
+pub mod retry;
 pub mod route;
 
 use std::collections::BTreeMap;

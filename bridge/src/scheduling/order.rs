@@ -58,14 +58,13 @@ pub struct Placed {
 }
 
 /// The pending jobs in the order the policy wants them started, best first.
-/// `running` is CPUs running now per user (every job SLURM runs for them),
-/// read by `weighted-fair`. `Ordering::Slurm` returns nothing: the bridge
-/// leaves priorities alone.
+/// `usage` (what each user consumed) is read by `weighted-fair`.
+/// `Ordering::Slurm` returns nothing: the bridge leaves priorities alone.
 pub fn order(
     ordering: Ordering,
     user_weights: &BTreeMap<String, u32>,
     pending: &[Pending],
-    running: &HashMap<String, u32>,
+    usage: &Usage,
 ) -> Vec<Placed> {
     let mut indexes: Vec<usize> = (0..pending.len()).collect();
     let by_submit = |a: &usize, b: &usize| {
@@ -101,20 +100,19 @@ pub fn order(
                 .collect()
         }
         Ordering::WeightedFair => {
-            // Virtual finish tags (weighted fair queueing): a user's k-th
-            // pending job would bring them to (running + the CPUs of jobs
-            // 1..=k) / weight; the lowest tag goes first.
+            // Virtual finish tags (weighted fair queueing) over what each
+            // user consumed: a user's k-th pending job would bring them to
+            // (CPU-seconds used + the expected CPU-seconds of jobs 1..=k)
+            // / weight; the lowest tag goes first.
             indexes.sort_by(by_submit);
-            let mut used: HashMap<&str, u64> = HashMap::new();
+            let mut used: HashMap<&str, f64> = HashMap::new();
             let mut tagged: Vec<(f64, usize)> = Vec::with_capacity(total);
             for index in indexes {
                 let job = &pending[index];
                 let weight = f64::from(user_weights.get(&job.user).copied().unwrap_or(1).max(1));
-                let sum = used
-                    .entry(job.user.as_str())
-                    .or_insert_with(|| u64::from(running.get(&job.user).copied().unwrap_or(0)));
-                *sum += u64::from(job.cpus.max(1));
-                tagged.push((*sum as f64 / weight, index));
+                let sum = used.entry(job.user.as_str()).or_insert_with(|| usage.of(&job.user));
+                *sum += f64::from(job.cpus.max(1)) * usage.typical_job_s;
+                tagged.push((*sum / weight, index));
             }
             // A stable sort keeps submit order among equal tags.
             tagged.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -124,12 +122,12 @@ pub fn order(
                 .map(|(k, (tag, index))| {
                     let job = &pending[index];
                     let weight = user_weights.get(&job.user).copied().unwrap_or(1);
-                    let cpus = running.get(&job.user).copied().unwrap_or(0);
                     Placed {
                         index,
                         why: format!(
-                            "weighted-fair: {} weight {weight}, {cpus} CPUs running, share tag {tag:.2}, {} of {total}",
+                            "weighted-fair: {} weight {weight}, {:.0} CPU-s used, share tag {tag:.1}, {} of {total}",
                             job.user,
+                            usage.of(&job.user),
                             k + 1
                         ),
                     }
@@ -157,6 +155,65 @@ pub fn order(
                     why: format!("round-robin: {}'s job {round} in turn, {} of {total}", pending[index].user, k + 1),
                 })
                 .collect()
+        }
+    }
+}
+
+/// What each user's jobs consumed, in CPU-seconds that decay with a
+/// half-life (as SLURM's fair-share usage does), and how long a job
+/// typically runs. Fed by the poller with the jobs SLURM runs at each
+/// round. Counting consumption, not the CPUs running at one moment, matters
+/// because SLURM starts jobs in once-a-second passes: equal jobs end
+/// together, and at that instant nobody runs anything, so a policy reading
+/// only the present would hand every wave to the heaviest weight.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    by_user: HashMap<String, f64>,
+    /// Mean run time of recently ended jobs (seconds), the expected cost
+    /// of a pending job per CPU.
+    pub typical_job_s: f64,
+    /// Jobs running at the last poll: slurm id -> (user, CPUs, first seen).
+    running: HashMap<i64, (String, u32, f64)>,
+    at: Option<f64>,
+    half_life_s: f64,
+}
+
+/// A pending job's expected run time before any job was seen to end.
+const DEFAULT_JOB_S: f64 = 60.0;
+
+impl Usage {
+    pub fn new(half_life_s: f64) -> Usage {
+        Usage { by_user: HashMap::new(), typical_job_s: DEFAULT_JOB_S, running: HashMap::new(), at: None, half_life_s }
+    }
+
+    /// The user's decayed CPU-seconds.
+    pub fn of(&self, user: &str) -> f64 {
+        self.by_user.get(user).copied().unwrap_or(0.0)
+    }
+
+    /// One poll at `now`: `running` is `(slurm id, user, cpus)` of every job
+    /// SLURM runs.
+    pub fn observe(&mut self, now: f64, running: &[(i64, &str, u32)]) {
+        let dt = self.at.map_or(0.0, |at| (now - at).max(0.0));
+        self.at = Some(now);
+        let decay = 0.5f64.powf(dt / self.half_life_s.max(1.0));
+        self.by_user.values_mut().for_each(|u| *u *= decay);
+        self.by_user.retain(|_, u| *u > 1e-3);
+        // What ran since the last poll used the interval.
+        for (user, cpus, _) in self.running.values() {
+            *self.by_user.entry(user.clone()).or_default() += f64::from(*cpus) * dt;
+        }
+        // Jobs no longer running ended: their run time feeds the estimate.
+        let still: std::collections::HashSet<i64> = running.iter().map(|(id, _, _)| *id).collect();
+        let ended: Vec<i64> = self.running.keys().filter(|id| !still.contains(id)).copied().collect();
+        for id in ended {
+            if let Some((_, _, since)) = self.running.remove(&id) {
+                let ran = (now - since).max(0.1);
+                self.typical_job_s = 0.7 * self.typical_job_s + 0.3 * ran;
+            }
+        }
+        for (id, user, cpus) in running {
+            self.running.entry(*id).or_insert_with(|| ((*user).to_owned(), *cpus, now));
         }
     }
 }
@@ -259,12 +316,12 @@ mod tests {
     #[test]
     fn sjf_puts_short_jobs_first_and_ties_by_submit_time() {
         let pending = [job(1, "a", 10, 1.0), job(2, "a", 10, 2.0), job(3, "b", 1, 3.0), job(4, "b", 1, 4.0)];
-        let placed = order(Ordering::Sjf, &BTreeMap::new(), &pending, &HashMap::new());
+        let placed = order(Ordering::Sjf, &BTreeMap::new(), &pending, &Usage::new(600.0));
         assert_eq!(ids(&pending, &placed), [3, 4, 1, 2]);
         assert!(placed[0].why.starts_with("sjf: time limit 1 min, 1 of 4"), "{}", placed[0].why);
-        let fifo = order(Ordering::Fifo, &BTreeMap::new(), &pending, &HashMap::new());
+        let fifo = order(Ordering::Fifo, &BTreeMap::new(), &pending, &Usage::new(600.0));
         assert_eq!(ids(&pending, &fifo), [1, 2, 3, 4]);
-        assert!(order(Ordering::Slurm, &BTreeMap::new(), &pending, &HashMap::new()).is_empty());
+        assert!(order(Ordering::Slurm, &BTreeMap::new(), &pending, &Usage::new(600.0)).is_empty());
     }
 
     #[test]
@@ -277,19 +334,42 @@ mod tests {
             job(5, "c", 1, 5.0),
             job(6, "b", 1, 6.0),
         ];
-        let placed = order(Ordering::RoundRobin, &BTreeMap::new(), &pending, &HashMap::new());
+        let placed = order(Ordering::RoundRobin, &BTreeMap::new(), &pending, &Usage::new(600.0));
         assert_eq!(ids(&pending, &placed), [1, 4, 5, 2, 6, 3]);
     }
 
     #[test]
-    fn weighted_fair_shares_by_weight_counting_what_runs() {
+    fn weighted_fair_shares_by_weight_counting_what_was_used() {
         let pending: Vec<Pending> = (0..8).map(|i| job(i, if i < 4 { "a" } else { "b" }, 1, i as f64)).collect();
         let weights = BTreeMap::from([("a".to_owned(), 3), ("b".to_owned(), 1)]);
-        // a runs 3 CPUs, b runs 1: both at share 1; a's next three come
-        // before b's next one.
-        let running = HashMap::from([("a".to_owned(), 3), ("b".to_owned(), 1)]);
-        let placed = order(Ordering::WeightedFair, &weights, &pending, &running);
+        // a used 3 CPU-s per second for 10 s, b 1: both at their share; a's
+        // next three come before b's next one.
+        let mut usage = Usage::new(600.0);
+        usage.observe(0.0, &[(1, "a", 3), (2, "b", 1)]);
+        usage.observe(10.0, &[(1, "a", 3), (2, "b", 1)]);
+        assert!((usage.of("a") - 30.0).abs() < 0.1 && (usage.of("b") - 10.0).abs() < 0.1);
+        let placed = order(Ordering::WeightedFair, &weights, &pending, &usage);
         assert_eq!(ids(&pending, &placed)[..4], [0, 1, 2, 4]);
+        // b far behind its share: b goes first.
+        let mut behind = Usage::new(600.0);
+        behind.observe(0.0, &[(1, "a", 6)]);
+        behind.observe(100.0, &[]);
+        let placed = order(Ordering::WeightedFair, &weights, &pending, &behind);
+        assert_eq!(pending[placed[0].index].user, "b", "{:?}", placed[0]);
+    }
+
+    #[test]
+    fn usage_decays_and_learns_how_long_jobs_run() {
+        let mut usage = Usage::new(10.0);
+        usage.observe(0.0, &[(1, "a", 2)]);
+        usage.observe(2.0, &[(1, "a", 2)]);
+        assert!((usage.of("a") - 4.0).abs() < 1.0);
+        // Job 1 ended after 2 s: the estimate moves from 60 s towards it.
+        usage.observe(4.0, &[]);
+        assert!(usage.typical_job_s < 60.0 && usage.typical_job_s > 2.0, "{}", usage.typical_job_s);
+        let before = usage.of("a");
+        usage.observe(14.0, &[]);
+        assert!((usage.of("a") - before / 2.0).abs() < 0.1, "one half-life halves it");
     }
 
     #[test]

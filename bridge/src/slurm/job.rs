@@ -176,6 +176,8 @@ pub struct JobOptions {
     pub after_ok: Vec<i64>,
     /// SLURM's comment: the bridge's tag.
     pub comment: Option<String>,
+    /// Nodes this attempt must not use (a retry after their failure).
+    pub exclude: Vec<String>,
 }
 
 impl JobOptions {
@@ -219,9 +221,13 @@ impl JobOptions {
         push(odyssey_health_wire::OPTION, self.health_report.map(|m| m.as_str().to_owned()));
         push("dependency", self.dependency());
         push("comment", self.comment.clone());
+        push("exclude", (!self.exclude.is_empty()).then(|| self.exclude.join(",")));
         if self.exclusive {
             args.push("--exclusive".to_owned());
         }
+        // A failed job is the bridge's to retry (`retries`), never
+        // requeued by SLURM behind its back.
+        args.push("--no-requeue".to_owned());
         args
     }
 }
@@ -320,6 +326,7 @@ mod tests {
             exclusive: true,
             stdout: "/o".into(),
             stderr: "/e".into(),
+            exclude: vec!["c1".into(), "c3".into()],
             ..Default::default()
         };
         assert_eq!(
@@ -333,7 +340,9 @@ mod tests {
                 "--error=/e",
                 "--health-report=full",
                 "--dependency=afterok:4:5",
-                "--exclusive"
+                "--exclude=c1,c3",
+                "--exclusive",
+                "--no-requeue",
             ]
         );
     }

@@ -411,6 +411,11 @@ impl Descriptor {
         desc.array_inx = keep_opt("array", options.array.as_deref())?;
         desc.dependency = keep_opt("dependency", options.dependency().as_deref())?;
         desc.comment = keep_opt("comment", options.comment.as_deref())?;
+        let exclude = (!options.exclude.is_empty()).then(|| options.exclude.join(","));
+        desc.exc_nodes = keep_opt("exclude", exclude.as_deref())?;
+        // The bridge retries; SLURM does not requeue on its own (sbatch
+        // --no-requeue).
+        desc.requeue = 0;
         desc.std_out = keep_opt("stdout", Some(&options.stdout))?;
         desc.std_err = keep_opt("stderr", Some(&options.stderr))?;
         let work_dir = submission.working_dir.display().to_string();

@@ -12,9 +12,11 @@ use tokio::task::JoinHandle;
 
 use super::parse::{JobDetail, NodeInfo, QueueEntry};
 use super::{hostlist, Slurm, SlurmError};
+use crate::config::DrainRule;
 use crate::job_state::JobState;
 use crate::metrics::Metrics;
 use crate::scheduling::order::{self, Pending};
+use crate::scheduling::retry::{self, Decision};
 use crate::scheduling::route::PartitionInfo;
 use crate::scheduling::{ActivePolicy, Ordering};
 use crate::shutdown::Stopping;
@@ -66,9 +68,22 @@ pub struct Poller {
     counts_dirty: std::sync::atomic::AtomicBool,
     /// The routing and ordering policies (ordering is applied here).
     policy: ActivePolicy,
+    /// What each user's jobs consumed (weighted-fair ordering reads it).
+    usage: std::sync::Mutex<order::Usage>,
+    /// The policy the last ordering round applied.
+    ordered_by: std::sync::Mutex<Option<crate::scheduling::Policy>>,
+    /// Jobs to submit again (`Submitter::retry` reads this channel).
+    retries: tokio::sync::mpsc::UnboundedSender<i64>,
+    /// Node draining after repeated infrastructure failures.
+    drain: DrainRule,
+    /// When the bridge last drained each node.
+    drained_at: std::sync::Mutex<HashMap<String, f64>>,
     /// The partitions and when they were last read.
     partitions: std::sync::Mutex<(Option<Instant>, Arc<Vec<PartitionInfo>>)>,
 }
+
+/// How fast consumed CPU-seconds are forgotten by weighted-fair ordering.
+const FAIR_SHARE_HALF_LIFE: Duration = Duration::from_secs(600);
 
 /// How often the partitions are read (`scontrol show partition`): they
 /// change when an admin edits slurm.conf.
@@ -91,6 +106,9 @@ pub struct PollSettings {
     pub submit_grace: Duration,
     /// When this bridge process started (Unix time).
     pub started: f64,
+    pub drain: DrainRule,
+    /// Where jobs to retry are sent.
+    pub retries: tokio::sync::mpsc::UnboundedSender<i64>,
 }
 
 pub fn spawn(
@@ -101,7 +119,7 @@ pub fn spawn(
     policy: ActivePolicy,
     stopping: Stopping,
 ) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
-    let PollSettings { interval, submit_grace, started } = settings;
+    let PollSettings { interval, submit_grace, started, drain, retries } = settings;
     let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let poller = Poller {
         slurm,
@@ -114,6 +132,11 @@ pub fn spawn(
         sdiag_at: Default::default(),
         counts_dirty: Default::default(),
         policy,
+        usage: std::sync::Mutex::new(order::Usage::new(FAIR_SHARE_HALF_LIFE.as_secs_f64())),
+        retries,
+        drain,
+        drained_at: Default::default(),
+        ordered_by: Default::default(),
         partitions: Default::default(),
     };
     (tokio::spawn(poller.run(interval, stopping)), rx)
@@ -163,6 +186,14 @@ impl Poller {
         let nodes = self.slurm.sinfo_nodes().await?;
         let partitions = self.read_partitions().await;
         self.publish_nodes(nodes, &queue, partitions);
+        if let Ok(mut usage) = self.usage.lock() {
+            let running: Vec<(i64, &str, u32)> = queue
+                .iter()
+                .filter(|e| e.state == JobState::Running)
+                .map(|e| (e.job_id, e.user.as_str(), e.cpus))
+                .collect();
+            usage.observe(now(), &running);
+        }
         self.publish_scheduler_stats().await;
 
         let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
@@ -219,6 +250,7 @@ impl Poller {
         if !orphans.is_empty() {
             self.reconcile(orphans).await?;
         }
+        let observations = self.handle_endings(&tracked, observations).await?;
         let mut transitions = 0;
         if !observations.is_empty() {
             // Only the jobs whose state changed count (the alert rules read
@@ -255,6 +287,89 @@ impl Poller {
             self.counts_dirty.store(false, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Jobs whose attempt failed: retried (dropped from the observations;
+    /// the store puts them back to SUBMITTING and the submitter sends the
+    /// next attempt), or ended with their infrastructure failure kept; then
+    /// nodes with too many such failures are drained.
+    async fn handle_endings(
+        &self,
+        tracked: &[Tracked],
+        observations: Vec<(i64, Observation)>,
+    ) -> Result<Vec<(i64, Observation)>, PollError> {
+        let mut kept = Vec::with_capacity(observations.len());
+        let mut infrastructure = false;
+        for (id, obs) in observations {
+            let failed = obs.finished && !matches!(obs.state, JobState::Completed | JobState::Cancelled);
+            let job = tracked.iter().find(|t| t.id == id);
+            let (true, Some(job), Some(slurm_id)) = (failed, job, job.and_then(|j| j.slurm_job_id)) else {
+                kept.push((id, obs));
+                continue;
+            };
+            let since = job.submitted_at - 1.0;
+            let records = self.store.read(move |conn| crate::store::health::for_job(conn, slurm_id, since)).await?;
+            let failure = crate::failure::classify(obs.state, obs.exit_code, obs.signal, &records);
+            match retry::decide(job, &obs, failure.as_ref()) {
+                Decision::Retry { ended, why } => {
+                    infrastructure |= ended.failure_class.as_deref() == Some("infrastructure");
+                    let tag = crate::auth::random_token()
+                        .chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .take(20)
+                        .collect::<String>();
+                    tracing::info!(job = id, slurm_job_id = slurm_id, %why, "retrying");
+                    let reason = why.clone();
+                    self.store.call(move |conn| jobs::begin_retry(conn, id, &ended, &tag, &reason)).await?;
+                    self.metrics.retries.with_label_values(&[failure.map_or("unknown", |f| f.class.as_str())]).inc();
+                    let _ = self.retries.send(id);
+                }
+                Decision::Keep(ended) => {
+                    infrastructure = true;
+                    self.store.call(move |conn| jobs::record_attempt(conn, id, &ended)).await?;
+                    kept.push((id, obs));
+                }
+                Decision::Finish => kept.push((id, obs)),
+            }
+        }
+        if infrastructure {
+            self.drain_failing_nodes().await;
+        }
+        Ok(kept)
+    }
+
+    /// Drains every node with `--drain-after` infrastructure failures within
+    /// `--drain-window`, saying which jobs failed there.
+    async fn drain_failing_nodes(&self) {
+        let since = now() - self.drain.window.as_secs_f64();
+        let failures = match self.store.read(move |conn| jobs::infrastructure_failures_since(conn, since)).await {
+            Ok(failures) => failures,
+            Err(err) => {
+                tracing::warn!(%err, "cannot count node failures");
+                return;
+            }
+        };
+        let drained_at = self.drained_at.lock().map(|d| d.clone()).unwrap_or_default();
+        for (node, jobs) in retry::to_drain(&failures, self.drain.after, &drained_at) {
+            let Some(name) = super::NodeName::parse(&node) else { continue };
+            let ids: Vec<String> = jobs.iter().map(i64::to_string).collect();
+            let reason = format!(
+                "odyssey: {} infrastructure failures within {} s (jobs {})",
+                jobs.len(),
+                self.drain.window.as_secs(),
+                ids.join(", ")
+            );
+            match self.slurm.drain_node(&name, &reason).await {
+                Ok(()) => {
+                    tracing::warn!(node, %reason, "node drained");
+                    self.metrics.nodes_drained.inc();
+                    if let Ok(mut d) = self.drained_at.lock() {
+                        d.insert(node, now());
+                    }
+                }
+                Err(err) => tracing::warn!(node, %err, "draining a failing node failed; trying again next failure"),
+            }
+        }
     }
 
     /// Reads the results of kernel jobs that have finished into their records.
@@ -388,17 +503,39 @@ impl Poller {
         if policy.ordering == Ordering::Slurm {
             return;
         }
-        let (pending, running) = pending_jobs(tracked, queue);
+        let pending = pending_jobs(tracked, queue);
         if pending.is_empty() {
             return;
         }
-        let placed = order::order(policy.ordering, &policy.user_weights, &pending, &running);
+        let placed = {
+            let Ok(usage) = self.usage.lock() else { return };
+            order::order(policy.ordering, &policy.user_weights, &pending, &usage)
+        };
         let current: Vec<u32> = placed.iter().map(|p| pending[p.index].priority).collect();
         let changes = order::assign(&current);
+        // A new policy restates every job's record, also where the job's
+        // priority already stands in the new order.
+        let restate = self
+            .ordered_by
+            .lock()
+            .map(|mut last| last.replace(policy.clone()) != Some(policy.clone()))
+            .unwrap_or(false);
         let mut decisions = Vec::new();
         let mut updated = 0u64;
         for (place, change) in placed.iter().zip(changes) {
-            let Some(priority) = change else { continue };
+            let Some(priority) = change else {
+                if restate {
+                    let job = &pending[place.index];
+                    let record = order::Ordered {
+                        policy: policy.ordering,
+                        priority: job.priority,
+                        why: place.why.clone(),
+                        at: now(),
+                    };
+                    decisions.push((job.job, serde_json::to_string(&record).unwrap_or_default()));
+                }
+                continue;
+            };
             let job = &pending[place.index];
             tracing::debug!(job = job.job, slurm_job_id = job.slurm_id, priority, why = %place.why, "ordering");
             match self.slurm.set_priority(&[job.slurm_id], priority).await {
@@ -446,19 +583,15 @@ impl Poller {
 }
 
 /// The bridge's pending jobs SLURM lists (plain jobs, not arrays; not held,
-/// priority 0), and the CPUs each user runs now.
-fn pending_jobs(tracked: &[Tracked], queue: &[QueueEntry]) -> (Vec<Pending>, HashMap<String, u32>) {
-    let mut running: HashMap<String, u32> = HashMap::new();
+/// priority 0).
+fn pending_jobs(tracked: &[Tracked], queue: &[QueueEntry]) -> Vec<Pending> {
     let mut listed: HashMap<i64, &QueueEntry> = HashMap::new();
     for entry in queue {
-        if entry.state == JobState::Running {
-            *running.entry(entry.user.clone()).or_default() += entry.cpus;
-        }
         if entry.job_id == entry.array_job_id {
             listed.insert(entry.job_id, entry);
         }
     }
-    let pending = tracked
+    tracked
         .iter()
         .filter_map(|job| {
             let entry = listed.get(&job.slurm_job_id?)?;
@@ -472,8 +605,7 @@ fn pending_jobs(tracked: &[Tracked], queue: &[QueueEntry]) -> (Vec<Pending>, Has
                 priority: entry.priority,
             })
         })
-        .collect();
-    (pending, running)
+        .collect()
 }
 
 /// A job's id, its squeue observation if any, and scontrol's answer.
@@ -625,13 +757,15 @@ mod tests {
             state: JobState::Pending,
             reason: None,
             submitted_at: id as f64,
+            retries_left: 0,
+            retry_on: "infrastructure".into(),
+            attempt: 1,
         };
         let mut held = entry(2, 2, "PENDING");
         held.priority = 0;
         let queue = [entry(1, 1, "PENDING"), held, entry(3, 3, "RUNNING"), entry(4, 4, "PENDING")];
-        let (pending, running) = pending_jobs(&[tracked(10, 1), tracked(20, 2), tracked(30, 3)], &queue);
+        let pending = pending_jobs(&[tracked(10, 1), tracked(20, 2), tracked(30, 3)], &queue);
         assert_eq!(pending.iter().map(|p| p.job).collect::<Vec<_>>(), [10]);
-        assert_eq!(running.get("alice"), Some(&1));
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Job {
     pub routing: Option<serde_json::Value>,
     /// The ordering policy's last word on the job: policy, priority, why.
     pub ordering: Option<serde_json::Value>,
+    /// Which attempt runs (1 until a retry).
+    pub attempt: u32,
+    pub retries_left: u32,
+    /// When the current attempt was submitted, after a retry.
+    pub retried_at: Option<f64>,
 }
 
 impl Job {
@@ -68,7 +73,7 @@ impl Job {
 const COLUMNS: &str = "j.id, j.user_id, u.name, j.slurm_job_id, j.tag, j.idempotency_key, j.request_hash, j.name,
     j.partition, j.state, j.reason, j.exit_code, j.signal, j.nodes, j.submitted_at, j.started_at, j.ended_at,
     j.spec, j.script, j.stdout_path, j.stderr_path, j.unix_user, j.uid, j.finished, j.result_path, j.result_verified,
-    j.result_error, j.routing, j.ordering";
+    j.result_error, j.routing, j.ordering, j.attempt, j.retries_left, j.retried_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let spec: String = row.get(17)?;
@@ -102,6 +107,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         result_error: row.get(26)?,
         routing: json_column(row.get(27)?),
         ordering: json_column(row.get(28)?),
+        attempt: row.get(29)?,
+        retries_left: row.get(30)?,
+        retried_at: row.get(31)?,
     })
 }
 
@@ -127,6 +135,9 @@ pub struct NewJob {
     pub result_path: Option<String>,
     /// JSON of the routing decision, if a policy routed it.
     pub routing: Option<String>,
+    pub retries: u32,
+    /// Failure classes retried, comma-separated.
+    pub retry_on: String,
 }
 
 /// The outcome of `insert`: a new row, or the job an earlier request with
@@ -148,8 +159,9 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     let at = now();
     tx.prepare_cached(
         "INSERT INTO jobs (user_id, tag, idempotency_key, request_hash, name, partition, state, submitted_at,
-                           spec, script, stdout_path, stderr_path, unix_user, uid, result_path, routing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                           spec, script, stdout_path, stderr_path, unix_user, uid, result_path, routing,
+                           retries_left, retry_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         job.user_id,
@@ -167,7 +179,9 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         job.unix_user,
         job.uid,
         job.result_path,
-        job.routing
+        job.routing,
+        job.retries,
+        job.retry_on
     ])?;
     let id = tx.last_insert_rowid();
     tx.prepare_cached("INSERT INTO job_events (job_id, seq, at, state) VALUES (?1, 0, ?2, ?3)")?.execute(params![
@@ -285,12 +299,19 @@ pub struct Tracked {
     pub tag: String,
     pub state: JobState,
     pub reason: Option<String>,
+    /// When the current attempt was submitted.
     pub submitted_at: f64,
+    pub retries_left: u32,
+    /// Failure classes retried, e.g. "infrastructure,application".
+    pub retry_on: String,
+    pub attempt: u32,
 }
 
 pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, slurm_job_id, tag, state, reason, submitted_at FROM jobs WHERE finished = 0 ORDER BY id",
+        "SELECT id, slurm_job_id, tag, state, reason, COALESCE(retried_at, submitted_at), retries_left, retry_on,
+                attempt
+         FROM jobs WHERE finished = 0 ORDER BY id",
     )?;
     let rows = stmt
         .query_map([], |row| {
@@ -301,9 +322,114 @@ pub fn unfinished(conn: &Connection) -> Result<Vec<Tracked>, StoreError> {
                 state: row.get(3)?,
                 reason: row.get(4)?,
                 submitted_at: row.get(5)?,
+                retries_left: row.get(6)?,
+                retry_on: row.get(7)?,
+                attempt: row.get(8)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// An attempt that ended: kept when a retry follows it or when it failed
+/// for the infrastructure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub slurm_job_id: i64,
+    pub nodes: Option<String>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    /// `application`, `resource` or `infrastructure`.
+    pub failure_class: Option<String>,
+    pub failure: Option<String>,
+    pub started_at: Option<f64>,
+    pub ended_at: f64,
+}
+
+/// Ends the current attempt and starts the next: the attempt is kept, the
+/// job goes back to SUBMITTING with a new tag and one retry fewer, and the
+/// timeline says why. The caller submits it (`Submitter::retry`).
+pub fn begin_retry(conn: &mut Connection, id: i64, ended: &Attempt, tag: &str, why: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    insert_attempt(&tx, id, ended)?;
+    let at = now();
+    tx.prepare_cached(
+        "UPDATE jobs SET slurm_job_id = NULL, tag = ?2, state = ?3, reason = ?4, nodes = NULL, started_at = NULL,
+             ended_at = NULL, exit_code = NULL, signal = NULL, attempt = attempt + 1,
+             retries_left = retries_left - 1, retried_at = ?5, ordering = NULL
+         WHERE id = ?1 AND retries_left > 0",
+    )?
+    .execute(params![id, tag, JobState::Submitting, why, at])?;
+    tx.prepare_cached(
+        "INSERT INTO job_events (job_id, seq, at, state, reason)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1),
+                 MAX(?2, (SELECT COALESCE(MAX(at), 0) FROM job_events WHERE job_id = ?1)), ?3, ?4)",
+    )?
+    .execute(params![id, at, JobState::Submitting, why])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Keeps an attempt that ended the job (an infrastructure failure with no
+/// retry left), for node draining and the record.
+pub fn record_attempt(conn: &mut Connection, id: i64, ended: &Attempt) -> Result<(), StoreError> {
+    insert_attempt(conn, id, ended)
+}
+
+fn insert_attempt(conn: &Connection, id: i64, a: &Attempt) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, slurm_job_id, nodes, state, reason, failure_class,
+                                             failure, started_at, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        id,
+        a.attempt,
+        a.slurm_job_id,
+        a.nodes,
+        a.state,
+        a.reason,
+        a.failure_class,
+        a.failure,
+        a.started_at,
+        a.ended_at
+    ])?;
+    Ok(())
+}
+
+/// A job's kept attempts, first first.
+pub fn attempts(conn: &Connection, id: i64) -> Result<Vec<Attempt>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, slurm_job_id, nodes, state, reason, failure_class, failure, started_at, ended_at
+         FROM job_attempts WHERE job_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok(Attempt {
+                attempt: r.get(0)?,
+                slurm_job_id: r.get(1)?,
+                nodes: r.get(2)?,
+                state: r.get(3)?,
+                reason: r.get(4)?,
+                failure_class: r.get(5)?,
+                failure: r.get(6)?,
+                started_at: r.get(7)?,
+                ended_at: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// `(bridge job id, nodes, ended at)` of every attempt that failed for the
+/// infrastructure since `since`.
+pub fn infrastructure_failures_since(conn: &Connection, since: f64) -> Result<Vec<(i64, String, f64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT job_id, nodes, ended_at FROM job_attempts
+         WHERE failure_class = 'infrastructure' AND ended_at >= ?1 AND nodes IS NOT NULL ORDER BY ended_at",
+    )?;
+    let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -521,6 +647,8 @@ mod tests {
             uid: 2001,
             result_path: None,
             routing: None,
+            retries: 0,
+            retry_on: "infrastructure".into(),
         };
         let Inserted::New(job) = insert(conn, &new).unwrap() else { panic!("a new job") };
         job.id

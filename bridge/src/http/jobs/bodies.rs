@@ -11,7 +11,7 @@ use crate::job_health::{NodeHealth, StepHealth};
 use crate::job_state::JobState;
 use crate::scheduling::order::Ordered;
 use crate::scheduling::route::Routed;
-use crate::store::jobs::{Event, Job};
+use crate::store::jobs::{Attempt, Event, Job};
 
 /// A job as `POST /v1/jobs` and `DELETE /v1/jobs/{id}` answer it: its
 /// summary and what it runs.
@@ -50,9 +50,64 @@ pub struct JobView {
     #[serde(flatten)]
     pub job: JobRecord,
     pub failure: Option<FailureBody>,
+    /// Earlier attempts that failed and were retried, and an attempt that
+    /// failed for the infrastructure; first first.
+    pub attempts: Vec<AttemptBody>,
     /// Kernel jobs only: where the result is and what became of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultView>,
+}
+
+/// One ended attempt of a job.
+#[derive(Serialize, JsonSchema)]
+pub struct AttemptBody {
+    pub attempt: u32,
+    /// None while the next attempt is being submitted.
+    pub slurm_job_id: Option<i64>,
+    pub nodes: Option<String>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub failure: Option<FailureBody>,
+    pub started_at: Option<f64>,
+    /// None while the attempt runs.
+    pub ended_at: Option<f64>,
+}
+
+impl AttemptBody {
+    /// The job's current attempt, from its record.
+    pub fn current(job: &Job, failure: Option<&Failure>) -> AttemptBody {
+        AttemptBody {
+            attempt: job.attempt,
+            slurm_job_id: job.slurm_job_id,
+            nodes: job.nodes.clone(),
+            state: job.state,
+            reason: job.reason.clone(),
+            failure: failure.cloned().map(FailureBody::from),
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+        }
+    }
+}
+
+impl From<Attempt> for AttemptBody {
+    fn from(a: Attempt) -> Self {
+        let class = match a.failure_class.as_deref() {
+            Some("infrastructure") => Some(FailureClass::Infrastructure),
+            Some("application") => Some(FailureClass::Application),
+            Some("resource") => Some(FailureClass::Resource),
+            _ => None,
+        };
+        AttemptBody {
+            attempt: a.attempt,
+            slurm_job_id: Some(a.slurm_job_id),
+            nodes: a.nodes,
+            state: a.state,
+            reason: a.reason,
+            failure: class.map(|class| FailureBody { class, reason: a.failure.unwrap_or_default() }),
+            started_at: a.started_at,
+            ended_at: Some(a.ended_at),
+        }
+    }
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -112,6 +167,10 @@ pub struct JobSummary {
     pub routing: Option<Routed>,
     /// The ordering policy's last priority for the job while it waited.
     pub ordering: Option<Ordered>,
+    /// Which attempt this is (1 until a retry).
+    pub attempt: u32,
+    /// Retries it may still get.
+    pub retries_left: u32,
 }
 
 impl From<Job> for JobSummary {
@@ -133,6 +192,8 @@ impl From<Job> for JobSummary {
             finished: job.finished,
             routing: job.routing.and_then(|v| serde_json::from_value(v).ok()),
             ordering: job.ordering.and_then(|v| serde_json::from_value(v).ok()),
+            attempt: job.attempt,
+            retries_left: job.retries_left,
         }
     }
 }

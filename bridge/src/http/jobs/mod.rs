@@ -23,7 +23,9 @@ use crate::store::jobs::{self, Job, JobFilter};
 use crate::store::users::Role;
 use crate::submission::{Caller, SubmitError, Submitted};
 use crate::unix;
-use bodies::{EventBody, FailureBody, JobHealth, JobPage, JobRecord, JobSummary, JobView, ResultView, StepBody};
+use bodies::{
+    AttemptBody, EventBody, FailureBody, JobHealth, JobPage, JobRecord, JobSummary, JobView, ResultView, StepBody,
+};
 pub use output::FollowSlots;
 
 pub fn router() -> Router<AppState> {
@@ -163,7 +165,18 @@ async fn get_job(
         verified: job.result_verified,
         problem: job.result_error.clone(),
     });
-    Ok(Json(JobView { job: job.into(), failure: failure.map(FailureBody::from), result }))
+    let id = job.id;
+    let kept = if job.attempt > 1 || job.finished {
+        state.store.read(move |conn| jobs::attempts(conn, id)).await?
+    } else {
+        Vec::new()
+    };
+    let mut attempts: Vec<AttemptBody> = kept.into_iter().map(Into::into).collect();
+    // After a retry, the attempt running (or ended) now is listed too.
+    if !attempts.is_empty() && attempts.last().is_some_and(|a| a.attempt < job.attempt) {
+        attempts.push(AttemptBody::current(&job, failure.as_ref()));
+    }
+    Ok(Json(JobView { job: job.into(), failure: failure.map(FailureBody::from), attempts, result }))
 }
 
 /// A kernel job's result, as rank 0 wrote it.
