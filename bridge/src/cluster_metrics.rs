@@ -264,7 +264,8 @@ mod tests {
     #[test]
     fn a_round_is_counted_as_the_exporter_counts_it() {
         let nodes = sinfo(
-            "c1|idle|0/2/0/2|7231|1|0.1|none|\nc2|mixed|1/1/0/2|7231|1|0.1|none|\nc3|drained*|0/0/2/2|7231|1|0.1|x|\n",
+            "c1|idle|0/2/0/2|7231|1|0.1|(null)|none|\nc2|mixed|1/1/0/2|7231|1|0.1|(null)|none|\n\
+             c3|drained*|0/0/2/2|7231|1|0.1|spare|x|\n",
         );
         let queue = squeue(
             "5|5|RUNNING|None|1|N/A|alice|2|debug|lab|c2|1:00|9|\n6|6|PENDING|Dependency|N/A|N/A|alice|1|debug|lab||1:00|9|\n\

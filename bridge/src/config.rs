@@ -125,6 +125,11 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_DRAIN_AFTER", default_value_t = 3)]
     pub drain_after: u32,
 
+    /// The node feature of backup workers (`cluster --spares`): retries
+    /// prefer nodes with it. Empty: retries prefer nothing.
+    #[arg(long, env = "BRIDGE_SPARE_FEATURE", default_value = "spare")]
+    pub spare_feature: String,
+
     /// Seconds over which --drain-after counts a node's failures.
     #[arg(long, env = "BRIDGE_DRAIN_WINDOW", default_value_t = 600.0)]
     pub drain_window: f64,
@@ -325,6 +330,8 @@ pub struct Settings {
     pub mpi_binary: PathBuf,
     /// Node draining after repeated infrastructure failures.
     pub drain: DrainRule,
+    /// The feature retries prefer (None: none).
+    pub spare_feature: Option<String>,
 }
 
 /// When the bridge drains a node: `after` infrastructure failures within
@@ -476,6 +483,7 @@ impl Settings {
             health_secret_file: cli.health_secret_file.clone(),
             health_max_skew: seconds("health-max-skew", cli.health_max_skew as f64, 1.0, 86400.0)?,
             mpi_binary: cli.mpi_binary.clone(),
+            spare_feature: spare_feature(&cli.spare_feature)?,
             drain: DrainRule {
                 after: range("drain-after", f64::from(cli.drain_after), 0.0, 1000.0)? as u32,
                 window: seconds("drain-window", cli.drain_window, 1.0, 7.0 * 86400.0)?,
@@ -490,6 +498,21 @@ impl Settings {
     pub fn jwt_key_path(&self) -> PathBuf {
         self.data_dir.join("jwt.key")
     }
+}
+
+/// A feature name as SLURM takes it, or nothing.
+fn spare_feature(value: &str) -> Result<Option<String>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        return Err(ConfigError::Policy {
+            flag: "spare-feature",
+            reason: format!("not a node feature name: {value:?}"),
+        });
+    }
+    Ok(Some(value.to_owned()))
 }
 
 /// The policy the flags describe, checked like an admin's.

@@ -291,6 +291,14 @@ impl Submitter {
             attempts.iter().filter_map(|a| a.nodes.as_deref()).flat_map(crate::slurm::hostlist::expand).collect();
         exclude.sort();
         exclude.dedup();
+        // A retry prefers the backup workers, which SLURM fills last (only
+        // where some node has the feature: SLURM refuses an unknown one).
+        if let (false, Some(feature)) = (exclude.is_empty(), &self.settings.spare_feature) {
+            let spares = self.nodes.borrow().nodes.iter().any(|n| n.info.features.contains(feature));
+            if spares {
+                submission.options.prefer = Some(feature.clone());
+            }
+        }
         submission.options.exclude = exclude;
         self.submit_recorded(job.id, submission, OnRefusal::Keep).await
     }

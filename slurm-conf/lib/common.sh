@@ -92,6 +92,20 @@ stop_pids() {
 # (ENVIRON), not -v, which would expand backslash escapes, and replace
 # literally: gsub's replacement would turn an `&` in a value into the
 # matched text. Returns 1 when the output did not change.
+# What a node line gets when the node is a spare (SPARES), nothing
+# otherwise; dies if SPARES names a node the cluster does not have.
+spare_attrs() { # <node name>
+  local spare i
+  for spare in ${SPARES//,/ }; do
+    if [[ $MODE == netns ]]; then
+      for ((i = 1; i <= N_NODES; i++)); do [[ $spare == "$(node_name "$i")" ]] && break; done
+      ((i <= N_NODES)) || die "--spares names node '$spare', which this cluster does not have"
+    fi
+    if [[ $spare == "$1" ]]; then echo " Weight=100 Features=spare"; fi
+  done
+  return 0
+}
+
 # One PartitionName line per entry of PARTITIONS; dies on a malformed one.
 partition_lines() {
   local entry name nodes opts node first=YES seen=" "

@@ -27,7 +27,7 @@ node_lines() {
   cpus=$(nproc)
   mem=$(awk -v n="$N_NODES" '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 / n }' /proc/meminfo)
   for ((i = 1; i <= N_NODES; i++)); do
-    echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+    echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$cpus RealMemory=$mem State=UNKNOWN$(spare_attrs "$(node_name "$i")")"
   done
 }
 

@@ -24,7 +24,7 @@ node_lines() {
   local entry entries
   IFS=, read -ra entries <<<"$VM_NODES"
   for entry in "${entries[@]}"; do
-    echo "NodeName=${entry%%=*} NodeAddr=${entry#*=} CPUs=$VM_CPUS RealMemory=$VM_MEM_MB State=UNKNOWN"
+    echo "NodeName=${entry%%=*} NodeAddr=${entry#*=} CPUs=$VM_CPUS RealMemory=$VM_MEM_MB State=UNKNOWN$(spare_attrs "${entry%%=*}")"
   done
 }
 

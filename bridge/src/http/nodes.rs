@@ -32,6 +32,8 @@ pub(super) struct NodeBody {
     memory_mb: u64,
     free_memory_mb: Option<u64>,
     load: Option<f64>,
+    /// Node features; `spare` marks a backup worker that retries prefer.
+    features: Vec<String>,
     reason: Option<String>,
     /// SLURM job ids running on the node.
     running_jobs: Vec<i64>,
@@ -52,6 +54,7 @@ impl NodeBody {
             memory_mb: info.memory_mb,
             free_memory_mb: info.free_memory_mb,
             load: info.load,
+            features: info.features,
             reason: info.reason,
             running_jobs: node.running_jobs,
             health_age_s: health.as_ref().map(|(_, at)| (now - at).max(0.0)),

@@ -35,6 +35,8 @@ pub struct Pending {
     pub submitted_at: f64,
     /// Its priority in SLURM now.
     pub priority: u32,
+    /// A retry (attempt 2 or later): it goes before every first attempt.
+    pub retry: bool,
 }
 
 /// The ordering policy's last word on a job, kept in its record.
@@ -61,6 +63,23 @@ pub struct Placed {
 /// `usage` (what each user consumed) is read by `weighted-fair`.
 /// `Ordering::Slurm` returns nothing: the bridge leaves priorities alone.
 pub fn order(
+    ordering: Ordering,
+    user_weights: &BTreeMap<String, u32>,
+    pending: &[Pending],
+    usage: &Usage,
+) -> Vec<Placed> {
+    let mut placed = order_by_policy(ordering, user_weights, pending, usage);
+    // Retries first, whatever the policy: a failed attempt restarts at
+    // once instead of queueing behind others (a stable sort keeps the
+    // policy's order within each group).
+    placed.sort_by_key(|p| !pending[p.index].retry);
+    for p in placed.iter_mut().filter(|p| pending[p.index].retry) {
+        p.why = format!("retry first; {}", p.why);
+    }
+    placed
+}
+
+fn order_by_policy(
     ordering: Ordering,
     user_weights: &BTreeMap<String, u32>,
     pending: &[Pending],
@@ -306,6 +325,7 @@ mod tests {
             time_limit: Some(limit),
             submitted_at: at,
             priority: 1,
+            retry: false,
         }
     }
 
@@ -319,6 +339,12 @@ mod tests {
         let placed = order(Ordering::Sjf, &BTreeMap::new(), &pending, &Usage::new(600.0));
         assert_eq!(ids(&pending, &placed), [3, 4, 1, 2]);
         assert!(placed[0].why.starts_with("sjf: time limit 1 min, 1 of 4"), "{}", placed[0].why);
+        // A retry goes first.
+        let mut with_retry = pending.clone();
+        with_retry[1].retry = true;
+        let placed = order(Ordering::Sjf, &BTreeMap::new(), &with_retry, &Usage::new(600.0));
+        assert_eq!(ids(&with_retry, &placed), [2, 3, 4, 1]);
+        assert!(placed[0].why.starts_with("retry first; sjf: time limit 10 min"), "{}", placed[0].why);
         let fifo = order(Ordering::Fifo, &BTreeMap::new(), &pending, &Usage::new(600.0));
         assert_eq!(ids(&pending, &fifo), [1, 2, 3, 4]);
         assert!(order(Ordering::Slurm, &BTreeMap::new(), &pending, &Usage::new(600.0)).is_empty());

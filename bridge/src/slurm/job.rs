@@ -178,6 +178,9 @@ pub struct JobOptions {
     pub comment: Option<String>,
     /// Nodes this attempt must not use (a retry after their failure).
     pub exclude: Vec<String>,
+    /// Node features SLURM should prefer, not require (`--prefer`): a
+    /// retry prefers the spares.
+    pub prefer: Option<String>,
 }
 
 impl JobOptions {
@@ -222,6 +225,7 @@ impl JobOptions {
         push("dependency", self.dependency());
         push("comment", self.comment.clone());
         push("exclude", (!self.exclude.is_empty()).then(|| self.exclude.join(",")));
+        push("prefer", self.prefer.clone());
         if self.exclusive {
             args.push("--exclusive".to_owned());
         }
@@ -327,6 +331,7 @@ mod tests {
             stdout: "/o".into(),
             stderr: "/e".into(),
             exclude: vec!["c1".into(), "c3".into()],
+            prefer: Some("spare".into()),
             ..Default::default()
         };
         assert_eq!(
@@ -341,6 +346,7 @@ mod tests {
                 "--health-report=full",
                 "--dependency=afterok:4:5",
                 "--exclude=c1,c3",
+                "--prefer=spare",
                 "--exclusive",
                 "--no-requeue",
             ]

@@ -413,6 +413,7 @@ impl Descriptor {
         desc.comment = keep_opt("comment", options.comment.as_deref())?;
         let exclude = (!options.exclude.is_empty()).then(|| options.exclude.join(","));
         desc.exc_nodes = keep_opt("exclude", exclude.as_deref())?;
+        desc.prefer = keep_opt("prefer", options.prefer.as_deref())?;
         // The bridge retries; SLURM does not requeue on its own (sbatch
         // --no-requeue).
         desc.requeue = 0;

@@ -13,8 +13,8 @@ pub const SQUEUE_FORMAT: &str =
     "JobID:|,ArrayJobID:|,State:|,Reason:|,StartTime:|,EndTime:|,UserName:|,NumCPUs:|,Partition:|,Account:|,NodeList:|,TimeLimit:|,PriorityLong:|";
 
 /// `sinfo -N -O` fields: node, state, CPUs (allocated/idle/other/total),
-/// memory MB, free memory MB, load, and the free-text reason last.
-pub const SINFO_FORMAT: &str = "NodeList:|,StateLong:|,CPUsState:|,Memory:|,FreeMem:|,CPUsLoad:|,Reason:|";
+/// memory MB, free memory MB, load, features, and the free-text reason last.
+pub const SINFO_FORMAT: &str = "NodeList:|,StateLong:|,CPUsState:|,Memory:|,FreeMem:|,CPUsLoad:|,Features:|,Reason:|";
 
 /// `scontrol ping` prints one line per controller, e.g.
 /// `Slurmctld(primary) at vm is UP`; the primary must be UP.
@@ -225,18 +225,20 @@ pub struct NodeInfo {
     pub memory_mb: u64,
     pub free_memory_mb: Option<u64>,
     pub load: Option<f64>,
+    /// Node features (e.g. `spare`).
+    pub features: Vec<String>,
     pub reason: Option<String>,
 }
 
 pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
     let mut nodes: Vec<NodeInfo> = Vec::new();
     for line in stdout.lines() {
-        let fields: Vec<&str> = line.splitn(7, '|').collect();
-        if fields.len() < 7 {
+        let fields: Vec<&str> = line.splitn(8, '|').collect();
+        if fields.len() < 8 {
             continue;
         }
         let cpus: Vec<u32> = fields[2].trim().split('/').map(|n| n.parse().unwrap_or(0)).collect();
-        let reason = fields[6].strip_suffix('|').unwrap_or(fields[6]);
+        let reason = fields[7].strip_suffix('|').unwrap_or(fields[7]);
         let node = NodeInfo {
             name: fields[0].trim().to_owned(),
             state: fields[1].trim().to_owned(),
@@ -247,6 +249,10 @@ pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
             memory_mb: fields[3].trim().parse().unwrap_or(0),
             free_memory_mb: fields[4].trim().parse().ok(),
             load: fields[5].trim().parse().ok(),
+            features: match non_empty(fields[6]) {
+                Some(list) => list.split(',').map(str::to_owned).collect(),
+                None => Vec::new(),
+            },
             reason: non_empty(reason),
         };
         // A node in several partitions is listed once per partition.
@@ -391,8 +397,12 @@ mod tests {
 
     #[test]
     fn sinfo_lines_are_parsed() {
-        let nodes = sinfo("c1|idle|0/2/0/2|7231|22176|0.84|none|\nc2|drained|0/0/2/2|7231|N/A|0.10|maint | now|\n");
+        let nodes = sinfo(
+            "c1|idle|0/2/0/2|7231|22176|0.84|(null)|none|\nc2|drained|0/0/2/2|7231|N/A|0.10|spare,big|maint | now|\n",
+        );
         assert_eq!(nodes.len(), 2);
+        assert!(nodes[0].features.is_empty());
+        assert_eq!(nodes[1].features, ["spare", "big"]);
         assert_eq!(nodes[0].cpus_total, 2);
         assert_eq!(nodes[0].reason, None);
         assert_eq!(nodes[1].reason.as_deref(), Some("maint | now"));

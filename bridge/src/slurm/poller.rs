@@ -603,6 +603,7 @@ fn pending_jobs(tracked: &[Tracked], queue: &[QueueEntry]) -> Vec<Pending> {
                 time_limit: entry.time_limit,
                 submitted_at: job.submitted_at,
                 priority: entry.priority,
+                retry: job.attempt > 1,
             })
         })
         .collect()
