@@ -265,6 +265,31 @@ mod tests {
     }
 
     #[test]
+    fn retries_are_bounded_and_default_to_infrastructure_failures() {
+        let job = validate(&request(), Path::new("/home/alice"), &limits(), Path::new(MPI)).unwrap();
+        assert_eq!(job.retry, Retry { retries: 0, on: vec![RetryOn::Infrastructure] });
+        let asked = JobRequest {
+            retries: Some(3),
+            retry_on: Some(vec![RetryOn::Infrastructure, RetryOn::Application]),
+            ..request()
+        };
+        let job = validate(&asked, Path::new("/home/alice"), &limits(), Path::new(MPI)).unwrap();
+        assert_eq!(job.retry.retries, 3);
+        // Above --max-retries (3 here): the field is named.
+        let err = validate(
+            &JobRequest { retries: Some(4), ..request() },
+            Path::new("/home/alice"),
+            &limits(),
+            Path::new(MPI),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "retries");
+        assert!(err.detail.contains("at most 3"), "{}", err.detail);
+        assert_eq!(field_of(&JobRequest { retry_on: Some(vec![]), ..request() }), "retry_on");
+        assert!(serde_json::from_str::<JobRequest>(r#"{"retry_on": ["network"]}"#).is_err());
+    }
+
+    #[test]
     fn a_plain_command_becomes_a_quoted_script_with_defaults() {
         let job = validate(
             &JobRequest { command: Some(vec!["echo".into(), "it's; rm -rf /".into()]), ..Default::default() },
