@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::app::TestApp;
-use e2e::TestCluster;
+use e2e::app::{wait_ready, TestApp};
+use e2e::{free_port, TestCluster};
 use serde_json::json;
 
 #[tokio::test]
@@ -815,33 +815,6 @@ async fn concurrent_sbatch_processes_are_bounded() {
     let most = watcher.join().unwrap();
     assert!(replies.iter().all(|r| r.status == 201), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
     assert!(most <= 1, "{most} sbatch processes ran at once with --max-concurrent-sbatch 1");
-}
-
-/// A free port below the kernel's ephemeral range (32768 and up), so no
-/// `bind(":0")` elsewhere in the test run can take it between this check and
-/// the bridge's own bind.
-fn free_port() -> u16 {
-    let start = 20000 + (std::process::id() as u16 % 97) * 100;
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    loop {
-        let port = start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 9000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str, log: &std::path::Path) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("bridge at {base} never became ready in 30 s; its log:\n{log}");
 }
 
 /// Sets a job's SLURM id to one SLURM never issued and reopens it.

@@ -9,6 +9,7 @@ mod kernels;
 mod lifecycle;
 mod monitoring;
 mod mpi;
+mod operations;
 mod scheduling;
 mod security;
 mod spank;

@@ -7,21 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::app::TestApp;
-use e2e::{unique_name, TestCluster};
+use e2e::{free_port, unique_name, TestCluster};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A free port below the ephemeral range (see bridge.rs's twin).
-fn free_port() -> u16 {
-    let start = 30000 - (std::process::id() as u16 % 89) * 100;
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    loop {
-        let port = start - NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A webhook receiver: every POST body Alertmanager sends, as JSON.
 async fn webhook(port: u16) -> tokio::sync::mpsc::UnboundedReceiver<Value> {

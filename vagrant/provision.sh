@@ -26,17 +26,16 @@ if [[ $ODYSSEY_ROLE == controller ]]; then
   install -m 0755 "$CARGO_TARGET_DIR/release/libodyssey_spank.so" "$SHARED_DIR/lib/odyssey_spank.so"
   # Beside the .so, so that `cluster plugin install` finds and installs it.
   install -m 0755 "$CARGO_TARGET_DIR/release/odyssey-health-flush" "$SHARED_DIR/lib/odyssey-health-flush"
-  install -m 0755 "$CARGO_TARGET_DIR/release/bridge" /usr/local/bin/bridge
-  # The bridge proves Unix accounts through PAM ("method": "pam" logins).
-  [[ -f /etc/pam.d/odyssey-bridge ]] || install -m 0644 "$REPO/bridge/pam.d/odyssey-bridge" /etc/pam.d/odyssey-bridge
 fi
 bash "$CLUSTER" plugin install "$SHARED_DIR/lib/odyssey_spank.so" --mode vm
 
 if [[ $ODYSSEY_ROLE == controller ]]; then
-  # Prometheus and Alertmanager from Debian, scraping the bridge's default
-  # metrics listener; Grafana from Grafana's own repository when it can be
+  # The bridge, its nightly backup timer, Prometheus and Alertmanager (from
+  # Debian, scraping the bridge's metrics listener) as systemd services
+  # (systemd/); the installer also puts the bridge binary and its PAM
+  # service in place. Grafana from Grafana's own repository when it can be
   # reached (Debian does not package it), with the dashboard provisioned.
-  bash "$REPO/slurm-conf/monitoring" up --bridge-metrics 127.0.0.1:9464
+  bash "$REPO/scripts/install-services.sh" --bridge-metrics 127.0.0.1:9464
   if curl -fsS -m 10 -o /usr/share/keyrings/grafana.asc https://apt.grafana.com/gpg.key; then
     echo "deb [signed-by=/usr/share/keyrings/grafana.asc] https://apt.grafana.com stable main" \
       >/etc/apt/sources.list.d/grafana.list

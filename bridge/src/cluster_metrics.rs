@@ -1,14 +1,17 @@
 //! Cluster metrics in the names and labels of the most used SLURM exporter
 //! (vpenso's prometheus-slurm-exporter), so that dashboards made for it
 //! (Grafana dashboard 4323) read the bridge unchanged: `slurm_nodes_*`,
-//! `slurm_cpus_*`, `slurm_queue_*`, `slurm_user_*`. Counted from the
-//! poller's round (its one sinfo and one squeue), never per scrape.
+//! `slurm_cpus_*`, `slurm_queue_*`, `slurm_user_*`, `slurm_account_*`,
+//! `slurm_partition_*`, `slurm_scheduler_*`. Counted from the poller's round
+//! (its one sinfo and one squeue, the partitions it reads every 10 s, sdiag
+//! every 15 s), never per scrape.
 
 use std::collections::BTreeMap;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::job_state::JobState;
+use crate::scheduling::route::PartitionInfo;
 use crate::slurm::parse::{NodeInfo, QueueEntry, SchedulerStats};
 
 /// Node states as the exporter groups them: the first word of sinfo's long
@@ -50,11 +53,23 @@ pub struct Census {
     /// Pending jobs per partition (a job that may run in several counts in
     /// each).
     pub partitions_pending: BTreeMap<String, i64>,
+    /// CPUs of each partition's nodes: (allocated, idle, other, total); a
+    /// node in two partitions counts in both, as sinfo's `%R %C` does.
+    pub partition_cpus: BTreeMap<String, [i64; 4]>,
 }
 
 impl Census {
-    pub fn of(nodes: &[NodeInfo], queue: &[QueueEntry]) -> Census {
+    pub fn of(nodes: &[NodeInfo], queue: &[QueueEntry], partitions: &[PartitionInfo]) -> Census {
         let mut census = Census::default();
+        for partition in partitions {
+            let cpus = census.partition_cpus.entry(partition.name.clone()).or_default();
+            for node in nodes.iter().filter(|n| partition.nodes.contains(&n.name)) {
+                let counts = [node.cpus_allocated, node.cpus_idle, node.cpus_other, node.cpus_total];
+                for (sum, count) in cpus.iter_mut().zip(counts) {
+                    *sum += i64::from(count);
+                }
+            }
+        }
         for group in NODE_GROUPS {
             census.nodes.insert(group, 0);
         }
@@ -155,6 +170,8 @@ pub struct ClusterMetrics {
     users: PerOwner,
     accounts: PerOwner,
     partition_pending: IntGaugeVec,
+    /// `slurm_partition_cpus_{allocated,idle,other,total}`.
+    partition_cpus: [IntGaugeVec; 4],
     scheduler: Vec<(ReadStat, IntGauge)>,
 }
 
@@ -183,6 +200,15 @@ const SCHEDULER: [SchedulerGauge; 12] = [
         s.backfilled_heterogeneous
     }),
 ];
+
+/// `slurm_partition_<name>{partition=...}`.
+fn per_partition(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let gauge =
+        IntGaugeVec::new(Opts::new(format!("slurm_partition_{name}"), format!("{help} per partition")), &["partition"])
+            .expect("valid metric");
+    registry.register(Box::new(gauge.clone())).expect("unique metric names");
+    gauge
+}
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("valid metric");
@@ -213,15 +239,13 @@ impl ClusterMetrics {
             pending_dependency: gauge(registry, "slurm_queue_pending_dependency", "Jobs pending on a dependency"),
             users: PerOwner::register(registry, "user"),
             accounts: PerOwner::register(registry, "account"),
-            partition_pending: {
-                let gauge = IntGaugeVec::new(
-                    Opts::new("slurm_partition_jobs_pending", "Pending jobs per partition"),
-                    &["partition"],
-                )
-                .expect("valid metric");
-                registry.register(Box::new(gauge.clone())).expect("unique metric names");
-                gauge
-            },
+            partition_pending: per_partition(registry, "jobs_pending", "Pending jobs"),
+            partition_cpus: [
+                per_partition(registry, "cpus_allocated", "Allocated CPUs"),
+                per_partition(registry, "cpus_idle", "Idle CPUs"),
+                per_partition(registry, "cpus_other", "CPUs of nodes down or drained"),
+                per_partition(registry, "cpus_total", "CPUs"),
+            ],
             scheduler: SCHEDULER.iter().map(|(name, help, read)| (*read, gauge(registry, name, help))).collect(),
         }
     }
@@ -253,6 +277,14 @@ impl ClusterMetrics {
         for (partition, pending) in &census.partitions_pending {
             self.partition_pending.with_label_values(&[partition]).set(*pending);
         }
+        for vec in &self.partition_cpus {
+            vec.reset();
+        }
+        for (partition, counts) in &census.partition_cpus {
+            for (vec, count) in self.partition_cpus.iter().zip(counts) {
+                vec.with_label_values(&[partition]).set(*count);
+            }
+        }
     }
 }
 
@@ -272,7 +304,11 @@ mod tests {
              7|7|PENDING|Priority|N/A|N/A|bob|1|debug,long|(null)||1:00|9|\n8|8|COMPLETED|None|1|2|bob|1|debug|(null)|c1|1:00|9|\n",
         )
         .unwrap();
-        let census = Census::of(&nodes, &queue);
+        let partitions = crate::slurm::parse::partitions(
+            "PartitionName=debug Nodes=c[1-3] State=UP TotalCPUs=6\nPartitionName=long Nodes=c2 State=UP TotalCPUs=2\n",
+        );
+        let partitions: Vec<PartitionInfo> = partitions.into_iter().map(|p| p.map_groups(|_| Some(0))).collect();
+        let census = Census::of(&nodes, &queue, &partitions);
         assert_eq!(
             (census.nodes["idle"], census.nodes["mix"], census.nodes["drain"], census.nodes["alloc"]),
             (1, 1, 1, 0)
@@ -285,6 +321,8 @@ mod tests {
         assert_eq!(census.accounts["lab"], (1, 1, 2, 0));
         assert_eq!(census.accounts.len(), 1, "jobs without an account are not counted");
         assert_eq!((census.partitions_pending["debug"], census.partitions_pending["long"]), (2, 1));
+        assert_eq!(census.partition_cpus["debug"], [1, 3, 2, 6]);
+        assert_eq!(census.partition_cpus["long"], [1, 1, 0, 2], "c2 alone");
 
         let registry = Registry::new();
         let metrics = ClusterMetrics::register(&registry);
@@ -300,6 +338,8 @@ mod tests {
             "slurm_user_cpus_running{user=\"alice\"} 2",
             "slurm_account_jobs_running{account=\"lab\"} 1",
             "slurm_partition_jobs_pending{partition=\"long\"} 1",
+            "slurm_partition_cpus_idle{partition=\"debug\"} 3",
+            "slurm_partition_cpus_total{partition=\"long\"} 2",
             "slurm_scheduler_mean_cycle 547",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");

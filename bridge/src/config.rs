@@ -134,6 +134,12 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_DRAIN_WINDOW", default_value_t = 600.0)]
     pub drain_window: f64,
 
+    /// Seconds after a job that asked for health reports ended by which its
+    /// batch host's node record must have arrived; later, the node counts as
+    /// stale (`bridge_health_stale_nodes`).
+    #[arg(long, env = "BRIDGE_HEALTH_STALE_AFTER", default_value_t = 300.0)]
+    pub health_stale_after: f64,
+
     /// Largest request body in bytes (1 MiB: room for a script).
     #[arg(long, env = "BRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -238,10 +244,26 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Write a consistent copy of the live database to a file.
+    /// Write a consistent copy of the live database (the bridge may be
+    /// running): to a file, or as bridge-<UTC time>.db into --dir keeping
+    /// the newest --keep there (what the nightly timer runs).
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["dest", "dir"])))]
     Backup {
         /// Destination file; must not exist.
-        dest: PathBuf,
+        dest: Option<PathBuf>,
+        /// Directory for time-named backups.
+        #[arg(long, conflicts_with = "dest")]
+        dir: Option<PathBuf>,
+        /// With --dir: how many backups to keep there (the oldest beyond
+        /// this are deleted after a successful backup).
+        #[arg(long, requires = "dir", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        keep: Option<u32>,
+    },
+    /// Put a backup back as the database. The bridge must be stopped; the
+    /// database it replaces is kept beside it (bridge.db.before-restore-*).
+    Restore {
+        /// A file `bridge backup` wrote.
+        from: PathBuf,
     },
     /// Print the OpenAPI document the bridge serves (docs/openapi.json is
     /// its output: `bridge openapi > docs/openapi.json`).
@@ -332,6 +354,8 @@ pub struct Settings {
     pub drain: DrainRule,
     /// The feature retries prefer (None: none).
     pub spare_feature: Option<String>,
+    /// How late a job's health reports may be before its node is stale.
+    pub health_stale_after: Duration,
 }
 
 /// When the bridge drains a node: `after` infrastructure failures within
@@ -488,6 +512,7 @@ impl Settings {
                 after: range("drain-after", f64::from(cli.drain_after), 0.0, 1000.0)? as u32,
                 window: seconds("drain-window", cli.drain_window, 1.0, 7.0 * 86400.0)?,
             },
+            health_stale_after: seconds("health-stale-after", cli.health_stale_after, 1.0, 86400.0)?,
         })
     }
 

@@ -2,6 +2,8 @@
 
 /// Passwords, access and refresh tokens, revocation.
 pub mod auth;
+/// Scheduled backups of the database: names by time, retention.
+pub mod backups;
 /// The cluster's nodes, CPUs and queue in prometheus-slurm-exporter's names.
 pub mod cluster_metrics;
 /// Command line, environment and config file -> validated `Settings`.
@@ -18,6 +20,8 @@ pub mod job_health;
 pub mod job_state;
 /// A job request and the rules that turn it into sbatch options.
 pub mod jobspec;
+/// One bridge per data directory (`<data-dir>/bridge.lock`).
+pub mod lock;
 /// Prometheus metrics and their registry.
 pub mod metrics;
 /// Opening a file a job's user controls (output, results) from root, safely.
@@ -26,9 +30,9 @@ pub mod owned_file;
 pub mod rate_limit;
 /// Reading a kernel job's result file, as untrusted input.
 pub mod results;
-/// Graceful shutdown: the `Stop` every long-lived task listens for.
 /// Routing and ordering policies on top of SLURM's scheduler (issue #10).
 pub mod scheduling;
+/// Graceful shutdown: the `Stop` every long-lived task listens for.
 pub mod shutdown;
 /// Counted slots per key (streams per user, sign-ins per address).
 pub mod slots;
@@ -192,6 +196,8 @@ pub async fn serve_with(
     hook: Arc<dyn SubmitHook>,
 ) -> anyhow::Result<()> {
     let store = open_store(&settings)?;
+    // Held until this function returns: one bridge per data directory.
+    let _lock = lock::DataDirLock::take(&settings.data_dir)?;
     let metrics = Metrics::new();
     let (stop, stopping) = Stop::new();
     let slurm = Slurm::new(settings.slurm_conf.clone(), settings.slurm_timeout);
@@ -229,6 +235,7 @@ pub async fn serve_with(
             submit_grace: settings.slurm_timeout * 4,
             started,
             drain: settings.drain,
+            health_stale_after: settings.health_stale_after,
             retries: retry_tx,
         },
         policy.clone(),

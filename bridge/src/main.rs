@@ -2,6 +2,7 @@
 //! config file; then serve, or run an administrative command.
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
         match cli.command {
             None | Some(Command::Serve) => bridge::run(settings, bridge::shutdown_signal()).await,
             Some(Command::User { action }) => user_command(settings, action).await,
-            Some(Command::Backup { dest }) => backup(settings, dest).await,
+            Some(Command::Backup { dest, dir, keep }) => backup(settings, dest, dir, keep).await,
+            Some(Command::Restore { from }) => restore(settings, from).await,
             Some(Command::Openapi) => {
                 print!("{}", *bridge::http::openapi::DOCUMENT);
                 Ok(())
@@ -100,11 +102,61 @@ async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<
     Ok(())
 }
 
-async fn backup(settings: Settings, dest: std::path::PathBuf) -> anyhow::Result<()> {
+async fn backup(
+    settings: Settings,
+    dest: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    keep: Option<u32>,
+) -> anyhow::Result<()> {
+    let dest = match (&dest, &dir) {
+        (Some(dest), _) => dest.clone(),
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            dir.join(bridge::backups::file_name(time::OffsetDateTime::now_utc()))
+        }
+        (None, None) => anyhow::bail!("name a destination file or --dir"),
+    };
     anyhow::ensure!(!dest.exists(), "{} exists; choose a new file", dest.display());
+    anyhow::ensure!(settings.db_path().exists(), "no database at {}", settings.db_path().display());
     let store = bridge::open_store(&settings)?;
     store.backup(dest.clone()).await?;
+    // A copy that does not check out is not a backup: remove it, say why.
+    let checked = bridge::store::check_backup(&dest);
+    if let Err(err) = checked {
+        let _ = std::fs::remove_file(&dest);
+        anyhow::bail!("the copy failed its check and was removed: {err}");
+    }
     println!("backed up {} to {}", settings.db_path().display(), dest.display());
+    if let (Some(dir), Some(keep)) = (dir, keep) {
+        for removed in
+            bridge::backups::prune(&dir, keep as usize).with_context(|| format!("prune {}", dir.display()))?
+        {
+            println!("removed {} (keeping the newest {keep})", removed.display());
+        }
+    }
+    Ok(())
+}
+
+async fn restore(settings: Settings, from: PathBuf) -> anyhow::Result<()> {
+    let version =
+        bridge::store::check_backup(&from).with_context(|| format!("{} cannot be restored", from.display()))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
+    let _lock = bridge::lock::DataDirLock::take(&settings.data_dir)?;
+    let db = settings.db_path();
+    if db.exists() {
+        let stamp = bridge::backups::file_name(time::OffsetDateTime::now_utc());
+        let kept = settings.data_dir.join(format!("bridge.db.before-restore-{stamp}"));
+        bridge::open_store(&settings)?.backup(kept.clone()).await?;
+        println!("kept the database it replaces as {}", kept.display());
+    }
+    let (target, source) = (db.clone(), from.clone());
+    tokio::task::spawn_blocking(move || bridge::store::restore(&target, &source)).await??;
+    println!(
+        "restored {} (schema version {version}) into {}; start the bridge (it migrates an older schema forward)",
+        from.display(),
+        db.display()
+    );
     Ok(())
 }
 

@@ -34,6 +34,13 @@ pub struct Metrics {
     pub priority_updates: IntCounterVec,
     /// Attempts the bridge retried, by failure class.
     pub retries: IntCounterVec,
+    /// Jobs that ended failed (after any retries), by failure class.
+    pub job_failures: IntCounterVec,
+    /// Jobs whose health reports a node still owes, by node (see
+    /// `store::health::missing_reports`); nodes drop out when they catch up.
+    pub health_missing: IntGaugeVec,
+    /// Nodes that owe health reports (the stale nodes of the alert).
+    pub health_stale_nodes: prometheus::IntGauge,
     /// Nodes the bridge drained after repeated infrastructure failures.
     pub nodes_drained: prometheus::IntCounter,
     /// Jobs routed to a partition, by policy and partition.
@@ -123,6 +130,29 @@ impl Metrics {
             &["class"],
         )
         .expect("valid metric");
+        let job_failures = IntCounterVec::new(
+            Opts::new("bridge_job_failures_total", "Jobs that ended failed (after any retries), by failure class"),
+            &["class"],
+        )
+        .expect("valid metric");
+        // Every class from zero, so rates and increases start at the first
+        // failure rather than the second.
+        for class in crate::failure::FailureClass::ALL {
+            job_failures.with_label_values(&[class.as_str()]);
+        }
+        let health_missing = IntGaugeVec::new(
+            Opts::new(
+                "bridge_health_reports_missing",
+                "Jobs that asked for health reports and ended without a node record from this node",
+            ),
+            &["node"],
+        )
+        .expect("valid metric");
+        let health_stale_nodes = prometheus::IntGauge::new(
+            "bridge_health_stale_nodes",
+            "Nodes that owe health reports for jobs that ended more than --health-stale-after ago",
+        )
+        .expect("valid metric");
         let nodes_drained = prometheus::IntCounter::new(
             "bridge_nodes_drained_total",
             "Nodes the bridge drained after repeated infrastructure failures",
@@ -130,6 +160,9 @@ impl Metrics {
         .expect("valid metric");
         for collector in [
             Box::new(retries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(job_failures.clone()),
+            Box::new(health_missing.clone()),
+            Box::new(health_stale_nodes.clone()),
             Box::new(nodes_drained.clone()),
             Box::new(priority_updates.clone()),
             Box::new(routed_jobs.clone()),
@@ -153,6 +186,9 @@ impl Metrics {
         let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
             retries,
+            job_failures,
+            health_missing,
+            health_stale_nodes,
             nodes_drained,
             priority_updates,
             routed_jobs,

@@ -306,3 +306,18 @@ impl Client {
         panic!("job {id} never reached {state}");
     }
 }
+
+/// Waits until the bridge at `base` answers /readyz with 200 (30 s), or
+/// fails with the log of the process that should be serving it.
+pub async fn wait_ready(http: &reqwest::Client, base: &str, log: &std::path::Path) {
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("bridge at {base} never became ready in 30 s; its log:\n{log}");
+}

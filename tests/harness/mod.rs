@@ -252,6 +252,19 @@ pub fn run_bounded(command: Command) -> Output {
     bounded.output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", command.get_program()))
 }
 
+/// A free port below the ephemeral range, for a bridge or daemon a test
+/// starts as a process (one counter for the whole test binary).
+pub fn free_port() -> u16 {
+    let start = 20000 + (std::process::id() as u16 % 97) * 100;
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    loop {
+        let port = start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 9000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

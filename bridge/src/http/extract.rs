@@ -73,6 +73,8 @@ impl FromRequestParts<AppState> for AuthUser {
                 user
             }
         };
+        // The request's log lines name who made it.
+        tracing::Span::current().record("user", user.name.as_str());
         if user.disabled {
             return Err(ApiError::Forbidden("this account is disabled".into()));
         }

@@ -8,23 +8,9 @@ use std::sync::Mutex;
 
 use super::Routing;
 
-/// A partition as `scontrol show partition` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionInfo {
-    pub name: String,
-    /// Node names, expanded.
-    pub nodes: Vec<String>,
-    pub up: bool,
-    pub default: bool,
-    pub hidden: bool,
-    pub root_only: bool,
-    /// Group ids allowed; None is everybody (`AllowGroups=ALL`).
-    pub allow_gids: Option<Vec<u32>>,
-    /// Minutes; None is unlimited.
-    pub max_time: Option<u32>,
-    pub max_nodes: Option<u32>,
-    pub total_cpus: u32,
-}
+/// A partition as `scontrol show partition` describes it, its allowed
+/// groups resolved to gids (None: everybody).
+pub type PartitionInfo = crate::slurm::parse::Partition<u32>;
 
 /// What a job asks of a partition.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,7 +24,7 @@ pub fn candidates<'a>(partitions: &'a [PartitionInfo], gids: &[u32], needs: Need
     let mut out: Vec<&PartitionInfo> = partitions
         .iter()
         .filter(|p| p.up && !p.hidden && !p.root_only)
-        .filter(|p| p.allow_gids.as_ref().is_none_or(|allowed| allowed.iter().any(|g| gids.contains(g))))
+        .filter(|p| p.allow_groups.as_ref().is_none_or(|allowed| allowed.iter().any(|g| gids.contains(g))))
         .filter(|p| needs.nodes as usize <= p.nodes.len() && p.max_nodes.is_none_or(|m| needs.nodes <= m))
         .filter(|p| match (needs.time_limit, p.max_time) {
             (Some(want), Some(max)) => want <= max,
@@ -167,7 +153,7 @@ mod tests {
             default: false,
             hidden: false,
             root_only: false,
-            allow_gids: None,
+            allow_groups: None,
             max_time: None,
             max_nodes: None,
             total_cpus: 2 * nodes.len() as u32,
@@ -177,7 +163,7 @@ mod tests {
     #[test]
     fn candidates_follow_groups_size_and_time() {
         let mut long = partition("long", &["c3"]);
-        long.allow_gids = Some(vec![500]);
+        long.allow_groups = Some(vec![500]);
         let mut short = partition("short", &["c1", "c2"]);
         short.max_time = Some(10);
         let mut admin = partition("admin", &["c1"]);

@@ -309,7 +309,7 @@ impl Slurm {
     }
 
     /// Every partition (`scontrol show partition -o`).
-    pub async fn partitions(&self) -> Result<Vec<parse::PartitionLine>, SlurmError> {
+    pub async fn partitions(&self) -> Result<Vec<parse::Partition>, SlurmError> {
         Ok(parse::partitions(&self.output("scontrol", &["show", "partition", "-o"]).await?))
     }
 

@@ -264,7 +264,7 @@ pub fn sinfo(stdout: &str) -> Vec<NodeInfo> {
 }
 
 /// `scontrol show partition -o`: one partition per line, `Key=Value` pairs.
-pub fn partitions(stdout: &str) -> Vec<PartitionLine> {
+pub fn partitions(stdout: &str) -> Vec<Partition> {
     stdout
         .lines()
         .filter(|l| l.starts_with("PartitionName="))
@@ -273,7 +273,7 @@ pub fn partitions(stdout: &str) -> Vec<PartitionLine> {
                 line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
             let get = |k: &str| fields.get(k).copied().unwrap_or("");
             let limit = |v: &str| v.parse::<u32>().ok();
-            PartitionLine {
+            Partition {
                 name: get("PartitionName").to_owned(),
                 nodes: match get("Nodes") {
                     "" | "(null)" => Vec::new(),
@@ -298,20 +298,43 @@ pub fn partitions(stdout: &str) -> Vec<PartitionLine> {
         .collect()
 }
 
-/// One partition as scontrol prints it (groups by name).
+/// One partition as scontrol prints it. `G` is how its allowed groups are
+/// named: by name as scontrol prints them (`String`), or by gid once
+/// resolved (`u32`, what routing compares with a user's groups).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLine {
+pub struct Partition<G = String> {
     pub name: String,
+    /// Node names, expanded.
     pub nodes: Vec<String>,
     pub up: bool,
     pub default: bool,
     pub hidden: bool,
     pub root_only: bool,
     /// None: every group (`AllowGroups=ALL`).
-    pub allow_groups: Option<Vec<String>>,
+    pub allow_groups: Option<Vec<G>>,
+    /// Minutes; None is unlimited.
     pub max_time: Option<u32>,
     pub max_nodes: Option<u32>,
     pub total_cpus: u32,
+}
+
+impl<G> Partition<G> {
+    /// The same partition with its groups named another way; a group `f`
+    /// cannot resolve is left out (it admits nobody this bridge knows).
+    pub fn map_groups<H>(self, f: impl FnMut(&G) -> Option<H>) -> Partition<H> {
+        Partition {
+            allow_groups: self.allow_groups.map(|groups| groups.iter().filter_map(f).collect()),
+            name: self.name,
+            nodes: self.nodes,
+            up: self.up,
+            default: self.default,
+            hidden: self.hidden,
+            root_only: self.root_only,
+            max_time: self.max_time,
+            max_nodes: self.max_nodes,
+            total_cpus: self.total_cpus,
+        }
+    }
 }
 
 /// The start time in a will-run line ("Job 12 to start at

@@ -76,6 +76,7 @@ pub struct Poller {
     retries: tokio::sync::mpsc::UnboundedSender<i64>,
     /// Node draining after repeated infrastructure failures.
     drain: DrainRule,
+    health_stale_after: Duration,
     /// When the bridge last drained each node.
     drained_at: std::sync::Mutex<HashMap<String, f64>>,
     /// The partitions and when they were last read.
@@ -93,6 +94,11 @@ const PARTITION_INTERVAL: Duration = Duration::from_secs(10);
 /// move slowly, and slurmctld answers every poll already.
 const SDIAG_INTERVAL: Duration = Duration::from_secs(15);
 
+/// How far back jobs count for missing health reports: a node that keeps
+/// losing reports shows again with every new job; one that lost a report
+/// once stops counting after this.
+const HEALTH_DEBT_WINDOW: Duration = Duration::from_secs(3600);
+
 /// How often the jobs-by-state gauge may be recomputed after transitions.
 const COUNT_INTERVAL: Duration = Duration::from_secs(5);
 /// How stale the jobs-by-state gauge may get without transitions.
@@ -107,6 +113,8 @@ pub struct PollSettings {
     /// When this bridge process started (Unix time).
     pub started: f64,
     pub drain: DrainRule,
+    /// How late a job's health reports may be before its node is stale.
+    pub health_stale_after: Duration,
     /// Where jobs to retry are sent.
     pub retries: tokio::sync::mpsc::UnboundedSender<i64>,
 }
@@ -119,7 +127,7 @@ pub fn spawn(
     policy: ActivePolicy,
     stopping: Stopping,
 ) -> (JoinHandle<()>, watch::Receiver<Arc<NodeSnapshot>>) {
-    let PollSettings { interval, submit_grace, started, drain, retries } = settings;
+    let PollSettings { interval, submit_grace, started, drain, health_stale_after, retries } = settings;
     let (tx, rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let poller = Poller {
         slurm,
@@ -135,6 +143,7 @@ pub fn spawn(
         usage: std::sync::Mutex::new(order::Usage::new(FAIR_SHARE_HALF_LIFE.as_secs_f64())),
         retries,
         drain,
+        health_stale_after,
         drained_at: Default::default(),
         ordered_by: Default::default(),
         partitions: Default::default(),
@@ -194,7 +203,7 @@ impl Poller {
                 .collect();
             usage.observe(now(), &running);
         }
-        self.publish_scheduler_stats().await;
+        self.publish_slow_metrics().await;
 
         let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
         for entry in &queue {
@@ -327,15 +336,24 @@ impl Poller {
                 Decision::Keep(ended) => {
                     infrastructure = true;
                     self.store.call(move |conn| jobs::record_attempt(conn, id, &ended)).await?;
+                    self.count_failure(failure.as_ref());
                     kept.push((id, obs));
                 }
-                Decision::Finish => kept.push((id, obs)),
+                Decision::Finish => {
+                    self.count_failure(failure.as_ref());
+                    kept.push((id, obs));
+                }
             }
         }
         if infrastructure {
             self.drain_failing_nodes().await;
         }
         Ok(kept)
+    }
+
+    /// A job that ended failed, for good (no retry follows).
+    fn count_failure(&self, failure: Option<&crate::failure::Failure>) {
+        self.metrics.job_failures.with_label_values(&[failure.map_or("unknown", |f| f.class.as_str())]).inc();
     }
 
     /// Drains every node with `--drain-after` infrastructure failures within
@@ -429,9 +447,10 @@ impl Poller {
         Ok(())
     }
 
-    /// `sdiag` every `SDIAG_INTERVAL`, into the scheduler metrics. A failure
-    /// is logged and costs the poll nothing.
-    async fn publish_scheduler_stats(&self) {
+    /// Every `SDIAG_INTERVAL`: `sdiag` into the scheduler metrics, and the
+    /// nodes that owe health reports. A failure is logged and costs the poll
+    /// nothing; the metrics keep their last values.
+    async fn publish_slow_metrics(&self) {
         {
             let Ok(mut at) = self.sdiag_at.lock() else { return };
             if at.is_some_and(|t| t.elapsed() < SDIAG_INTERVAL) {
@@ -442,6 +461,26 @@ impl Poller {
         match self.slurm.sdiag().await {
             Ok(stats) => self.metrics.cluster.observe_scheduler(&stats),
             Err(err) => tracing::debug!(%err, "sdiag failed; the scheduler metrics keep their last values"),
+        }
+        let to = now() - self.health_stale_after.as_secs_f64();
+        let from = to - HEALTH_DEBT_WINDOW.as_secs_f64();
+        match self.store.read(move |conn| crate::store::health::missing_reports(conn, from, to)).await {
+            Ok(node_lists) => {
+                // The batch host runs the batch step, whose node record the
+                // plugin writes for every job that asked for reports.
+                let mut owed: HashMap<String, i64> = HashMap::new();
+                for list in node_lists {
+                    if let Some(host) = hostlist::expand(&list).into_iter().next() {
+                        *owed.entry(host).or_default() += 1;
+                    }
+                }
+                self.metrics.health_missing.reset();
+                for (node, jobs) in &owed {
+                    self.metrics.health_missing.with_label_values(&[node]).set(*jobs);
+                }
+                self.metrics.health_stale_nodes.set(owed.len() as i64);
+            }
+            Err(err) => tracing::warn!(%err, "counting missing health reports failed"),
         }
     }
 
@@ -466,23 +505,7 @@ impl Poller {
         let resolved = tokio::task::spawn_blocking(move || {
             lines
                 .into_iter()
-                .map(|p| PartitionInfo {
-                    allow_gids: p.allow_groups.map(|groups| {
-                        groups
-                            .iter()
-                            .filter_map(|g| nix::unistd::Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw()))
-                            .collect()
-                    }),
-                    name: p.name,
-                    nodes: p.nodes,
-                    up: p.up,
-                    default: p.default,
-                    hidden: p.hidden,
-                    root_only: p.root_only,
-                    max_time: p.max_time,
-                    max_nodes: p.max_nodes,
-                    total_cpus: p.total_cpus,
-                })
+                .map(|p| p.map_groups(|g| nix::unistd::Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw())))
                 .collect::<Vec<_>>()
         })
         .await;
@@ -570,7 +593,7 @@ impl Poller {
         for node in &nodes {
             self.metrics.nodes_by_state.with_label_values(&[&node.state]).inc();
         }
-        self.metrics.cluster.observe(&crate::cluster_metrics::Census::of(&nodes, queue));
+        self.metrics.cluster.observe(&crate::cluster_metrics::Census::of(&nodes, queue, &partitions));
         let nodes = nodes
             .into_iter()
             .map(|info| {

@@ -628,10 +628,15 @@ pub fn count_by_state(conn: &Connection) -> Result<Vec<(JobState, i64)>, StoreEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn job(conn: &mut Connection, user_id: i64, tag: &str) -> i64 {
+        job_with_spec(conn, user_id, tag, serde_json::json!({}))
+    }
+
+    /// A recorded job of `user_id` with `spec` as its request.
+    pub(crate) fn job_with_spec(conn: &mut Connection, user_id: i64, tag: &str, spec: serde_json::Value) -> i64 {
         let new = NewJob {
             user_id,
             tag: tag.into(),
@@ -639,7 +644,7 @@ mod tests {
             request_hash: String::new(),
             name: "j".into(),
             partition: None,
-            spec: serde_json::json!({}),
+            spec,
             script: "#!/bin/sh\n".into(),
             stdout_path: None,
             stderr_path: None,
@@ -654,7 +659,7 @@ mod tests {
         job.id
     }
 
-    fn seen(state: JobState, reason: Option<&str>) -> Observation {
+    pub(crate) fn seen(state: JobState, reason: Option<&str>) -> Observation {
         Observation { state, reason: reason.map(Into::into), finished: state.is_terminal(), ..Observation::lost(None) }
     }
 

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_kernel_results.sql"),
     include_str!("migrations/0005_proven_identity.sql"),
     include_str!("migrations/0006_scheduling.sql"),
+    include_str!("migrations/0007_ended_index.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -128,10 +129,50 @@ impl Store {
     pub async fn backup(&self, dest: std::path::PathBuf) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.backup(rusqlite::DatabaseName::Main, &dest, None)?;
+            // The copy inherits WAL mode; a backup is one self-contained
+            // file, so it gets a rollback journal (no -wal or -shm beside it,
+            // whoever opens it later).
+            let copy = Connection::open(&dest)?;
+            copy.pragma_update_and_check(None, "journal_mode", "DELETE", |_| Ok(()))?;
             Ok(())
         })
         .await
     }
+}
+
+/// Checks that `path` holds a database this bridge can serve: SQLite's
+/// integrity check passes, it has the bridge's tables, and its schema
+/// version is one this bridge knows (an older one is migrated forward at
+/// the next start). Returns that version.
+pub fn check_backup(path: &Path) -> Result<usize, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let verdict: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Corrupt(format!("{} fails SQLite's integrity check: {verdict}", path.display())));
+    }
+    let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let jobs: i64 =
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'", [], |r| r.get(0))?;
+    if version == 0 || jobs == 0 {
+        return Err(StoreError::Corrupt(format!("{} is not a bridge database", path.display())));
+    }
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} has schema version {version}, newer than this bridge knows ({})",
+            path.display(),
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(version)
+}
+
+/// Replaces the content of the database at `db` with `from`'s, through
+/// SQLite's backup API (page by page, honouring the WAL). No bridge may be
+/// serving `db` (`lock::DataDirLock`); check `from` first (`check_backup`).
+pub fn restore(db: &Path, from: &Path) -> Result<(), StoreError> {
+    let mut conn = Connection::open(db)?;
+    conn.restore(rusqlite::DatabaseName::Main, from, None::<fn(rusqlite::backup::Progress)>)?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

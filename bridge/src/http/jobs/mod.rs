@@ -111,10 +111,14 @@ async fn submit_job(
         .map_err(|e| submit_problem(e, retry_after))?;
     Ok(match submitted {
         Submitted::Created(job) => {
+            tracing::Span::current().record("job", job.id);
             let location = format!("/v1/jobs/{}", job.id);
             (StatusCode::CREATED, [(header::LOCATION, location)], Json(JobRecord::from(job))).into_response()
         }
-        Submitted::Existing(job) => (StatusCode::OK, Json(JobRecord::from(job))).into_response(),
+        Submitted::Existing(job) => {
+            tracing::Span::current().record("job", job.id);
+            (StatusCode::OK, Json(JobRecord::from(job))).into_response()
+        }
         Submitted::DryRun { slurm, script } => Json(DryRun { dry_run: true, slurm, script }).into_response(),
     })
 }
@@ -129,8 +133,11 @@ async fn visible_job(state: &AppState, caller: &AuthUser, id: i64) -> Result<Job
     }
 }
 
+/// The job id of a path, also recorded on the request's span (logs).
 fn job_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}")))
+    let id = raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}")))?;
+    tracing::Span::current().record("job", id);
+    Ok(id)
 }
 
 async fn health_records(state: &AppState, job: &Job) -> Result<Vec<Record>, ApiError> {
