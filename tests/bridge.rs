@@ -617,6 +617,31 @@ async fn issue_12_cluster_metrics_use_the_slurm_exporters_names() {
     }
     assert!(labelled(&metrics, "slurm_account_jobs_pending{account=\"lab\"} 1"), "{metrics}");
     assert!(labelled(&metrics, "slurm_partition_jobs_pending{partition=\"debug\"}"), "{metrics}");
+    // Per partition CPUs (the partitions are read every 10 s) and sdiag's
+    // RPC statistics (every 15 s; the poller's own squeue is one of them).
+    for _ in 0..250 {
+        metrics = app.http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
+        if labelled(&metrics, "slurm_partition_cpus_total{partition=\"debug\"}")
+            && labelled(&metrics, "slurm_rpc_stats{operation=\"REQUEST_JOB_INFO\"}")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let partition_cpus = format!("slurm_partition_cpus_total{{partition=\"debug\"}} {cpus}");
+    assert!(labelled(&metrics, &partition_cpus), "{metrics}");
+    for line in [
+        "slurm_partition_cpus_allocated{partition=\"debug\"}",
+        "slurm_partition_cpus_idle{partition=\"debug\"}",
+        "slurm_rpc_stats{operation=\"REQUEST_JOB_INFO\"}",
+        "slurm_rpc_stats_avg_time{operation=\"REQUEST_JOB_INFO\"}",
+        "slurm_rpc_stats_total_time{operation=\"REQUEST_JOB_INFO\"}",
+        "slurm_user_rpc_stats{user=\"root\"}",
+        "bridge_job_failures_total{class=\"application\"}",
+        "bridge_health_stale_nodes",
+    ] {
+        assert!(labelled(&metrics, line), "no {line}:\n{metrics}");
+    }
     for job in [&held, &blocker] {
         assert_eq!(alice.delete(&format!("/v1/jobs/{}", job["id"])).await.status, 202);
     }

@@ -2,7 +2,8 @@
 //! (vpenso's prometheus-slurm-exporter), so that dashboards made for it
 //! (Grafana dashboard 4323) read the bridge unchanged: `slurm_nodes_*`,
 //! `slurm_cpus_*`, `slurm_queue_*`, `slurm_user_*`, `slurm_account_*`,
-//! `slurm_partition_*`, `slurm_scheduler_*`. Counted from the poller's round
+//! `slurm_partition_*`, `slurm_scheduler_*`, `slurm_rpc_stats*`,
+//! `slurm_user_rpc_stats*`. Counted from the poller's round
 //! (its one sinfo and one squeue, the partitions it reads every 10 s, sdiag
 //! every 15 s), never per scrape.
 
@@ -12,7 +13,7 @@ use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::job_state::JobState;
 use crate::scheduling::route::PartitionInfo;
-use crate::slurm::parse::{NodeInfo, QueueEntry, SchedulerStats};
+use crate::slurm::parse::{NodeInfo, QueueEntry, RpcStat, SchedulerStats};
 
 /// Node states as the exporter groups them: the first word of sinfo's long
 /// state, by prefix (`drained`, `draining` and `drain` are all drain; a
@@ -133,11 +134,7 @@ impl PerOwner {
     /// `slurm_<kind>_jobs_pending{<kind>=...}` and its three siblings.
     fn register(registry: &Registry, kind: &str) -> PerOwner {
         let vec = |name: &str, help: &str| {
-            let gauge =
-                IntGaugeVec::new(Opts::new(format!("slurm_{kind}_{name}"), format!("{help} per {kind}")), &[kind])
-                    .expect("valid metric");
-            registry.register(Box::new(gauge.clone())).expect("unique metric names");
-            gauge
+            labelled(registry, &format!("slurm_{kind}_{name}"), &format!("{help} per {kind}"), kind)
         };
         PerOwner {
             pending: vec("jobs_pending", "Pending jobs"),
@@ -173,6 +170,41 @@ pub struct ClusterMetrics {
     /// `slurm_partition_cpus_{allocated,idle,other,total}`.
     partition_cpus: [IntGaugeVec; 4],
     scheduler: Vec<(ReadStat, IntGauge)>,
+    rpc_by_type: RpcGauges,
+    rpc_by_user: RpcGauges,
+}
+
+/// sdiag's RPC statistics of one kind: `slurm_rpc_stats{operation}` or
+/// `slurm_user_rpc_stats{user}`, each with `_avg_time` and `_total_time`.
+struct RpcGauges {
+    count: IntGaugeVec,
+    avg_time: IntGaugeVec,
+    total_time: IntGaugeVec,
+}
+
+impl RpcGauges {
+    fn register(registry: &Registry, prefix: &str, label: &str, per: &str) -> RpcGauges {
+        let vec = |suffix: &str, help: &str| {
+            labelled(registry, &format!("{prefix}{suffix}"), &format!("{help} {per}, from sdiag"), label)
+        };
+        RpcGauges {
+            count: vec("", "RPC count"),
+            avg_time: vec("_avg_time", "RPC average time (us)"),
+            total_time: vec("_total_time", "RPC total time (us)"),
+        }
+    }
+
+    /// Only what this sdiag listed (slurmctld's counters restart with it).
+    fn observe(&self, stats: &[RpcStat]) {
+        for vec in [&self.count, &self.avg_time, &self.total_time] {
+            vec.reset();
+        }
+        for stat in stats {
+            self.count.with_label_values(&[&stat.name]).set(stat.count);
+            self.avg_time.with_label_values(&[&stat.name]).set(stat.ave_time);
+            self.total_time.with_label_values(&[&stat.name]).set(stat.total_time);
+        }
+    }
 }
 
 /// Reads one figure of `sdiag`'s.
@@ -203,9 +235,12 @@ const SCHEDULER: [SchedulerGauge; 12] = [
 
 /// `slurm_partition_<name>{partition=...}`.
 fn per_partition(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let gauge =
-        IntGaugeVec::new(Opts::new(format!("slurm_partition_{name}"), format!("{help} per partition")), &["partition"])
-            .expect("valid metric");
+    labelled(registry, &format!("slurm_partition_{name}"), &format!("{help} per partition"), "partition")
+}
+
+/// A gauge with one label, registered.
+fn labelled(registry: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
     registry.register(Box::new(gauge.clone())).expect("unique metric names");
     gauge
 }
@@ -247,6 +282,8 @@ impl ClusterMetrics {
                 per_partition(registry, "cpus_total", "CPUs"),
             ],
             scheduler: SCHEDULER.iter().map(|(name, help, read)| (*read, gauge(registry, name, help))).collect(),
+            rpc_by_type: RpcGauges::register(registry, "slurm_rpc_stats", "operation", "by message type"),
+            rpc_by_user: RpcGauges::register(registry, "slurm_user_rpc_stats", "user", "per user"),
         }
     }
 
@@ -257,6 +294,8 @@ impl ClusterMetrics {
                 gauge.set(value);
             }
         }
+        self.rpc_by_type.observe(&stats.rpc_by_type);
+        self.rpc_by_user.observe(&stats.rpc_by_user);
     }
 
     pub fn observe(&self, census: &Census) {
@@ -327,7 +366,12 @@ mod tests {
         let registry = Registry::new();
         let metrics = ClusterMetrics::register(&registry);
         metrics.observe(&census);
-        metrics.observe_scheduler(&SchedulerStats { mean_cycle: Some(547), ..Default::default() });
+        metrics.observe_scheduler(&SchedulerStats {
+            mean_cycle: Some(547),
+            rpc_by_type: vec![RpcStat { name: "REQUEST_PING".into(), count: 14, ave_time: 285, total_time: 3997 }],
+            rpc_by_user: vec![RpcStat { name: "alice".into(), count: 4, ave_time: 1307, total_time: 5231 }],
+            ..Default::default()
+        });
         let mut text = Vec::new();
         prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
@@ -341,6 +385,9 @@ mod tests {
             "slurm_partition_cpus_idle{partition=\"debug\"} 3",
             "slurm_partition_cpus_total{partition=\"long\"} 2",
             "slurm_scheduler_mean_cycle 547",
+            "slurm_rpc_stats{operation=\"REQUEST_PING\"} 14",
+            "slurm_rpc_stats_avg_time{operation=\"REQUEST_PING\"} 285",
+            "slurm_user_rpc_stats_total_time{user=\"alice\"} 5231",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
         }

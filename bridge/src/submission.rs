@@ -164,7 +164,7 @@ impl Submitter {
         self.limiter
             .check(caller.user.id, per_minute)
             .map_err(|retry_after| SubmitError::RateLimited { per_minute, retry_after })?;
-        let tag = crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>();
+        let tag = crate::slurm::poller::new_tag();
         let mut submission = self.submission(&caller, &identity, &valid, &tag).await?;
         let routed = self.route(&submission).await?;
         if let Some(routed) = &routed {

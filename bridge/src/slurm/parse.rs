@@ -52,24 +52,83 @@ pub struct SchedulerStats {
     pub backfilled_jobs_since_start: Option<i64>,
     pub backfilled_jobs_since_cycle: Option<i64>,
     pub backfilled_heterogeneous: Option<i64>,
+    /// "Remote Procedure Call statistics by message type".
+    pub rpc_by_type: Vec<RpcStat>,
+    /// "Remote Procedure Call statistics by user".
+    pub rpc_by_user: Vec<RpcStat>,
+}
+
+/// One line of sdiag's RPC statistics (`REQUEST_PING ( 1008) count:14
+/// ave_time:285 total_time:3997`; times in microseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcStat {
+    /// The message type or the user.
+    pub name: String,
+    pub count: i64,
+    pub ave_time: i64,
+    pub total_time: i64,
+}
+
+impl RpcStat {
+    fn parse(line: &str) -> Option<RpcStat> {
+        let (name, rest) = line.split_once('(')?;
+        let (_, figures) = rest.split_once(')')?;
+        let figure = |key: &str| {
+            figures.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix(':')?.parse::<i64>().ok())
+        };
+        let name = name.trim();
+        (!name.is_empty()).then_some(())?;
+        Some(RpcStat {
+            name: name.to_owned(),
+            count: figure("count")?,
+            ave_time: figure("ave_time")?,
+            total_time: figure("total_time")?,
+        })
+    }
+}
+
+/// Which part of sdiag's answer a line is in.
+#[derive(Clone, Copy, PartialEq)]
+enum SdiagSection {
+    Main,
+    Backfill,
+    RpcByType,
+    RpcByUser,
+    Other,
 }
 
 /// Reads `sdiag`'s `Name: value` lines, by section (the main scheduler's
 /// and the backfill scheduler's share names such as `Last cycle`).
 pub fn sdiag(stdout: &str) -> SchedulerStats {
+    use SdiagSection::{Backfill, Main, Other, RpcByType, RpcByUser};
     let mut stats = SchedulerStats::default();
-    let mut backfill = false;
+    let mut section = Main;
     for line in stdout.lines() {
         let line = line.trim();
         if line.starts_with("Main schedule statistics") {
-            backfill = false;
+            section = Main;
         } else if line.starts_with("Backfilling stats") {
-            backfill = true;
-        } else if line.starts_with("Latency for") || line.starts_with("Remote Procedure Call") {
-            backfill = false;
+            section = Backfill;
+        } else if line.starts_with("Remote Procedure Call statistics by message type") {
+            section = RpcByType;
+            continue;
+        } else if line.starts_with("Remote Procedure Call statistics by user") {
+            section = RpcByUser;
+            continue;
+        } else if line.starts_with("Latency for")
+            || line.starts_with("Remote Procedure Call")
+            || line.starts_with("Pending RPC")
+        {
+            section = Other;
+        }
+        match section {
+            RpcByType => stats.rpc_by_type.extend(RpcStat::parse(line)),
+            RpcByUser => stats.rpc_by_user.extend(RpcStat::parse(line)),
+            Main | Backfill | Other => {}
         }
         let Some((name, value)) = line.split_once(':') else { continue };
         let Some(value) = value.split_whitespace().next().and_then(|v| v.parse::<i64>().ok()) else { continue };
+        let backfill = section == Backfill;
         let slot = match (backfill, name.trim()) {
             (_, "Server thread count") => &mut stats.threads,
             (_, "Agent queue size") => &mut stats.queue_size,
@@ -440,8 +499,20 @@ mod tests {
                    \tTotal backfilled jobs (since last slurm start): 5\n\
                    \tTotal backfilled jobs (since last stats cycle start): 1\n\
                    \tTotal backfilled heterogeneous job components: 0\n\tLast cycle: 70\n\tMean cycle: 80\n\
-                   \tDepth Mean: 9\n";
+                   \tDepth Mean: 9\n\
+                   Remote Procedure Call statistics by message type\n\
+                   \tREQUEST_PING                            ( 1008) count:14     ave_time:285    total_time:3997\n\
+                   \tREQUEST_JOB_INFO                        ( 2003) count:18     ave_time:419    total_time:7553\n\n\
+                   Remote Procedure Call statistics by user\n\
+                   \talice           (    2001) count:4      ave_time:1307   total_time:5231\n\n\
+                   Pending RPC statistics\n\tNo pending RPCs\n";
         let stats = sdiag(out);
+        assert_eq!(stats.rpc_by_type.len(), 2);
+        assert_eq!(
+            stats.rpc_by_type[0],
+            RpcStat { name: "REQUEST_PING".into(), count: 14, ave_time: 285, total_time: 3997 }
+        );
+        assert_eq!(stats.rpc_by_user, [RpcStat { name: "alice".into(), count: 4, ave_time: 1307, total_time: 5231 }]);
         assert_eq!((stats.threads, stats.queue_size, stats.dbd_queue_size), (Some(3), Some(0), Some(2)));
         assert_eq!((stats.last_cycle, stats.mean_cycle, stats.cycles_per_minute), (Some(14), Some(547), Some(4)));
         assert_eq!((stats.backfill_last_cycle, stats.backfill_mean_cycle), (Some(70), Some(80)));

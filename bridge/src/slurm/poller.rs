@@ -322,11 +322,7 @@ impl Poller {
             match retry::decide(job, &obs, failure.as_ref()) {
                 Decision::Retry { ended, why } => {
                     infrastructure |= ended.failure_class.as_deref() == Some("infrastructure");
-                    let tag = crate::auth::random_token()
-                        .chars()
-                        .filter(char::is_ascii_alphanumeric)
-                        .take(20)
-                        .collect::<String>();
+                    let tag = new_tag();
                     tracing::info!(job = id, slurm_job_id = slurm_id, %why, "retrying");
                     let reason = why.clone();
                     self.store.call(move |conn| jobs::begin_retry(conn, id, &ended, &tag, &reason)).await?;
@@ -650,6 +646,12 @@ fn merge_details(details: Vec<DetailAnswer>) -> (Vec<(i64, Observation)>, Option
         }
     }
     (merged, first_error)
+}
+
+/// A fresh tag for a submission (or a retry's attempt): 20 random
+/// alphanumerics, found again in SLURM by `comment_tag`.
+pub fn new_tag() -> String {
+    crate::auth::random_token().chars().filter(char::is_ascii_alphanumeric).take(20).collect()
 }
 
 /// The `--comment` the bridge gives a job with this tag.
