@@ -2,6 +2,7 @@
 //! One binary, one module per area; the harness lives in `harness/`.
 
 mod bridge;
+mod cli;
 mod cluster;
 mod docs;
 mod health;

@@ -3,79 +3,12 @@
 //! with retention and a restore that brings the history back; the systemd
 //! units, checked by systemd itself.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 
-use e2e::app::{login, wait_ready, Client};
-use e2e::{free_port, text, unique_name, TestCluster};
+use e2e::app::{login, Client};
+use e2e::process::{run, BridgeProcess};
+use e2e::{text, unique_name, TestCluster};
 use serde_json::{json, Value};
-
-/// The bridge binary as a process of its own, logging to a file.
-struct BridgeProcess {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-fn bridge_binary(cluster: &TestCluster) -> PathBuf {
-    let bridge = cluster.repo.join("target/release/bridge");
-    assert!(bridge.exists(), "{} is missing: run scripts/build.sh", bridge.display());
-    bridge
-}
-
-/// `bridge ARGS` over `data_dir` (fast password hashing), to completion.
-fn run(cluster: &TestCluster, data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(bridge_binary(cluster))
-        .args(["--data-dir", data_dir.to_str().unwrap(), "--argon2-memory-kib", "256", "--argon2-iterations", "1"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-impl BridgeProcess {
-    fn start(cluster: &TestCluster, data_dir: &Path, extra: &[&str]) -> BridgeProcess {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let port = free_port();
-        let log = data_dir.join(format!("bridge-{port}.log"));
-        let child = Command::new(bridge_binary(cluster))
-            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--slurm-conf", cluster.slurm_conf.to_str().unwrap(), "--poll-interval", "0.2"])
-            .args(["--slurm-probe-interval", "0.5", "--argon2-memory-kib", "256", "--argon2-iterations", "1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        BridgeProcess { child, base: format!("http://127.0.0.1:{port}"), log }
-    }
-
-    async fn ready(&self, http: &reqwest::Client) {
-        wait_ready(http, &self.base, &self.log).await;
-    }
-
-    /// SIGTERM, and the exit it leads to.
-    fn stop(mut self) -> String {
-        terminate(self.child.id());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the bridge exited {status} on SIGTERM");
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for BridgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// SIGTERM, as systemd stops a service.
-fn terminate(pid: u32) {
-    let out = Command::new("kill").args(["-TERM", &pid.to_string()]).output().unwrap();
-    assert!(out.status.success(), "kill: {}", text(&out.stderr));
-}
 
 async fn job_ids(alice: &Client) -> Vec<i64> {
     let list = alice.get("/v1/jobs").await;
