@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "installing packages"
-bash "$CLUSTER" install shellcheck openssl jq systemd tmux
+bash "$CLUSTER" install shellcheck openssl jq systemd tmux chromium chromium-driver
 # Vagrant only validates the Vagrantfile here; without recommends it stays
 # small (cluster-notes.md, "Vagrant and shell checks offline").
 if ! command -v vagrant >/dev/null 2>&1; then

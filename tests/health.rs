@@ -5,19 +5,10 @@
 
 use std::time::Duration;
 
-use e2e::app::TestApp;
+use e2e::app::HEALTH_BRIDGE as ADDR;
+use e2e::app::{health_app, TestApp, HEALTH_ADDR};
 use e2e::{text, unique_name, TestCluster};
 use serde_json::json;
-
-/// One test at a time owns the address the plugin reports to.
-static HEALTH_ADDR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-const ADDR: &str = "10.199.0.1:8080";
-
-async fn health_app(cluster: &TestCluster) -> TestApp {
-    let secret = cluster.state_dir.join("etc/health.secret");
-    let data_dir = cluster.state_dir.join("bridge-tests").join(unique_name("health"));
-    TestApp::spawn_at(cluster, ADDR, data_dir, &["--health-secret-file", secret.to_str().unwrap()]).await
-}
 
 fn flush(cluster: &TestCluster, node: &str) -> std::process::Output {
     flush_spool(cluster, &cluster.state_dir.join(format!("nodes/{node}/health-spool")))

@@ -15,3 +15,4 @@ mod scheduling;
 mod security;
 mod spank;
 mod submit_paths;
+mod web;

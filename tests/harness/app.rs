@@ -321,3 +321,19 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str, log: &std::path::Pat
     let log = std::fs::read_to_string(log).unwrap_or_default();
     panic!("bridge at {base} never became ready in 30 s; its log:\n{log}");
 }
+
+/// The address plugstack.conf names for health reports (the cluster
+/// bridge's side of the node network): tests that need the plugin's records
+/// run their bridge there, one at a time (`HEALTH_ADDR`).
+pub const HEALTH_BRIDGE: &str = "10.199.0.1:8080";
+
+/// One test at a time owns the address the plugin reports to.
+pub static HEALTH_ADDR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A bridge at `HEALTH_BRIDGE` with the cluster's health secret (hold
+/// `HEALTH_ADDR` while it runs).
+pub async fn health_app(cluster: &TestCluster) -> TestApp {
+    let secret = cluster.state_dir.join("etc/health.secret");
+    let data_dir = cluster.state_dir.join("bridge-tests").join(unique_name("health"));
+    TestApp::spawn_at(cluster, HEALTH_BRIDGE, data_dir, &["--health-secret-file", secret.to_str().unwrap()]).await
+}

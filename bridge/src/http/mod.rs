@@ -14,6 +14,8 @@ pub mod openapi;
 mod policy;
 /// Binding, TLS, graceful shutdown, and the metrics listener.
 pub mod server;
+/// The web dashboard (`/ui/`), embedded.
+pub mod ui;
 mod users;
 
 use std::sync::Arc;
@@ -139,6 +141,7 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes;
     Router::new()
         .merge(health::router())
+        .merge(ui::router())
         .nest(
             "/v1",
             Router::new()
