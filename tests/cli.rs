@@ -17,6 +17,8 @@ struct Cli {
     binary: PathBuf,
     config: PathBuf,
     url: String,
+    /// `ODYSSEY_CA_FILE` for every command, if set.
+    ca_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -24,7 +26,7 @@ impl Cli {
         let binary = cluster.repo.join("target/release/odyssey");
         assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
         let config = cluster.state_dir.join("bridge-tests").join(unique_name("cli"));
-        Cli { binary, config, url: url.to_owned() }
+        Cli { binary, config, url: url.to_owned(), ca_file: None }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -34,6 +36,10 @@ impl Cli {
             .env("ODYSSEY_CONFIG_DIR", &self.config)
             .env_remove("ODYSSEY_URL")
             .env_remove("ODYSSEY_TOKEN");
+        match &self.ca_file {
+            Some(ca) => command.env("ODYSSEY_CA_FILE", ca),
+            None => command.env_remove("ODYSSEY_CA_FILE"),
+        };
         command
     }
 
@@ -251,4 +257,129 @@ async fn issue_13_wait_shows_progress_on_a_terminal() {
     assert!(progress.contains("| working"), "the job's last line of output: {progress}");
     assert!(screen.contains("COMPLETED after"), "{screen}");
     assert!(screen.contains("EXIT=0"), "{screen}");
+}
+
+/// A bridge with its own CA: refused without `--ca-file` (one line naming
+/// the certificate), trusted with it; `ODYSSEY_TOKEN` and `ODYSSEY_URL`
+/// work without any stored sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_the_cli_trusts_a_bridge_through_its_ca_file_and_takes_a_token_from_the_environment() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let dir = cluster.state_dir.join("bridge-tests").join(unique_name("cli-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("openssl (scripts/test.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+    };
+    // A CA, and a server certificate for 127.0.0.1 it signed.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=odyssey test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let bridge = BridgeProcess::start(
+        cluster,
+        &dir.join("data"),
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let url = format!("https://127.0.0.1:{}", bridge.port);
+    let mut cli = Cli::new(cluster, &url);
+    // Ready: the TLS listener answers (curl trusts the CA given to it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Command::new("curl")
+        .args(["-sf", "--max-time", "2", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg(format!("{url}/readyz"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the TLS bridge never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    ensure_unix_password("alice");
+    let mut refused = cli
+        .command(&["login", "--url", &url, "--user", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(refused.stdin.take().unwrap(), "{}", unix_password("alice")).unwrap();
+    let refused = refused.wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    cli.ca_file = Some(dir.join("ca.pem"));
+    cli.login("alice");
+    assert!(cli.ok(&["whoami"]).starts_with("alice"));
+
+    // A token from the environment, no stored sign-in.
+    let token = cli.credentials()["access_token"].as_str().unwrap().to_owned();
+    let other = Cli { config: dir.join("no-sign-in"), ..Cli::new(cluster, &url) };
+    let out = other
+        .command(&["whoami", "--json"])
+        .env("ODYSSEY_TOKEN", &token)
+        .env("ODYSSEY_URL", &url)
+        .env("ODYSSEY_CA_FILE", dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let me: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(me["name"], "alice");
+    assert!(!dir.join("no-sign-in/credentials.json").exists(), "a token from the environment is not stored");
+    drop(bridge);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

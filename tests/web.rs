@@ -87,13 +87,25 @@ impl Browser {
         self.client.wait().for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
     }
 
+    /// Signs in with the Unix password (PAM), the page's default.
     async fn sign_in(&self, base: &str, name: &str) {
         ensure_unix_password(name);
+        self.sign_in_with(base, name, &unix_password(name), "pam").await;
+    }
+
+    async fn sign_in_with(&self, base: &str, name: &str, password: &str, method: &str) {
         self.client.goto(&format!("{base}/ui/#/login")).await.unwrap();
         self.fill("#login-name", name).await;
-        self.fill("#login-password", &unix_password(name)).await;
+        self.fill("#login-password", password).await;
+        let select = self.client.wait().for_element(Locator::Css("#login-method")).await.unwrap();
+        select.select_by_value(method).await.unwrap();
         self.click("form button[type=submit]").await;
         self.client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("#jobs")).await.unwrap();
+    }
+
+    async fn sign_out(&self) {
+        self.click("#signout").await;
+        self.client.wait().for_element(Locator::Css("#login-name")).await.unwrap();
     }
 
     async fn screenshot(&self, cluster: &TestCluster, name: &str) {
@@ -161,11 +173,34 @@ async fn issue_13_the_dashboard_runs_a_kernel_job_in_a_real_browser() {
     browser.wait_text(&format!("#jobs tr[data-job=\"{id}\"]"), "COMPLETED", Duration::from_secs(30)).await;
     browser.screenshot(cluster, "jobs").await;
 
+    // The overview's charts count the job; a user has no users page.
+    browser.client.goto(&format!("{}/ui/#/overview", app.base)).await.unwrap();
+    let states = browser.client.wait().for_element(Locator::Css("#chart-states")).await.unwrap();
+    let label = states.attr("aria-label").await.unwrap().unwrap_or_default();
+    assert!(label.contains("COMPLETED 1"), "{label}");
+    browser.screenshot(cluster, "overview").await;
+    browser.client.goto(&format!("{}/ui/#/users", app.base)).await.unwrap();
+    browser.wait_text("#status", "Forbidden", Duration::from_secs(30)).await;
+
     // Sign out; bob signs in and cannot see alice's job.
-    browser.click("#signout").await;
-    browser.client.wait().for_element(Locator::Css("#login-name")).await.unwrap();
+    browser.sign_out().await;
     browser.sign_in(&app.base, "bob").await;
     browser.client.goto(&format!("{}/ui/#/jobs/{id}", app.base)).await.unwrap();
     browser.wait_text("#not-found", &format!("No job {id}"), Duration::from_secs(30)).await;
+
+    // An admin (made on the machine, signing in with a bridge password)
+    // sees every account and its Unix mapping, and disables bob.
+    browser.sign_out().await;
+    app.admin(cluster, "chief").await;
+    browser.sign_in_with(&app.base, "chief", "chief-admin-password", "password").await;
+    browser.client.goto(&format!("{}/ui/#/users", app.base)).await.unwrap();
+    browser.wait_text("#users tr[data-user=\"alice\"]", "alice", Duration::from_secs(30)).await;
+    browser.screenshot(cluster, "users").await;
+    browser.click("#users tr[data-user=\"bob\"] td:last-child button").await;
+    browser.wait_text("#users tr[data-user=\"bob\"]", "disabled", Duration::from_secs(30)).await;
     browser.close().await;
+    let bob = app.http.post(format!("{}/v1/auth/login", app.base));
+    let bob =
+        bob.json(&json!({"name": "bob", "password": unix_password("bob"), "method": "pam"})).send().await.unwrap();
+    assert_eq!(bob.status(), 403, "a disabled account cannot sign in");
 }

@@ -92,7 +92,7 @@ function stateCell(state) {
   return el("span", { class: "state-" + state }, state);
 }
 
-function page(title, ...children) {
+function render(title, ...children) {
   const main = document.getElementById("main");
   main.replaceChildren(el("h1", {}, title), ...children);
   document.title = `${title} · Cloud Odyssey`;
@@ -117,6 +117,7 @@ function loginPage() {
       session.me = (await api("GET", "/v1/auth/me")).data;
       document.getElementById("who").textContent = `${session.me.name} (${session.me.role})`;
       document.getElementById("nav").hidden = false;
+      document.getElementById("nav-users").hidden = session.me.role !== "admin";
       say("");
       location.hash = "#/jobs";
     } catch (err) {
@@ -127,7 +128,7 @@ function loginPage() {
     el("label", { for: "login-password" }, "Password", password),
     el("label", { for: "login-method" }, "Sign in with", method),
     el("button", { type: "submit" }, "Sign in"));
-  page("Sign in", form);
+  render("Sign in", form);
   name.focus();
 }
 
@@ -155,7 +156,7 @@ async function jobsPage() {
   }
   filter.addEventListener("change", () => load().catch(fail));
   more.addEventListener("click", () => { limit += 25; load().catch(fail); });
-  page("My jobs",
+  render("My jobs",
     el("div", { class: "row" }, el("label", { for: "state-filter" }, "Show", filter)),
     el("table", { id: "jobs" },
       el("thead", {}, el("tr", {}, ...["Job", "Name", "State", "User", "Run time", "Nodes", "Submitted"].map((h) => el("th", { scope: "col" }, h)))),
@@ -173,6 +174,7 @@ async function jobPage(id) {
   const result = el("div", { id: "job-result" });
   const cancel = el("button", { type: "button", id: "cancel", hidden: true }, "Cancel job");
   const script = el("pre", { id: "job-script" });
+  const spec = el("pre", { id: "job-spec" });
   let offset = 0;
   let finished = false;
   let healthDone = false;
@@ -197,6 +199,7 @@ async function jobPage(id) {
     if (job.failure) pairs.push(["Failure", `${job.failure.class}: ${job.failure.reason}`]);
     facts.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     script.textContent = job.script;
+    spec.textContent = JSON.stringify(job.spec, null, 2);
     cancel.hidden = job.finished;
     const { data: events } = await api("GET", `/v1/jobs/${id}/events`);
     timeline.replaceChildren(...events.map((e) => el("tr", {}, el("td", {}, when(e.at)), el("td", {}, stateCell(e.state)), el("td", {}, e.reason || ""))));
@@ -252,17 +255,18 @@ async function jobPage(id) {
       return err.status !== 409; // 409: still being collated
     }
   }
-  page(`Job ${id}`, cancel, facts,
+  render(`Job ${id}`, cancel, facts,
     el("h2", {}, "Timeline"), el("table", {}, el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "When"), el("th", { scope: "col" }, "State"), el("th", { scope: "col" }, "Reason"))), timeline),
     el("h2", {}, "Output"), output,
     el("h2", {}, "Health"), health,
     el("h2", {}, "Result"), result,
+    el("h2", {}, "Request"), spec,
     el("h2", {}, "Script"), script);
   try {
     await load();
   } catch (err) {
     if (err.status === 404) {
-      page(`Job ${id}`, el("p", { class: "error", id: "not-found" }, `No job ${id} (or it is not yours).`));
+      render(`Job ${id}`, el("p", { class: "error", id: "not-found" }, `No job ${id} (or it is not yours).`));
       return;
     }
     throw err;
@@ -298,7 +302,7 @@ function submitPage() {
     el("label", { for: "workdir" }, "Working directory", dir),
     el("label", { for: "health" }, el("span", {}, health, " Health reports per task and node")),
     el("button", { type: "submit", id: "submit-job" }, "Submit"));
-  page("Submit a kernel job", form);
+  render("Submit a kernel job", form);
 }
 
 async function nodesPage() {
@@ -325,9 +329,104 @@ async function nodesPage() {
       admin ? el("td", {}, el("button", { type: "button", class: "secondary", on: { click: () => act(n.name, n.state.startsWith("drain") ? "resume" : "drain") } }, n.state.startsWith("drain") ? "Resume" : "Drain")) : null)));
   }
   const heads = ["Node", "State", "CPUs", "Load", "Free memory", "Jobs", "Last health", "Reason"].concat(admin ? ["Action"] : []);
-  page("Nodes", el("table", { id: "nodes" }, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col" }, h)))), body));
+  render("Nodes", el("table", { id: "nodes" }, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col" }, h)))), body));
   await load();
   timer = setInterval(() => load().catch(fail), 3000);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A small bar chart (SVG built node by node): one bar per [label, value]. */
+function barChart(id, title, bars, unit) {
+  const width = 360, height = 150, pad = 24;
+  const max = Math.max(1, ...bars.map(([, v]) => v));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("id", id);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${title}: ` + bars.map(([l, v]) => `${l} ${v}${unit}`).join(", "));
+  const step = (width - pad) / Math.max(1, bars.length);
+  bars.forEach(([label, value], i) => {
+    const h = Math.round((value / max) * (height - pad));
+    const rect = document.createElementNS(SVG, "rect");
+    rect.setAttribute("x", String(pad + i * step + 2));
+    rect.setAttribute("y", String(height - h));
+    rect.setAttribute("width", String(Math.max(2, step - 4)));
+    rect.setAttribute("height", String(h));
+    rect.setAttribute("class", "bar");
+    const caption = document.createElementNS(SVG, "title");
+    caption.textContent = `${label}: ${value}${unit}`;
+    rect.append(caption);
+    const text = document.createElementNS(SVG, "text");
+    text.setAttribute("x", String(pad + i * step + step / 2));
+    text.setAttribute("y", String(height + 16));
+    text.setAttribute("text-anchor", "middle");
+    text.setAttribute("class", "axis");
+    text.textContent = label;
+    const count = document.createElementNS(SVG, "text");
+    count.setAttribute("x", String(pad + i * step + step / 2));
+    count.setAttribute("y", String(Math.max(12, height - h - 4)));
+    count.setAttribute("text-anchor", "middle");
+    count.setAttribute("class", "axis");
+    count.textContent = `${value}${unit}`;
+    svg.append(rect, text, count);
+  });
+  return el("figure", {}, el("figcaption", {}, title), svg);
+}
+
+/** The cluster at a glance, from the public API only (the last 200 jobs
+ *  the caller may see, and the nodes). */
+async function overviewPage() {
+  const { data: page } = await api("GET", "/v1/jobs?limit=200" + (session.me.role === "admin" ? "" : `&user=${encodeURIComponent(session.me.name)}`));
+  const { data: nodes } = await api("GET", "/v1/nodes");
+  const jobs = page.jobs;
+  const byState = {};
+  for (const job of jobs) byState[job.state] = (byState[job.state] || 0) + 1;
+  const waits = jobs.filter((j) => j.started_at).map((j) => j.started_at - j.submitted_at).sort((a, b) => a - b);
+  const quantile = (q) => (waits.length ? Math.round(waits[Math.min(waits.length - 1, Math.floor(q * waits.length))]) : 0);
+  const now = Date.now() / 1000;
+  const hours = [];
+  for (let h = 11; h >= 0; h--) {
+    const from = now - (h + 1) * 3600, to = now - h * 3600;
+    hours.push([h === 0 ? "now" : `-${h}h`, jobs.filter((j) => j.submitted_at >= from && j.submitted_at < to).length]);
+  }
+  const cpus = nodes.nodes.reduce((acc, n) => [acc[0] + n.cpus_allocated, acc[1] + n.cpus_total], [0, 0]);
+  render("Cluster overview",
+    el("p", { id: "overview-summary" }, `${nodes.nodes.length} nodes, ${cpus[0]} of ${cpus[1]} CPUs allocated; the last ${jobs.length} jobs:`),
+    el("div", { class: "charts" },
+      barChart("chart-states", "Jobs by state", Object.entries(byState).sort(), ""),
+      barChart("chart-wait", "Queue wait (seconds)", [["p50", quantile(0.5)], ["p90", quantile(0.9)], ["max", quantile(1)]], "s"),
+      barChart("chart-submissions", "Submissions per hour", hours, "")));
+}
+
+/** Admins: every account, its role and Unix mapping, changed in place. */
+async function usersPage() {
+  const body = el("tbody");
+  async function change(name, patch) {
+    try {
+      await api("PATCH", `/v1/users/${encodeURIComponent(name)}`, patch);
+      say(`${name} changed.`);
+      await load();
+    } catch (err) {
+      fail(err);
+    }
+  }
+  async function load() {
+    const { data } = await api("GET", "/v1/users");
+    body.replaceChildren(...data.map((u) => {
+      const role = el("select", { "aria-label": `Role of ${u.name}`, on: { change: (e) => change(u.name, { role: e.target.value }) } },
+        ...["admin", "user", "viewer"].map((r) => el("option", { value: r, selected: r === u.role }, r)));
+      const unix = el("input", { "aria-label": `Unix account of ${u.name}`, value: u.unix_user || "", size: 12 });
+      const map = el("button", { type: "button", class: "secondary", on: { click: () => change(u.name, { unix_user: unix.value || null }) } }, "Map");
+      const toggle = el("button", { type: "button", class: "secondary", on: { click: () => change(u.name, { disabled: !u.disabled }) } }, u.disabled ? "Enable" : "Disable");
+      return el("tr", { "data-user": u.name },
+        el("td", {}, u.name), el("td", {}, role), el("td", {}, el("span", { class: "row" }, unix, map)),
+        el("td", {}, u.unix_mapped_by || "-"), el("td", {}, u.disabled ? "disabled" : "active", " ", toggle));
+    }));
+  }
+  render("Users", el("table", { id: "users" },
+    el("thead", {}, el("tr", {}, ...["Name", "Role", "Unix account", "Mapped by", "State"].map((h) => el("th", { scope: "col" }, h)))), body));
+  await load();
 }
 
 function fail(err) {
@@ -350,6 +449,8 @@ async function route() {
     else if (job) await jobPage(Number(job[1]));
     else if (hash === "#/submit") submitPage();
     else if (hash === "#/nodes") await nodesPage();
+    else if (hash === "#/overview") await overviewPage();
+    else if (hash === "#/users") await usersPage();
     else await jobsPage();
   } catch (err) {
     fail(err);

@@ -92,7 +92,8 @@ pub fn logs(conn: &Connection, args: LogsArgs) -> anyhow::Result<ExitCode> {
 /// Polls the job until it has finished; returns its record.
 pub fn wait(api: &mut Api, id: i64) -> anyhow::Result<Value> {
     let started = Instant::now();
-    let progress = std::io::stderr().is_terminal().then(|| {
+    // On a terminal only: a pipe or a file gets no progress line.
+    let progress = (std::io::stdout().is_terminal() && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} job {prefix}: {msg} [{elapsed_precise}]")
