@@ -135,6 +135,8 @@ if ((ONCE)); then
   exit 0
 fi
 step "the bridge serves $API (metrics on 127.0.0.1:$((PORT + 1))/metrics, log: $LOG_FILE); Ctrl-C stops it"
+echo "the dashboard: $API/ui/ (sign in as alice, Unix password $ALICE_PASSWORD, set for this demo)"
+echo "the command line: $REPO/target/release/odyssey login --url $API --user alice ; then  odyssey jobs"
 echo "Prometheus: $PROM (targets, alerts), Alertmanager: http://127.0.0.1:9093; stop them with  slurm-conf/monitoring down"
 echo "the cluster stays up: use it with  export SLURM_CONF=$SLURM_CONF ; stop it with  $CLUSTER down"
 wait "$BRIDGE_PID"
