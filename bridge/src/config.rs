@@ -218,6 +218,29 @@ pub struct Cli {
 
     /// odyssey-mpi as every node sees it (on the cluster's shared
     /// filesystem): kernel jobs run it under srun.
+    /// Serve the worker endpoint (mutual TLS) here, so machines can join
+    /// as workers (`odyssey-worker join`); no workers without it.
+    #[arg(long, env = "BRIDGE_WORKER_LISTEN")]
+    pub worker_listen: Option<SocketAddr>,
+
+    /// The worker endpoint's names in its certificate and URL (IP addresses
+    /// or DNS names, comma-separated; the first is the URL's). Default: the
+    /// --worker-listen address, unless that is 0.0.0.0 or ::.
+    #[arg(long, env = "BRIDGE_WORKER_NAMES", default_value = "")]
+    pub worker_names: String,
+
+    /// The munge key joined workers receive over mutual TLS.
+    #[arg(long, env = "BRIDGE_MUNGE_KEY_FILE", default_value = "/etc/munge/munge.key")]
+    pub munge_key_file: PathBuf,
+
+    /// Days a worker certificate is valid (workers renew after two thirds).
+    #[arg(long, env = "BRIDGE_WORKER_CERT_DAYS", default_value_t = 30)]
+    pub worker_cert_days: u32,
+
+    /// Seconds without a heartbeat after which a worker is lost.
+    #[arg(long, env = "BRIDGE_WORKER_LOST_AFTER", default_value_t = 30.0)]
+    pub worker_lost_after: f64,
+
     #[arg(long, env = "BRIDGE_MPI_BINARY", default_value = "/var/lib/odyssey-cluster/shared/bin/odyssey-mpi")]
     pub mpi_binary: PathBuf,
 
@@ -356,6 +379,30 @@ pub struct Settings {
     pub spare_feature: Option<String>,
     /// How late a job's health reports may be before its node is stale.
     pub health_stale_after: Duration,
+    /// The worker endpoint, when workers may join.
+    pub workers: Option<WorkerEndpoint>,
+}
+
+/// `--worker-listen` and what goes with it.
+#[derive(Debug, Clone)]
+pub struct WorkerEndpoint {
+    pub listen: SocketAddr,
+    /// Names in the endpoint's certificate; the first is the URL's host.
+    pub names: Vec<String>,
+    pub munge_key: PathBuf,
+    pub cert_days: u32,
+    pub lost_after: Duration,
+}
+
+impl WorkerEndpoint {
+    pub fn url(&self) -> String {
+        let host = &self.names[0];
+        if host.contains(':') {
+            format!("https://[{host}]:{}", self.listen.port())
+        } else {
+            format!("https://{host}:{}", self.listen.port())
+        }
+    }
 }
 
 /// When the bridge drains a node: `after` infrastructure failures within
@@ -399,6 +446,8 @@ pub enum ConfigError {
     PamService(String),
     #[error("--{flag}: {reason}")]
     Policy { flag: &'static str, reason: String },
+    #[error("--worker-names: {0}")]
+    WorkerNames(String),
     #[error("--mpi-binary must be an absolute path, not {0}")]
     RelativeMpiBinary(PathBuf),
 }
@@ -513,6 +562,7 @@ impl Settings {
                 window: seconds("drain-window", cli.drain_window, 1.0, 7.0 * 86400.0)?,
             },
             health_stale_after: seconds("health-stale-after", cli.health_stale_after, 1.0, 86400.0)?,
+            workers: worker_endpoint(cli)?,
         })
     }
 
@@ -523,6 +573,37 @@ impl Settings {
     pub fn jwt_key_path(&self) -> PathBuf {
         self.data_dir.join("jwt.key")
     }
+}
+
+fn worker_endpoint(cli: &Cli) -> Result<Option<WorkerEndpoint>, ConfigError> {
+    let Some(listen) = cli.worker_listen else { return Ok(None) };
+    let mut names: Vec<String> =
+        cli.worker_names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    if names.is_empty() {
+        if listen.ip().is_unspecified() {
+            return Err(ConfigError::WorkerNames(format!(
+                "--worker-listen {listen} names no address workers can reach: give the endpoint's names"
+            )));
+        }
+        names.push(listen.ip().to_string());
+    }
+    for name in &names {
+        let ok = name.parse::<std::net::IpAddr>().is_ok()
+            || (name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }));
+        if !ok {
+            return Err(ConfigError::WorkerNames(format!("{name:?} is neither an IP address nor a DNS name")));
+        }
+    }
+    Ok(Some(WorkerEndpoint {
+        listen,
+        names,
+        munge_key: cli.munge_key_file.clone(),
+        cert_days: range("worker-cert-days", f64::from(cli.worker_cert_days), 1.0, 3650.0)? as u32,
+        lost_after: seconds("worker-lost-after", cli.worker_lost_after, 1.0, 86400.0)?,
+    }))
 }
 
 /// A feature name as SLURM takes it, or nothing.
@@ -631,6 +712,21 @@ mod tests {
         let settings =
             Settings::from_cli(&cli(&["--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"])).unwrap();
         assert!(settings.tls.is_some());
+    }
+
+    #[test]
+    fn the_worker_endpoint_needs_a_name_workers_can_reach() {
+        assert!(Settings::from_cli(&cli(&[])).unwrap().workers.is_none());
+        let w = Settings::from_cli(&cli(&["--worker-listen", "10.199.0.1:8443"])).unwrap().workers.unwrap();
+        assert_eq!(w.url(), "https://10.199.0.1:8443");
+        let err = Settings::from_cli(&cli(&["--worker-listen", "0.0.0.0:8443"])).unwrap_err();
+        assert!(err.to_string().starts_with("--worker-names: --worker-listen 0.0.0.0:8443 names no address"), "{err}");
+        let w = Settings::from_cli(&cli(&["--worker-listen", "0.0.0.0:8443", "--worker-names", "head.example,10.0.0.1"]))
+            .unwrap()
+            .workers
+            .unwrap();
+        assert_eq!(w.url(), "https://head.example:8443");
+        assert!(Settings::from_cli(&cli(&["--worker-listen", "[::1]:1", "--worker-names", "a b"])).is_err());
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub mod store;
 pub mod submission;
 /// Unix accounts jobs run as: lookup and the rules a mapping must pass.
 pub mod unix;
+/// Machines that join as workers over mutual TLS: the cluster CA, tokens, states.
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,6 +100,16 @@ pub async fn build_state(
         }
         None => None,
     };
+    let workers = match &settings.workers {
+        Some(endpoint) => Some(Arc::new(workers::Workers {
+            ca: workers::ca::Ca::load_or_create(&settings.data_dir.join("ca"))?,
+            endpoint: endpoint.url(),
+            munge_key: endpoint.munge_key.clone(),
+            cert_days: endpoint.cert_days,
+            lost_after: endpoint.lost_after,
+        })),
+        None => None,
+    };
     let settings = Arc::new(settings);
     let slurm = submission_path(&settings)?;
     let submitter = Submitter {
@@ -133,6 +145,7 @@ pub async fn build_state(
         metrics,
         user_cache: Default::default(),
         health_secret,
+        workers,
         dummy_hash: Arc::new(dummy_hash),
     }))
 }
@@ -268,9 +281,20 @@ pub async fn serve_with(
             Some(addr) => Some(http::server::spawn_metrics(addr, metrics, stopping.clone()).await?),
             None => None,
         };
+        let worker_server = match (&state.settings.workers, &state.workers) {
+            (Some(endpoint), Some(workers)) => {
+                let config = workers.ca.server_config(&endpoint.names)?;
+                let app = http::worker_api::app(state.clone());
+                Some(http::server::spawn_workers(endpoint.listen, app, config, stopping.clone(), grace).await?)
+            }
+            _ => None,
+        };
         let result = http::server::serve_api(listener, http::app(state), tls, stopping.clone(), grace).await;
         stop.raise();
         if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
+        if let Some(server) = worker_server {
             let _ = server.await;
         }
         let _ = recovery.await;

@@ -140,6 +140,7 @@ render() { # <template> <output>
     PARTITION_LINES=$(partition_lines) \
     STATE_DIR=$STATE_DIR RUN_DIR=$RUN_DIR LOG_DIR=$LOG_DIR ETC_DIR=$ETC_DIR CTLD_PORT=$CTLD_PORT \
     SLURMD_PORT=$SLURMD_PORT SLURMD_TIMEOUT=$SLURMD_TIMEOUT MIN_JOB_AGE=$MIN_JOB_AGE \
+    MAX_NODES=$((N_NODES + MAX_WORKERS)) \
     awk '
     function replace(text, token, value,    at, out) {
       out = ""
@@ -150,7 +151,7 @@ render() { # <template> <output>
       return out text
     }
     BEGIN {
-      n = split("CTLD_HOST CTLD_ADDR AUTH_INFO NODE_LINES PARTITION_LINES STATE_DIR RUN_DIR LOG_DIR ETC_DIR CTLD_PORT SLURMD_PORT SLURMD_TIMEOUT MIN_JOB_AGE", names, " ")
+      n = split("CTLD_HOST CTLD_ADDR AUTH_INFO NODE_LINES PARTITION_LINES STATE_DIR RUN_DIR LOG_DIR ETC_DIR CTLD_PORT SLURMD_PORT SLURMD_TIMEOUT MIN_JOB_AGE MAX_NODES", names, " ")
     }
     {
       line = $0

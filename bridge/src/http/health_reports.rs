@@ -37,6 +37,59 @@ fn reject(state: &AppState, outcome: &str, error: ApiError) -> ApiError {
     error
 }
 
+/// Refuses a batch with any record its sender may not make.
+async fn authorize(state: &AppState, records: &[Record], reporter: &Reporter) -> Result<(), ApiError> {
+    match reporter {
+        Reporter::SharedSecret => {
+            let workers = state.store.read(crate::store::workers::present_names).await?;
+            if let Some(r) = records.iter().find(|r| workers.iter().any(|w| w == r.node())) {
+                return Err(ApiError::Forbidden(format!(
+                    "node {} is a joined worker: its records come only over mutual TLS with its certificate",
+                    r.node()
+                )));
+            }
+            Ok(())
+        }
+        Reporter::Worker(name) => {
+            if let Some(r) = records.iter().find(|r| r.node() != name) {
+                return Err(ApiError::Forbidden(format!(
+                    "this certificate is worker {name}'s; it may not send records about node {}",
+                    r.node()
+                )));
+            }
+            let mut jobs: Vec<u32> = records.iter().map(Record::job_id).collect();
+            jobs.sort_unstable();
+            jobs.dedup();
+            for job in jobs {
+                if !ran_on(state, i64::from(job), name).await? {
+                    return Err(ApiError::Forbidden(format!("SLURM job {job} did not run on worker {name}")));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether SLURM ran `job` on `node`: the poller's picture, else the
+/// job's nodes in the store, else SLURM's own record of the job.
+async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError> {
+    let running = state.nodes.borrow().nodes.iter().any(|n| n.info.name == node && n.running_jobs.contains(&job));
+    if running {
+        return Ok(true);
+    }
+    let stored = state.store.read(move |conn| crate::store::jobs::nodes_of_slurm_job(conn, job)).await?;
+    if let Some(list) = stored {
+        if crate::slurm::hostlist::expand(&list).iter().any(|n| n == node) {
+            return Ok(true);
+        }
+    }
+    match state.slurm.show_job(job).await {
+        Ok(Some(detail)) => Ok(detail.nodes.is_some_and(|list| crate::slurm::hostlist::expand(&list).iter().any(|n| n == node))),
+        Ok(None) => Ok(false),
+        Err(e) => Err(ApiError::Unavailable(format!("cannot ask SLURM where job {job} ran: {e}"))),
+    }
+}
+
 async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Ingested>, ApiError> {
     let Some(secret) = state.health_secret.as_deref() else {
         return Err(ApiError::Unavailable("health reporting is not configured (--health-secret-file)".into()));
@@ -64,16 +117,32 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if !odyssey_health_wire::verify(secret, timestamp, &body, signature) {
         return Err(reject(&state, "rejected_signature", ApiError::Unauthorized("bad signature".into())));
     }
+    accept(&state, &body, Reporter::SharedSecret).await
+}
+
+/// Who sent a batch, as far as the bridge could prove it.
+pub(super) enum Reporter {
+    /// A fixed node, with the cluster's shared secret: any fixed node's
+    /// records, never a joined worker's (those come only over mutual TLS).
+    SharedSecret,
+    /// A joined worker, by its certificate: records about itself and the
+    /// jobs SLURM ran on it, nothing else.
+    Worker(String),
+}
+
+/// Parses, authorizes and stores a batch.
+pub(super) async fn accept(state: &AppState, body: &[u8], reporter: Reporter) -> Result<Json<Ingested>, ApiError> {
     let mut records = Vec::new();
     for (idx, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let record = Record::parse(line).map_err(|detail| {
-            reject(&state, "rejected_malformed", ApiError::invalid(format!("line {}", idx + 1), detail))
+            reject(state, "rejected_malformed", ApiError::invalid(format!("line {}", idx + 1), detail))
         })?;
         records.push(record);
     }
+    authorize(state, &records, &reporter).await.map_err(|e| reject(state, "rejected_reporter", e))?;
     let received = now();
     for record in &records {
         state.metrics.health_delivery_lag.observe((received - record.at()).max(0.0));

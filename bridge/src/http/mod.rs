@@ -17,6 +17,9 @@ pub mod server;
 /// The web dashboard (`/ui/`), embedded.
 pub mod ui;
 mod users;
+/// The worker endpoint (mutual TLS): what joined workers ask.
+pub mod worker_api;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,6 +93,8 @@ pub struct Shared {
     /// Accounts by id, so authenticating a request needs no query. Entries
     /// are dropped whenever an account changes (`UserCache::forget`).
     pub user_cache: UserCache,
+    /// The cluster CA and the worker endpoint, when workers may join.
+    pub workers: Option<Arc<crate::workers::Workers>>,
     /// The health-report secret (from --health-secret-file), if configured.
     pub health_secret: Option<Vec<u8>>,
     /// A hash of a random password: logins for unknown names verify
@@ -151,6 +156,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(nodes::router())
                 .merge(policy::router())
                 .merge(health_reports::router())
+                .merge(workers::router())
                 .merge(openapi::router()),
         )
         .fallback(not_found)

@@ -74,3 +74,61 @@ pub async fn spawn_metrics(
         axum::serve(listener, router).with_graceful_shutdown(async move { stopping.wait().await }).await
     }))
 }
+
+/// The worker endpoint: TLS with client certificates required and checked
+/// against the cluster CA (`config`); the verified certificate's
+/// fingerprint goes into every request of its connection
+/// (`worker_api::PeerCertificate`). Stops with the API.
+pub async fn spawn_workers(
+    addr: SocketAddr,
+    app: Router,
+    config: rustls::ServerConfig,
+    stopping: Stopping,
+    grace: Duration,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("bind worker endpoint {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(config));
+    let acceptor = PeerCertificateAcceptor(axum_server::tls_rustls::RustlsAcceptor::new(config));
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    let mut stop = stopping;
+    tokio::spawn(async move {
+        stop.wait().await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    tracing::info!(%addr, "worker endpoint listening (mutual TLS)");
+    let server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
+    Ok(tokio::spawn(async move { server.serve(app.into_make_service()).await }))
+}
+
+/// Wraps rustls's acceptor: after the handshake, the client certificate's
+/// fingerprint becomes a request extension (axum-server's `rustls_session`
+/// example).
+#[derive(Clone)]
+struct PeerCertificateAcceptor(axum_server::tls_rustls::RustlsAcceptor);
+
+impl<I, S> axum_server::accept::Accept<I, S> for PeerCertificateAcceptor
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = tokio_rustls::server::TlsStream<I>;
+    type Service = axum::middleware::AddExtension<S, super::worker_api::PeerCertificate>;
+    type Future = futures_util::future::BoxFuture<'static, std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let (stream, service) = inner.accept(stream, service).await?;
+            let fingerprint = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| crate::workers::ca::fingerprint(leaf.as_ref()));
+            let layer = axum::Extension(super::worker_api::PeerCertificate(fingerprint));
+            Ok((stream, tower::Layer::layer(&layer, service)))
+        })
+    }
+}

@@ -347,6 +347,56 @@ impl Slurm {
         self.output("scontrol", &["update", &node, "State=RESUME"]).await.map(|_| ())
     }
 
+    /// What a machine needs to join as a dynamic node (`scontrol show config`).
+    pub async fn join_config(&self) -> Result<parse::JoinConfig, SlurmError> {
+        let stdout = self.output("scontrol", &["show", "config"]).await?;
+        parse::join_config(&stdout).ok_or(SlurmError::Unexpected {
+            command: "scontrol",
+            output: "show config names no SlurmctldHost, SlurmctldPort or SlurmdSpoolDir".into(),
+        })
+    }
+
+    /// Removes a dynamic node (`scontrol delete NodeName=`); SLURM refuses
+    /// while jobs run there. A node SLURM does not know is already gone.
+    pub async fn delete_node(&self, node: &NodeName) -> Result<(), SlurmError> {
+        let arg = format!("NodeName={}", node.as_str());
+        match self.output("scontrol", &["delete", &arg]).await {
+            Ok(_) => Ok(()),
+            Err(SlurmError::Rejected { stderr, .. }) if stderr.contains("Invalid node name") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SLURM ids of the jobs running (or completing) on a node.
+    pub async fn jobs_on(&self, node: &NodeName) -> Result<Vec<i64>, SlurmError> {
+        let stdout =
+            self.output("squeue", &["-h", "-w", node.as_str(), "-t", "RUNNING,COMPLETING,CONFIGURING", "-o", "%A"]).await?;
+        Ok(stdout.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Requeues jobs (`scontrol requeue`): they run again elsewhere, under
+    /// the same id. The bridge submits with `--no-requeue` (its own retries
+    /// decide what runs again), so the jobs are made requeueable first: a
+    /// leaving worker's jobs did nothing wrong. A job that ended meanwhile
+    /// is not an error.
+    pub async fn requeue(&self, slurm_job_ids: &[i64]) -> Result<(), SlurmError> {
+        if slurm_job_ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = slurm_job_ids.iter().map(i64::to_string).collect();
+        let job = format!("JobId={}", ids.join(","));
+        let _ = self.output("scontrol", &["update", &job, "Requeue=1"]).await;
+        match self.output("scontrol", &["requeue", &ids.join(",")]).await {
+            Ok(_) => Ok(()),
+            Err(SlurmError::Rejected { stderr, .. })
+                if stderr.contains("already completing or completed") || stderr.contains("Invalid job id") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every node, from sinfo.
     pub async fn sinfo_nodes(&self) -> Result<Vec<parse::NodeInfo>, SlurmError> {
         let stdout = self.output("sinfo", &["-h", "-N", "-O", parse::SINFO_FORMAT]).await?;

@@ -35,6 +35,50 @@ pub fn config_seconds(stdout: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// A key's whole value in `scontrol show config` (`Key = value`), or None.
+pub fn config_value(stdout: &str, key: &str) -> Option<String> {
+    stdout.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == key).then(|| value.trim().to_owned()).filter(|v| !v.is_empty() && v != "(null)")
+    })
+}
+
+/// What a machine needs to join as a dynamic node, from `scontrol show
+/// config`: where slurmctld is (`--conf-server`), and the paths slurmd
+/// uses, with `%n` in them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    /// `host:port`, the first SlurmctldHost's address if it names one.
+    pub conf_server: String,
+    /// The munge socket slurm's AuthInfo names, if any.
+    pub munge_socket: Option<String>,
+    pub slurmd_spool_dir: String,
+    pub slurmd_log_file: Option<String>,
+    pub slurmd_pid_file: Option<String>,
+}
+
+pub fn join_config(stdout: &str) -> Option<JoinConfig> {
+    // `SlurmctldHost[0] = name(addr)` or `= name`.
+    let host = config_value(stdout, "SlurmctldHost[0]")?;
+    let host = match host.split_once('(') {
+        Some((_, addr)) => addr.trim_end_matches(')').to_owned(),
+        None => host,
+    };
+    let port = config_value(stdout, "SlurmctldPort")?;
+    // A port range ("6817-6820"): the first.
+    let port = port.split('-').next()?.to_owned();
+    let munge_socket = config_value(stdout, "AuthInfo").and_then(|info| {
+        info.split(',').find_map(|part| part.trim().strip_prefix("socket=").map(str::to_owned))
+    });
+    Some(JoinConfig {
+        conf_server: format!("{host}:{port}"),
+        munge_socket,
+        slurmd_spool_dir: config_value(stdout, "SlurmdSpoolDir")?,
+        slurmd_log_file: config_value(stdout, "SlurmdLogFile"),
+        slurmd_pid_file: config_value(stdout, "SlurmdPidFile"),
+    })
+}
+
 /// The scheduler's figures from `sdiag`, as prometheus-slurm-exporter reads
 /// them: times in microseconds, counts since slurmctld started (backfill:
 /// also since the last stats cycle).
@@ -407,6 +451,20 @@ pub fn will_run_start(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_node_learns_the_controller_and_slurmds_paths() {
+        let text = "AuthInfo                = socket=/st/munge/run/munge.socket\nSlurmctldHost[0]        = vm(10.199.0.1)\n\
+                    SlurmctldPort           = 6817\nSlurmdLogFile           = /st/log/slurmd-%n.log\n\
+                    SlurmdPidFile           = /st/run/slurmd-%n.pid\nSlurmdSpoolDir          = /st/nodes/%n/spool\n";
+        let c = join_config(text).unwrap();
+        assert_eq!(c.conf_server, "10.199.0.1:6817");
+        assert_eq!(c.munge_socket.as_deref(), Some("/st/munge/run/munge.socket"));
+        assert_eq!(c.slurmd_spool_dir, "/st/nodes/%n/spool");
+        let plain = text.replace("vm(10.199.0.1)", "head").replace("= 6817", "= 6817-6820");
+        assert_eq!(join_config(&plain).unwrap().conf_server, "head:6817");
+        assert!(join_config("SlurmctldPort = 1\n").is_none());
+    }
 
     #[test]
     fn ping_output_is_parsed() {

@@ -627,6 +627,19 @@ pub fn count_by_state(conn: &Connection) -> Result<Vec<(JobState, i64)>, StoreEr
     Ok(counts)
 }
 
+/// The nodes SLURM ran a job on (a host list), from the job or any of its
+/// attempts, if the bridge submitted it and saw it start.
+pub fn nodes_of_slurm_job(conn: &Connection, slurm_job_id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT nodes FROM jobs WHERE slurm_job_id = ?1 AND nodes IS NOT NULL
+             UNION ALL SELECT nodes FROM job_attempts WHERE slurm_job_id = ?1 AND nodes IS NOT NULL LIMIT 1",
+            [slurm_job_id],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

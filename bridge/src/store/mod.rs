@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod policy;
 pub mod tokens;
 pub mod users;
+pub mod workers;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_proven_identity.sql"),
     include_str!("migrations/0006_scheduling.sql"),
     include_str!("migrations/0007_ended_index.sql"),
+    include_str!("migrations/0008_workers.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
