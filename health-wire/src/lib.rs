@@ -6,6 +6,7 @@
 //! themselves are typed once, in [`records`].
 
 pub mod records;
+pub mod spool;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

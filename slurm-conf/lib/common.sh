@@ -209,7 +209,11 @@ wait_ctld() {
 }
 
 # "name state" for every node slurmctld knows.
-node_states() { sinfo -h -N -o '%N %T' 2>/dev/null | sort -u; }
+# The configured nodes' states; workers that joined (dynamic nodes, feature
+# "worker", `cluster join`) come and go and are not the cluster's health.
+node_states() {
+  sinfo -h -N -o '%N %T %f' 2>/dev/null | awk '$3 !~ /(^|,)worker(,|$)/ { print $1, $2 }' | sort -u
+}
 
 resume_unhealthy_nodes() {
   local name state

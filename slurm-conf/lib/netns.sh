@@ -74,8 +74,11 @@ ensure_bridge() {
 ns_usable() { mountpoint -q "/run/netns/$1" 2>/dev/null; }
 
 ensure_node_net() { # <index>
-  local ns veth addr
-  ns=$(node_ns "$1") veth=$VETH_PREFIX$(node_name "$1") addr=$(node_addr "$1")
+  ensure_net "$(node_ns "$1")" "$VETH_PREFIX$(node_name "$1")" "$(node_addr "$1")"
+}
+
+ensure_net() { # <namespace> <veth> <address>: a machine's network
+  local ns=$1 veth=$2 addr=$3
   if [[ -e /run/netns/$ns ]] && ! ns_usable "$ns"; then
     ip netns delete "$ns" 2>/dev/null || rm -f "/run/netns/$ns"
   fi
@@ -224,6 +227,8 @@ cmd_down() {
   # Jobs do not outlive the cluster: slurmctld would restore them from its
   # state at the next `up` and hold nodes for work whose processes are gone.
   if pid_alive "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null; then cancel_all_jobs; fi
+  # Workers first: their nodes are deleted while slurmctld still runs.
+  remove_workers
   # Every node namespace of ours, whatever count the last `up` used.
   for idx in $(N_NODES=0 stale_node_namespaces); do remove_node "$idx"; done
   for ((i = 1; i <= N_NODES; i++)); do remove_node "$i"; done
@@ -262,6 +267,7 @@ cmd_status() {
     [[ $net == absent || $daemon == "not running" ]] && ok=1
     printf 'node %-6s %s, %s\n' "$name:" "$net" "$daemon"
   done
+  worker_status
   if [[ -f $SLURM_CONF ]] && scontrol ping >/dev/null 2>&1; then
     echo "sinfo:"
     sinfo -N -o '  %N %T %c %m %E' 2>/dev/null || true

@@ -40,7 +40,9 @@ cmd_plugin() {
       spool=$(plugin_spool)
       url=${ODYSSEY_HEALTH_URL:-http://$(controller_addr):8080/v1/health-reports}
       ensure_health_secret
-      echo "required $target spool=$spool url=$url secret=$HEALTH_SECRET timeout_ms=1000$flush_arg" >"$conf.new"
+      # worker=: on a machine that joined as a worker (odyssey-worker keeps
+      # its certificate there), the agent delivers over mutual TLS instead.
+      echo "required $target spool=$spool url=$url secret=$HEALTH_SECRET timeout_ms=1000$flush_arg worker=/var/lib/odyssey-worker" >"$conf.new"
       mv -f "$conf.new" "$conf"
       say "plugin installed: $target" ;;
     remove)

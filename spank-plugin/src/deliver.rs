@@ -1,12 +1,13 @@
-//! Delivery of spooled records to the bridge: every pending step file of a
-//! node's spool, signed, each POST bounded by a timeout, within an overall
-//! time budget. Blocking and single-threaded on purpose: the plugin calls
-//! this from slurmstepd, which must not gain threads (slurm-spank `Plugin`).
-//! A file moves to `sent/` once the bridge answered 2xx; anything else
-//! leaves it for the next run (the bridge ignores records it already has).
+//! Delivery of spooled records to the bridge with the cluster's shared
+//! secret: every pending step file of a node's spool (the loop is
+//! `odyssey_health_wire::spool::deliver_with`, shared with the worker agent,
+//! which sends over mutual TLS instead), each POST signed and bounded by a
+//! timeout, within an overall time budget. Blocking and single-threaded on
+//! purpose: the plugin calls this from slurmstepd, which must not gain
+//! threads (slurm-spank `Plugin`).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
@@ -19,101 +20,25 @@ pub struct Target {
     pub budget: Duration,
 }
 
-/// What one run did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Delivered {
-    pub files_sent: usize,
-    pub records_sent: usize,
-    /// Lines that were not JSON objects with an id: reported and skipped.
-    pub corrupt_lines: usize,
-    pub files_left: usize,
-    /// The first error, if delivery stopped early.
-    pub error: Option<String>,
-}
-
 pub use odyssey_health_wire::sign;
-
-/// The spool's pending step files, oldest first.
-fn pending(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .map(|p| (p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files.into_iter().map(|(_, p)| p).collect()
-}
-
-/// Keeps the lines that are records as the bridge reads them (the shared
-/// `Record::parse`: one bad line would make it refuse the whole batch);
-/// counts the rest.
-fn clean(text: &str) -> (String, usize, usize) {
-    let (mut body, mut good, mut bad) = (String::new(), 0, 0);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match odyssey_health_wire::records::Record::parse(line.as_bytes()) {
-            Ok(_) => {
-                body.push_str(line);
-                body.push('\n');
-                good += 1;
-            }
-            _ => bad += 1,
-        }
-    }
-    (body, good, bad)
-}
+pub use odyssey_health_wire::spool::{clean, Delivered};
 
 /// Sends every pending file of `dir` until the budget runs out or the
 /// bridge fails to take one.
 pub fn deliver(dir: &Path, target: &Target) -> Delivered {
-    let started = Instant::now();
     let agent = ureq::AgentBuilder::new().timeout(target.timeout).build();
-    let mut done = Delivered::default();
-    let files = pending(dir);
-    for (idx, file) in files.iter().enumerate() {
-        if started.elapsed() >= target.budget {
-            done.files_left = files.len() - idx;
-            done.error.get_or_insert_with(|| "time budget spent".into());
-            break;
-        }
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) => {
-                done.error.get_or_insert_with(|| format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
-        let (body, good, bad) = clean(&text);
-        done.corrupt_lines += bad;
-        if good > 0 {
-            let timestamp = format!("{}", crate::report::now() as u64);
-            let signature = sign(&target.secret, &timestamp, body.as_bytes());
-            let sent = agent
-                .post(&target.url)
-                .set("content-type", "application/x-ndjson")
-                .set(odyssey_health_wire::TIMESTAMP_HEADER, &timestamp)
-                .set(odyssey_health_wire::SIGNATURE_HEADER, &signature)
-                .send_string(&body);
-            if let Err(e) = sent {
-                done.files_left = files.len() - idx;
-                done.error = Some(e.to_string());
-                break;
-            }
-        }
-        let sent_dir = dir.join("sent");
-        let moved = std::fs::create_dir_all(&sent_dir)
-            .and_then(|()| std::fs::rename(file, sent_dir.join(file.file_name().unwrap_or_default())));
-        if let Err(e) = moved {
-            done.error.get_or_insert_with(|| format!("move {} to sent/: {e}", file.display()));
-        }
-        done.files_sent += 1;
-        done.records_sent += good;
-    }
-    done
+    odyssey_health_wire::spool::deliver_with(dir, target.budget, |body| {
+        let timestamp = format!("{}", crate::report::now() as u64);
+        let signature = sign(&target.secret, &timestamp, body.as_bytes());
+        agent
+            .post(&target.url)
+            .set("content-type", "application/x-ndjson")
+            .set(odyssey_health_wire::TIMESTAMP_HEADER, &timestamp)
+            .set(odyssey_health_wire::SIGNATURE_HEADER, &signature)
+            .send_string(body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ struct OdysseyHealth {
     /// `odyssey-health-flush` (`flush=...`): when given, a step daemon hands
     /// delivery to it in a process of its own and exits at once.
     flush: Option<PathBuf>,
+    /// A worker agent's directory (`worker=...`): on a machine that joined
+    /// as a worker (the directory holds its certificate), the agent sends
+    /// the spool over mutual TLS, and the plugin only spools.
+    worker: Option<PathBuf>,
     /// The mode for this job step, settled in `init_post_opt`.
     mode: Mode,
     /// Set in `init_post_opt` of a step daemon that reports.
@@ -102,6 +106,9 @@ impl OdysseyHealth {
     /// slows the job by more than two timeouts: an unreachable bridge leaves
     /// the files for the next step on this node or `odyssey-health-flush`.
     fn deliver(&self, step: &Step) {
+        if self.joined_worker() {
+            return;
+        }
         let (Some(url), Some(secret_path)) = (&self.url, &self.secret) else { return };
         let secret = match std::fs::read(secret_path) {
             Ok(secret) => secret,
@@ -130,6 +137,9 @@ impl OdysseyHealth {
     /// there is no flush program or it cannot start. A flush killed with the
     /// step loses nothing: the records stay spooled for the next delivery.
     fn deliver_from_step(&self, step: &Step) {
+        if self.joined_worker() {
+            return;
+        }
         let (Some(flush), Some(url), Some(secret)) = (&self.flush, &self.url, &self.secret) else {
             return self.deliver(step);
         };
@@ -164,6 +174,12 @@ impl OdysseyHealth {
             spank_log_info!("odyssey_health: cannot start {}: {err}; delivering in the step daemon", flush.display());
             self.deliver(step);
         }
+    }
+
+    /// Whether this node joined as a worker: its agent (`odyssey-worker`)
+    /// delivers, with the worker's certificate. One stat per step.
+    fn joined_worker(&self) -> bool {
+        self.worker.as_ref().is_some_and(|dir| dir.join("cert.pem").exists())
     }
 
     /// Appends a record; a spool failure goes to the SLURM log and never
@@ -204,13 +220,14 @@ unsafe impl Plugin for OdysseyHealth {
                 Some(("url", value)) if value.starts_with("http://") => self.url = Some(value.to_owned()),
                 Some(("secret", value)) if value.starts_with('/') => self.secret = Some(PathBuf::from(value)),
                 Some(("flush", value)) if value.starts_with('/') => self.flush = Some(PathBuf::from(value)),
+                Some(("worker", value)) if value.starts_with('/') => self.worker = Some(PathBuf::from(value)),
                 Some(("timeout_ms", value)) => {
                     self.timeout_ms =
                         Some(value.parse().map_err(|_| format!("plugstack.conf argument {arg:?}: not milliseconds"))?)
                 }
                 _ => {
                     return Err(format!(
-                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, flush=/path, timeout_ms=N)"
+                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, flush=/path, worker=/path, timeout_ms=N)"
                     )
                     .into())
                 }

@@ -115,7 +115,12 @@ async fn join(
         retry_after: t.retry_after.as_secs().max(1),
     })?;
     check_name(&request.name).map_err(|e| ApiError::invalid("name", e))?;
-    let extra = check_features(&request.features).map_err(|e| ApiError::invalid("features", e))?;
+    let mut extra = check_features(&request.features).map_err(|e| ApiError::invalid("features", e))?;
+    // Every joined node carries it: jobs can ask for workers or avoid them
+    // (`--constraint worker`), and tools can tell them from configured nodes.
+    if !extra.iter().any(|f| f == crate::workers::WORKER_FEATURE) {
+        extra.push(crate::workers::WORKER_FEATURE.to_owned());
+    }
     let fixed = state.nodes.borrow().nodes.iter().any(|n| n.info.name == request.name);
     let name = request.name.clone();
     let known_worker = state.store.read(move |conn| store::get(conn, &name)).await?.is_some();

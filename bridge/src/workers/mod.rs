@@ -27,6 +27,9 @@ pub struct Workers {
     pub lost_after: Duration,
 }
 
+/// The node feature every joined worker has.
+pub const WORKER_FEATURE: &str = "worker";
+
 /// Longest a join token may live.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 86400);
 /// Features per node, and bytes per feature.

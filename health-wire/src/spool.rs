@@ -1,0 +1,126 @@
+//! A node's spool of health records (one JSON-lines file per job step, as
+//! the SPANK plugin writes them) and the loop that sends it: every pending
+//! file, oldest first, within a time budget; a file moves to `sent/` once
+//! the bridge took it, anything else leaves it for the next run (the bridge
+//! ignores records it already has). The sender is the caller's: the plugin
+//! signs with the cluster's secret, a joined worker's agent uses its
+//! certificate.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::records::Record;
+
+/// What one run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub files_sent: usize,
+    pub records_sent: usize,
+    /// Lines that were not records: reported and skipped.
+    pub corrupt_lines: usize,
+    pub files_left: usize,
+    /// The first error, if delivery stopped early.
+    pub error: Option<String>,
+}
+
+/// The spool's pending step files, oldest first.
+pub fn pending(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .map(|p| (p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Keeps the lines that are records as the bridge reads them (one bad line
+/// would make it refuse the whole batch); counts the rest.
+pub fn clean(text: &str) -> (String, usize, usize) {
+    let (mut body, mut good, mut bad) = (String::new(), 0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match Record::parse(line.as_bytes()) {
+            Ok(_) => {
+                body.push_str(line);
+                body.push('\n');
+                good += 1;
+            }
+            _ => bad += 1,
+        }
+    }
+    (body, good, bad)
+}
+
+/// Sends every pending file of `dir` with `send` (one batch of JSON lines
+/// per file) until `budget` is spent or a send fails.
+pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> Result<(), String>) -> Delivered {
+    let started = Instant::now();
+    let mut done = Delivered::default();
+    let files = pending(dir);
+    for (idx, file) in files.iter().enumerate() {
+        if started.elapsed() >= budget {
+            done.files_left = files.len() - idx;
+            done.error.get_or_insert_with(|| "time budget spent".into());
+            break;
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                done.error.get_or_insert_with(|| format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        let (body, good, bad) = clean(&text);
+        done.corrupt_lines += bad;
+        if good > 0 {
+            if let Err(e) = send(&body) {
+                done.files_left = files.len() - idx;
+                done.error = Some(e);
+                break;
+            }
+        }
+        let sent_dir = dir.join("sent");
+        let moved = std::fs::create_dir_all(&sent_dir)
+            .and_then(|()| std::fs::rename(file, sent_dir.join(file.file_name().unwrap_or_default())));
+        if let Err(e) = moved {
+            done.error.get_or_insert_with(|| format!("move {} to sent/: {e}", file.display()));
+        }
+        done.files_sent += 1;
+        done.records_sent += good;
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_files_move_and_a_failed_send_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |id: &str| {
+            format!(r#"{{"kind":"task","id":"{id}","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#)
+        };
+        std::fs::write(dir.join("1.0.jsonl"), format!("{}\nnot json\n", line("a"))).unwrap();
+        let mut bodies = Vec::new();
+        let done = deliver_with(&dir, Duration::from_secs(5), |b| {
+            bodies.push(b.to_owned());
+            Ok(())
+        });
+        assert_eq!((done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 1));
+        assert_eq!(bodies, vec![format!("{}\n", line("a"))]);
+        assert!(dir.join("sent/1.0.jsonl").exists());
+        std::fs::write(dir.join("2.0.jsonl"), format!("{}\n", line("b"))).unwrap();
+        let done = deliver_with(&dir, Duration::from_secs(5), |_| Err("refused".into()));
+        assert_eq!((done.files_sent, done.files_left, done.error.as_deref()), (0, 1, Some("refused")));
+        assert!(dir.join("2.0.jsonl").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
