@@ -16,3 +16,4 @@ mod security;
 mod spank;
 mod submit_paths;
 mod web;
+mod workers;

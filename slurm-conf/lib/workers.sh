@@ -137,7 +137,7 @@ cmd_kill_worker() {
   [[ -n $name ]] || die "usage: $PROG kill-worker NAME"
   check_worker_name "$name"
   mapfile -t pids < <(ip netns pids "$(worker_ns "$name")" 2>/dev/null)
-  ((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
+  if ((${#pids[@]})); then kill -KILL "${pids[@]}" 2>/dev/null || true; fi
   remove_worker_machine "$name"
   say "worker $name killed"
 }
@@ -151,8 +151,8 @@ remove_worker_machine() { # <name>: its processes, network and namespace
     ip netns delete "$ns" 2>/dev/null || { umount "/run/netns/$ns" 2>/dev/null; rm -f "/run/netns/$ns"; }
   fi
   addr=$(cat "$(worker_dir "$name")/addr" 2>/dev/null || true)
-  [[ -n $addr ]] && ip link delete "odw-${addr##*.}" 2>/dev/null
-  return 0
+  # Deleting the namespace took its end of the pair and so the pair.
+  if [[ -n $addr ]]; then ip link delete "odw-${addr##*.}" 2>/dev/null || true; fi
 }
 
 # Every worker machine, for `down`: removed, and their nodes deleted from
