@@ -35,6 +35,7 @@ WORK=$(mktemp -d /tmp/api-check.XXXXXX)
   --data-dir "$WORK/data" --slurm-conf "$SLURM_CONF" --mpi-binary "$SHARED_DIR/bin/odyssey-mpi" \
   --submit-rate 100000 --login-rate-per-address 100000 --login-rate-per-name 100000 \
   --health-secret-file "$ODYSSEY_STATE_DIR/etc/health.secret" \
+  --worker-listen "127.0.0.1:$((PORT + 2))" --munge-key-file "$ODYSSEY_STATE_DIR/munge/munge.key" \
   >"$WORK/bridge.log" 2>&1 &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; scancel --user=alice >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT

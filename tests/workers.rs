@@ -87,7 +87,8 @@ impl<'a> Workers<'a> {
     fn join(&mut self, app: &WorkerApp, name: &str, token: &str) {
         self.names.push(name.to_owned());
         let out = self.cluster.cluster_script(&["join", name, "--bridge", &app.app.base, "--token", token]);
-        let log = std::fs::read_to_string(self.cluster.state_dir.join(format!("log/worker-{name}.log"))).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.cluster.state_dir.join(format!("log/worker-{name}.log"))).unwrap_or_default();
         assert!(out.status.success(), "cluster join {name}: {}\n{log}", text(&out.stderr));
     }
 
@@ -154,13 +155,33 @@ async fn issue_11_a_machine_joins_runs_an_mpi_job_reports_health_with_its_certif
     let _slot = e2e::mpi_job_slot();
     let app = worker_app(cluster, &[]).await;
     let mut workers = Workers::new(cluster);
-    let token = app.token(&["gpu"]).await;
+    // The admin's token from the command line, as a site would make it.
+    let odyssey = cluster.repo.join("target/release/odyssey");
+    let out = std::process::Command::new(&odyssey)
+        .args(["--url", &app.app.base, "workers", "token", "--features", "gpu", "--expires-in", "600"])
+        .env("ODYSSEY_TOKEN", &app.admin.token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "odyssey workers token: {}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("odyssey-join-"), "{token}");
+    assert!(text(&out.stderr).contains("odyssey-worker join --bridge"), "{}", text(&out.stderr));
     workers.join(&app, "w1", &token);
     let w1 = app.wait_worker_state("w1", "idle", Duration::from_secs(30)).await;
     assert_eq!(w1["features"], json!(["gpu", "worker"]), "{w1}");
     assert!(w1["certificate_serial"].as_str().is_some_and(|s| s.len() == 32), "{w1}");
     assert!(w1["last_heartbeat_at"].as_f64().is_some(), "{w1}");
     assert!(sinfo_nodes(cluster).contains(&"w1".to_owned()));
+    let out = std::process::Command::new(&odyssey)
+        .args(["--url", &app.app.base, "workers"])
+        .env("ODYSSEY_TOKEN", &app.admin.token)
+        .output()
+        .unwrap();
+    let listing = text(&out.stdout);
+    assert!(
+        listing.lines().any(|l| l.starts_with("w1 ") && l.contains("idle") && l.contains("gpu,worker")),
+        "{listing}"
+    );
     // The machine has no slurm.conf of its own: slurmd fetched it.
     let cache = cluster.state_dir.join("nodes/w1/spool/conf-cache/slurm.conf");
     assert!(cache.exists(), "configless slurmd keeps the fetched config at {}", cache.display());
@@ -191,9 +212,12 @@ async fn issue_11_a_machine_joins_runs_an_mpi_job_reports_health_with_its_certif
     let mut health = Value::Null;
     for _ in 0..150 {
         health = alice.get(&format!("/v1/jobs/{id}/health")).await.body;
-        let on_w1 = health["steps"].as_array().into_iter().flatten().flat_map(|s| s["nodes"].as_array().unwrap().iter()).any(
-            |n| n["node"] == "w1" && n["node_record"]["kind"] == "node",
-        );
+        let on_w1 = health["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["nodes"].as_array().unwrap().iter())
+            .any(|n| n["node"] == "w1" && n["node_record"]["kind"] == "node");
         if on_w1 {
             break;
         }
@@ -223,6 +247,9 @@ async fn issue_11_a_machine_joins_runs_an_mpi_job_reports_health_with_its_certif
     let nodes = alice.get("/v1/nodes").await.body;
     let node = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "w1").unwrap().clone();
     assert_eq!(node["health"]["node"], "w1", "{node}");
+    assert_eq!(node["health_auth"], "certificate", "{node}");
+    let c1 = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "c1").unwrap().clone();
+    assert_eq!(c1["health_auth"], "shared_secret", "{c1}");
 
     // Leaving: keep a copy of the certificate to try it afterwards.
     let dir = workers.agent_dir("w1");
@@ -314,23 +341,32 @@ async fn issue_11_attacks_on_joining_and_on_the_worker_endpoint_are_refused_and_
     assert!(body["detail"].as_str().unwrap().contains("may not send records about node c1"), "{body}");
     let on_c1 = cluster.sbatch_wait(None, &["-w", "c1", "--wrap", "true"]);
     let (status, body) = status_and_body(
-        w2.post(&reports).body(task_record(on_c1.parse().unwrap(), "w2", &format!("{on_c1}.0.w2.forged"))).send().await.unwrap(),
+        w2.post(&reports)
+            .body(task_record(on_c1.parse().unwrap(), "w2", &format!("{on_c1}.0.w2.forged")))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("did not run on worker w2"), "{body}");
     let stored = store
-        .read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM health_records WHERE id LIKE '%forged'", [], |r| r.get::<_, i64>(0))?))
+        .read(|conn| {
+            Ok(conn
+                .query_row("SELECT COUNT(*) FROM health_records WHERE id LIKE '%forged'", [], |r| r.get::<_, i64>(0))?)
+        })
         .await
         .unwrap();
     assert_eq!(stored, 0, "no forged record was stored");
 
     // A renewed certificate replaces the old one, which is refused from then on.
     let old = w2.clone();
-    let reply = old.post(format!("{}/worker/v1/renew", app.endpoint)).json(&json!({"csr": csr()})).send().await.unwrap();
+    let reply =
+        old.post(format!("{}/worker/v1/renew", app.endpoint)).json(&json!({"csr": csr()})).send().await.unwrap();
     let (status, body) = status_and_body(reply).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = status_and_body(old.get(format!("{}/worker/v1/self", app.endpoint)).send().await.unwrap()).await;
+    let (status, body) =
+        status_and_body(old.get(format!("{}/worker/v1/self", app.endpoint)).send().await.unwrap()).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
 }

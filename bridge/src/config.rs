@@ -721,10 +721,11 @@ mod tests {
         assert_eq!(w.url(), "https://10.199.0.1:8443");
         let err = Settings::from_cli(&cli(&["--worker-listen", "0.0.0.0:8443"])).unwrap_err();
         assert!(err.to_string().starts_with("--worker-names: --worker-listen 0.0.0.0:8443 names no address"), "{err}");
-        let w = Settings::from_cli(&cli(&["--worker-listen", "0.0.0.0:8443", "--worker-names", "head.example,10.0.0.1"]))
-            .unwrap()
-            .workers
-            .unwrap();
+        let w =
+            Settings::from_cli(&cli(&["--worker-listen", "0.0.0.0:8443", "--worker-names", "head.example,10.0.0.1"]))
+                .unwrap()
+                .workers
+                .unwrap();
         assert_eq!(w.url(), "https://head.example:8443");
         assert!(Settings::from_cli(&cli(&["--worker-listen", "[::1]:1", "--worker-names", "a b"])).is_err());
     }

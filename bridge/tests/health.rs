@@ -79,6 +79,10 @@ async fn openapi_document_names_every_route() {
         "/v1/health-reports",
         "/v1/nodes",
         "/v1/openapi.json",
+        "/v1/workers",
+        "/v1/workers/tokens",
+        "/v1/workers/join",
+        "/v1/workers/{name}",
     ] {
         assert!(paths.contains_key(path), "openapi.json lacks {path}");
     }

@@ -8,6 +8,7 @@ mod follow;
 mod jobs;
 mod sse;
 mod table;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,11 @@ enum Command {
     Health { id: i64 },
     /// The cluster's nodes.
     Nodes,
+    /// Machines that joined as workers; join tokens and removal (admins).
+    Workers {
+        #[command(subcommand)]
+        command: Option<workers::WorkersCommand>,
+    },
     /// Shell completions: odyssey completions bash > /etc/bash_completion.d/odyssey
     Completions { shell: clap_complete::Shell },
     /// The manual page (roff): odyssey man > odyssey.1
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Result { id } => jobs::raw(&conn, &format!("/v1/jobs/{id}/result")),
         Command::Health { id } => jobs::raw(&conn, &format!("/v1/jobs/{id}/health")),
         Command::Nodes => jobs::nodes(&conn, cli.json),
+        Command::Workers { command } => workers::run(&conn, command, cli.json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "odyssey", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -106,7 +106,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let line = |id: &str| {
-            format!(r#"{{"kind":"task","id":"{id}","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#)
+            format!(
+                r#"{{"kind":"task","id":"{id}","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#
+            )
         };
         std::fs::write(dir.join("1.0.jsonl"), format!("{}\nnot json\n", line("a"))).unwrap();
         let mut bodies = Vec::new();

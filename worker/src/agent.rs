@@ -39,7 +39,11 @@ fn key_and_csr(name: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn text(value: &Value, key: &str) -> anyhow::Result<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned).with_context(|| format!("the bridge's answer has no {key}"))
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("the bridge's answer has no {key}"))
 }
 
 fn number(value: &Value, key: &str) -> anyhow::Result<f64> {
@@ -66,7 +70,8 @@ pub fn join(
     let (key, csr) = key_and_csr(name)?;
     let client = api::public(ca_file)?;
     let url = format!("{}/v1/workers/join", bridge.trim_end_matches('/'));
-    let answer = api::post(&client, &url, &json!({"token": token, "name": name, "csr": csr, "features": features}), "join")?;
+    let answer =
+        api::post(&client, &url, &json!({"token": token, "name": name, "csr": csr, "features": features}), "join")?;
     let record = state::Record {
         name: text(&answer, "name")?,
         endpoint: text(&answer, "endpoint")?,
@@ -74,10 +79,14 @@ pub fn join(
         issued_at: now(),
         expires_at: number(&answer, "expires_at")?,
     };
-    let worker = Worker::save(dir, &record, Some(&key), &text(&answer, "certificate")?, &text(&answer, "ca_certificate")?)?;
+    let worker =
+        Worker::save(dir, &record, Some(&key), &text(&answer, "certificate")?, &text(&answer, "ca_certificate")?)?;
     // munged (as its own user) reaches its files under this directory.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-    eprintln!("odyssey-worker: joined as {} (certificate {}), endpoint {}", record.name, record.serial, record.endpoint);
+    eprintln!(
+        "odyssey-worker: joined as {} (certificate {}), endpoint {}",
+        record.name, record.serial, record.endpoint
+    );
     Ok(worker)
 }
 
@@ -96,7 +105,11 @@ pub fn start(worker: &Worker, settings: &Settings) -> anyhow::Result<()> {
     loop {
         let state = daemons::sinfo_state(&config);
         if state.as_deref() == Some("idle") {
-            eprintln!("odyssey-worker: node {} is idle in sinfo after {:.1} s", config.node, started.elapsed().as_secs_f64());
+            eprintln!(
+                "odyssey-worker: node {} is idle in sinfo after {:.1} s",
+                config.node,
+                started.elapsed().as_secs_f64()
+            );
             return Ok(());
         }
         anyhow::ensure!(
@@ -215,7 +228,13 @@ pub fn leave(worker: &Worker, timeout: Duration) -> anyhow::Result<()> {
     leave_now(worker, &endpoint, &config, &spool, timeout)
 }
 
-fn leave_now(worker: &Worker, endpoint: &Endpoint, config: &NodeConfig, spool: &Path, timeout: Duration) -> anyhow::Result<()> {
+fn leave_now(
+    worker: &Worker,
+    endpoint: &Endpoint,
+    config: &NodeConfig,
+    spool: &Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let name = &worker.record.name;
     endpoint.post("/worker/v1/leave", &json!({}))?;
     eprintln!("odyssey-worker: {name} drained; waiting up to {} s for its jobs", timeout.as_secs());
@@ -230,7 +249,10 @@ fn leave_now(worker: &Worker, endpoint: &Endpoint, config: &NodeConfig, spool: &
             eprintln!("odyssey-worker: timeout: jobs requeued: {}", answer.get("requeued").unwrap_or(&Value::Null));
             let requeued = Instant::now();
             while running(endpoint)? > 0 {
-                anyhow::ensure!(requeued.elapsed() < Duration::from_secs(60), "jobs still run on {name} a minute after their requeue");
+                anyhow::ensure!(
+                    requeued.elapsed() < Duration::from_secs(60),
+                    "jobs still run on {name} a minute after their requeue"
+                );
                 std::thread::sleep(Duration::from_millis(500));
             }
             break;

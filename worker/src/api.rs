@@ -26,7 +26,8 @@ pub fn public(ca_file: Option<&std::path::Path>) -> anyhow::Result<Client> {
     let mut builder = Client::builder().use_rustls_tls().timeout(Duration::from_secs(30));
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).with_context(|| format!("read --ca-file {}", path.display()))?;
-        let ca = reqwest::Certificate::from_pem(&pem).with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
         builder = builder.add_root_certificate(ca);
     }
     Ok(builder.build()?)
@@ -68,7 +69,10 @@ impl Endpoint {
 
     pub fn post_lines(&self, path: &str, body: &str) -> anyhow::Result<Value> {
         send(
-            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/x-ndjson").body(body.to_owned()),
+            self.client
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/x-ndjson")
+                .body(body.to_owned()),
             path,
         )
     }

@@ -67,7 +67,8 @@ pub fn start_munged(worker_dir: &Path, config: &NodeConfig) -> anyhow::Result<()
     std::fs::create_dir_all(&dir)?;
     chown(&dir, Some(munge.uid), Some(munge.gid))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let key = base64::engine::general_purpose::STANDARD.decode(&config.munge_key).context("the munge key is not base64")?;
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(&config.munge_key).context("the munge key is not base64")?;
     let key_path = dir.join("munge.key");
     crate::state::write(&key_path, &key, 0o400)?;
     chown(&key_path, Some(munge.uid), Some(munge.gid))?;
@@ -157,11 +158,8 @@ pub fn stop_slurmd(config: &NodeConfig) {
 /// fetched (configless: no slurm.conf of this machine's own).
 pub fn sinfo_state(config: &NodeConfig) -> Option<String> {
     let conf = Path::new(&config.slurmd_spool_dir).join("conf-cache/slurm.conf");
-    let output = Command::new("sinfo")
-        .env("SLURM_CONF", &conf)
-        .args(["-h", "-n", &config.node, "-o", "%T"])
-        .output()
-        .ok()?;
+    let output =
+        Command::new("sinfo").env("SLURM_CONF", &conf).args(["-h", "-n", &config.node, "-o", "%T"]).output().ok()?;
     let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     (output.status.success() && !state.is_empty()).then_some(state)
 }

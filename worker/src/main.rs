@@ -20,7 +20,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "odyssey-worker", version, about = "Join a Cloud Odyssey cluster as a worker, report health, leave cleanly")]
+#[command(
+    name = "odyssey-worker",
+    version,
+    about = "Join a Cloud Odyssey cluster as a worker, report health, leave cleanly"
+)]
 struct Cli {
     /// Where the worker keeps its key, certificate and state (0700).
     #[arg(long, env = "ODYSSEY_WORKER_DIR", default_value = "/var/lib/odyssey-worker", global = true)]

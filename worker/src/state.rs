@@ -42,13 +42,20 @@ pub fn write(path: &Path, content: &[u8], mode: u32) -> anyhow::Result<()> {
 impl Worker {
     pub fn load(dir: &Path) -> anyhow::Result<Worker> {
         let path = dir.join("worker.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("this machine has not joined ({} is missing; run `odyssey-worker join`)", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("this machine has not joined ({} is missing; run `odyssey-worker join`)", path.display())
+        })?;
         let record = serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
         Ok(Worker { dir: dir.to_owned(), record })
     }
 
-    pub fn save(dir: &Path, record: &Record, key_pem: Option<&str>, cert_pem: &str, ca_pem: &str) -> anyhow::Result<Worker> {
+    pub fn save(
+        dir: &Path,
+        record: &Record,
+        key_pem: Option<&str>,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> anyhow::Result<Worker> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         if let Some(key) = key_pem {

@@ -84,7 +84,9 @@ async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError
         }
     }
     match state.slurm.show_job(job).await {
-        Ok(Some(detail)) => Ok(detail.nodes.is_some_and(|list| crate::slurm::hostlist::expand(&list).iter().any(|n| n == node))),
+        Ok(Some(detail)) => {
+            Ok(detail.nodes.is_some_and(|list| crate::slurm::hostlist::expand(&list).iter().any(|n| n == node)))
+        }
         Ok(None) => Ok(false),
         Err(e) => Err(ApiError::Unavailable(format!("cannot ask SLURM where job {job} ran: {e}"))),
     }

@@ -41,10 +41,21 @@ pub(super) struct NodeBody {
     health: Option<Record>,
     /// Seconds since that record was made.
     health_age_s: Option<f64>,
+    /// How the node's health records are authenticated: `certificate` for
+    /// a joined worker (mutual TLS, its own certificate), `shared_secret`
+    /// for a configured node (the cluster's secret).
+    health_auth: HealthAuth,
+}
+
+#[derive(Serialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum HealthAuth {
+    Certificate,
+    SharedSecret,
 }
 
 impl NodeBody {
-    fn new(node: NodeView, health: Option<(Record, f64)>, now: f64) -> NodeBody {
+    fn new(node: NodeView, health: Option<(Record, f64)>, now: f64, health_auth: HealthAuth) -> NodeBody {
         let info = node.info;
         NodeBody {
             name: info.name,
@@ -59,6 +70,7 @@ impl NodeBody {
             running_jobs: node.running_jobs,
             health_age_s: health.as_ref().map(|(_, at)| (now - at).max(0.0)),
             health: health.map(|(record, _)| record),
+            health_auth,
         }
     }
 }
@@ -72,6 +84,7 @@ pub(super) struct Nodes {
 async fn list_nodes(_user: AuthUser, State(state): State<AppState>) -> Result<Json<Nodes>, ApiError> {
     let snapshot: NodeSnapshot = NodeSnapshot::clone(&state.nodes.borrow());
     let mut latest = state.store.read(crate::store::health::latest_per_node).await?;
+    let workers = state.store.read(crate::store::workers::present_names).await?;
     let now = crate::store::now();
     let nodes = snapshot
         .nodes
@@ -79,7 +92,9 @@ async fn list_nodes(_user: AuthUser, State(state): State<AppState>) -> Result<Js
         .map(|node| {
             let found =
                 latest.iter().position(|(record, _)| record.node == node.info.name).map(|i| latest.swap_remove(i));
-            NodeBody::new(node, found.map(|(record, at)| (Record::Node(record), at)), now)
+            let auth =
+                if workers.contains(&node.info.name) { HealthAuth::Certificate } else { HealthAuth::SharedSecret };
+            NodeBody::new(node, found.map(|(record, at)| (Record::Node(record), at)), now, auth)
         })
         .collect();
     Ok(Json(Nodes { nodes, polled_at: snapshot.polled_at }))

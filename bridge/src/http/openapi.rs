@@ -59,6 +59,12 @@ fn render() -> String {
     add::<super::health::Health>(&mut generator);
     add::<super::health::Ready>(&mut generator);
     add::<super::health_reports::Ingested>(&mut generator);
+    add::<super::workers::WorkersBody>(&mut generator);
+    add::<super::workers::TokenRequest>(&mut generator);
+    add::<super::workers::TokenBody>(&mut generator);
+    add::<super::workers::JoinRequest>(&mut generator);
+    add::<super::workers::JoinBody>(&mut generator);
+    add::<super::workers::WorkerBody>(&mut generator);
     let schemas = &mut document["components"]["schemas"];
     for (name, schema) in generator.take_definitions(true) {
         assert!(schemas.get(&name).is_none(), "the template already has a schema {name}");

@@ -93,7 +93,10 @@ pub(super) struct WorkerConfig {
     features: Vec<String>,
 }
 
-async fn config(CertifiedWorker(name): CertifiedWorker, State(state): State<AppState>) -> Result<Json<WorkerConfig>, ApiError> {
+async fn config(
+    CertifiedWorker(name): CertifiedWorker,
+    State(state): State<AppState>,
+) -> Result<Json<WorkerConfig>, ApiError> {
     let workers = enabled(&state)?.clone();
     let join = state.slurm.join_config().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let key = tokio::fs::read(&workers.munge_key).await.map_err(|e| {
@@ -146,7 +149,10 @@ async fn heartbeat(
     Ok(Json(HeartbeatAnswer { leave_requested, state: state_now }))
 }
 
-async fn myself(CertifiedWorker(name): CertifiedWorker, State(state): State<AppState>) -> Result<Json<WorkerBody>, ApiError> {
+async fn myself(
+    CertifiedWorker(name): CertifiedWorker,
+    State(state): State<AppState>,
+) -> Result<Json<WorkerBody>, ApiError> {
     let lost_after = enabled(&state)?.lost_after;
     let key = name.clone();
     let worker = state
@@ -188,8 +194,10 @@ async fn renew(
     ApiJson(renewal): ApiJson<Renewal>,
 ) -> Result<Json<Renewed>, ApiError> {
     let workers: Arc<crate::workers::Workers> = enabled(&state)?.clone();
-    let signed =
-        workers.ca.sign_worker(&renewal.csr, &name, workers.cert_days).map_err(|e| ApiError::invalid("csr", e.to_string()))?;
+    let signed = workers
+        .ca
+        .sign_worker(&renewal.csr, &name, workers.cert_days)
+        .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
     let issued = store::Issued {
         fingerprint: signed.fingerprint.clone(),
         serial: signed.serial.clone(),
@@ -208,7 +216,10 @@ fn node(name: &str) -> Result<NodeName, ApiError> {
 
 /// The worker starts leaving: its node drains (running jobs finish,
 /// nothing new starts).
-async fn leave(CertifiedWorker(name): CertifiedWorker, State(state): State<AppState>) -> Result<Json<WorkerBody>, ApiError> {
+async fn leave(
+    CertifiedWorker(name): CertifiedWorker,
+    State(state): State<AppState>,
+) -> Result<Json<WorkerBody>, ApiError> {
     let lost_after = enabled(&state)?.lost_after;
     let node = node(&name)?;
     state
@@ -236,7 +247,10 @@ pub(super) struct Requeued {
 
 /// A leaving worker that waited long enough hands its running jobs back
 /// to SLURM, which runs them elsewhere.
-async fn requeue(CertifiedWorker(name): CertifiedWorker, State(state): State<AppState>) -> Result<Json<Requeued>, ApiError> {
+async fn requeue(
+    CertifiedWorker(name): CertifiedWorker,
+    State(state): State<AppState>,
+) -> Result<Json<Requeued>, ApiError> {
     let node = node(&name)?;
     let jobs = state.slurm.jobs_on(&node).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     state.slurm.requeue(&jobs).await.map_err(|e| ApiError::Conflict(e.to_string()))?;
@@ -246,7 +260,10 @@ async fn requeue(CertifiedWorker(name): CertifiedWorker, State(state): State<App
 
 /// The worker stopped slurmd: its node is deleted from SLURM and every
 /// certificate of it revoked (this request's included).
-async fn left(CertifiedWorker(name): CertifiedWorker, State(state): State<AppState>) -> Result<Json<WorkerBody>, ApiError> {
+async fn left(
+    CertifiedWorker(name): CertifiedWorker,
+    State(state): State<AppState>,
+) -> Result<Json<WorkerBody>, ApiError> {
     let lost_after = enabled(&state)?.lost_after;
     let node = node(&name)?;
     state.slurm.delete_node(&node).await.map_err(|e| ApiError::Conflict(format!("SLURM keeps node {name}: {e}")))?;

@@ -125,13 +125,20 @@ async fn join(
     let name = request.name.clone();
     let known_worker = state.store.read(move |conn| store::get(conn, &name)).await?.is_some();
     if fixed && !known_worker {
-        return Err(ApiError::Conflict(format!("{:?} is a node of the cluster's configuration, not a worker's name", request.name)));
+        return Err(ApiError::Conflict(format!(
+            "{:?} is a node of the cluster's configuration, not a worker's name",
+            request.name
+        )));
     }
     let signed = workers
         .ca
         .sign_worker(&request.csr, &request.name, workers.cert_days)
         .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
-    let issued = Issued { fingerprint: signed.fingerprint.clone(), serial: signed.serial.clone(), expires_at: signed.expires_at };
+    let issued = Issued {
+        fingerprint: signed.fingerprint.clone(),
+        serial: signed.serial.clone(),
+        expires_at: signed.expires_at,
+    };
     let (hash, name) = (token_hash(&request.token), request.name.clone());
     let (nodes, lost_after) = (state.nodes.clone(), workers.lost_after);
     let joined = state
@@ -211,8 +218,10 @@ pub(super) struct WorkersBody {
     workers: Vec<WorkerBody>,
 }
 
+/// Without a worker endpoint the list is what joined before (if anything),
+/// judged with the default silence for "lost".
 async fn list(_user: AuthUser, State(state): State<AppState>) -> Result<Json<WorkersBody>, ApiError> {
-    let lost_after = enabled(&state)?.lost_after;
+    let lost_after = state.workers.as_ref().map_or(crate::workers::DEFAULT_LOST_AFTER, |w| w.lost_after);
     let workers = state.store.read(store::list).await?;
     Ok(Json(WorkersBody { workers: workers.into_iter().map(|w| body(&state, w, lost_after)).collect() }))
 }

@@ -369,8 +369,9 @@ impl Slurm {
 
     /// SLURM ids of the jobs running (or completing) on a node.
     pub async fn jobs_on(&self, node: &NodeName) -> Result<Vec<i64>, SlurmError> {
-        let stdout =
-            self.output("squeue", &["-h", "-w", node.as_str(), "-t", "RUNNING,COMPLETING,CONFIGURING", "-o", "%A"]).await?;
+        let stdout = self
+            .output("squeue", &["-h", "-w", node.as_str(), "-t", "RUNNING,COMPLETING,CONFIGURING", "-o", "%A"])
+            .await?;
         Ok(stdout.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 

@@ -67,9 +67,8 @@ pub fn join_config(stdout: &str) -> Option<JoinConfig> {
     let port = config_value(stdout, "SlurmctldPort")?;
     // A port range ("6817-6820"): the first.
     let port = port.split('-').next()?.to_owned();
-    let munge_socket = config_value(stdout, "AuthInfo").and_then(|info| {
-        info.split(',').find_map(|part| part.trim().strip_prefix("socket=").map(str::to_owned))
-    });
+    let munge_socket = config_value(stdout, "AuthInfo")
+        .and_then(|info| info.split(',').find_map(|part| part.trim().strip_prefix("socket=").map(str::to_owned)));
     Some(JoinConfig {
         conf_server: format!("{host}:{port}"),
         munge_socket,
@@ -454,7 +453,8 @@ mod tests {
 
     #[test]
     fn a_joining_node_learns_the_controller_and_slurmds_paths() {
-        let text = "AuthInfo                = socket=/st/munge/run/munge.socket\nSlurmctldHost[0]        = vm(10.199.0.1)\n\
+        let text =
+            "AuthInfo                = socket=/st/munge/run/munge.socket\nSlurmctldHost[0]        = vm(10.199.0.1)\n\
                     SlurmctldPort           = 6817\nSlurmdLogFile           = /st/log/slurmd-%n.log\n\
                     SlurmdPidFile           = /st/run/slurmd-%n.pid\nSlurmdSpoolDir          = /st/nodes/%n/spool\n";
         let c = join_config(text).unwrap();

@@ -263,7 +263,10 @@ pub fn set_leaving(conn: &Connection, name: &str) -> Result<(), StoreError> {
 pub fn set_left(conn: &mut Connection, name: &str, why: &str) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let at = now();
-    tx.execute("UPDATE workers SET state = 'left', left_at = ?1, leave_requested = 0 WHERE name = ?2", params![at, name])?;
+    tx.execute(
+        "UPDATE workers SET state = 'left', left_at = ?1, leave_requested = 0 WHERE name = ?2",
+        params![at, name],
+    )?;
     tx.execute(
         "UPDATE worker_certificates SET revoked_at = ?1, revoked_why = ?2 WHERE worker = ?3 AND revoked_at IS NULL",
         params![at, why, name],
@@ -285,7 +288,11 @@ mod tests {
     use super::*;
 
     fn store() -> Connection {
-        let dir = std::env::temp_dir().join(format!("workers-store-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "workers-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db");

@@ -108,7 +108,8 @@ impl Ca {
         // rcgen signs with a `Certificate`: rebuilt from the stored one's
         // parameters and key, it has the same subject and key, so what it
         // signs verifies against ca.pem.
-        let params = CertificateParams::from_ca_cert_pem(&pem).with_context(|| format!("parse {}", cert_path.display()))?;
+        let params =
+            CertificateParams::from_ca_cert_pem(&pem).with_context(|| format!("parse {}", cert_path.display()))?;
         let cert = params.self_signed(&key).context("load the CA")?;
         Ok(Ca { key, cert, pem, dir: dir.to_owned() })
     }
@@ -177,7 +178,11 @@ impl Ca {
                 .iter()
                 .map(|n| match n.parse::<std::net::IpAddr>() {
                     Ok(ip) => Ok(SanType::IpAddress(ip)),
-                    Err(_) => n.clone().try_into().map(SanType::DnsName).map_err(|_| anyhow::anyhow!("{n:?} is not a DNS name")),
+                    Err(_) => n
+                        .clone()
+                        .try_into()
+                        .map(SanType::DnsName)
+                        .map_err(|_| anyhow::anyhow!("{n:?} is not a DNS name")),
                 })
                 .collect::<anyhow::Result<_>>()?;
             params.is_ca = IsCa::ExplicitNoCa;
@@ -188,7 +193,8 @@ impl Ca {
             params.not_after = now + Duration::days(SERVER_DAYS);
             params.serial_number = Some(random_serial());
             let expires = unix(params.not_after);
-            let cert = params.signed_by(&key, &self.cert, &self.key).context("sign the worker endpoint's certificate")?;
+            let cert =
+                params.signed_by(&key, &self.cert, &self.key).context("sign the worker endpoint's certificate")?;
             write_secret(&key_path, &key.serialize_pem())?;
             write_secret(&cert_path, &cert.pem())?;
             write_secret(&self.dir.join("server.expires"), &expires.to_string())?;
@@ -249,7 +255,10 @@ mod tests {
         let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.pem().as_bytes()).unwrap();
         let ca_cert = ca_pem.parse_x509().unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).expect("signed by the stored CA");
-        assert_eq!(signed.fingerprint, fingerprint(&x509_parser::pem::parse_x509_pem(signed.pem.as_bytes()).unwrap().1.contents));
+        assert_eq!(
+            signed.fingerprint,
+            fingerprint(&x509_parser::pem::parse_x509_pem(signed.pem.as_bytes()).unwrap().1.contents)
+        );
 
         // A CSR whose signature does not match its key is refused.
         let mut tampered = csr.clone().into_bytes();

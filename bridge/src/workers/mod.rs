@@ -7,8 +7,8 @@ pub mod ca;
 
 use std::time::Duration;
 
-use serde::Serialize;
 use schemars::JsonSchema;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::slurm::poller::NodeView;
@@ -29,6 +29,9 @@ pub struct Workers {
 
 /// The node feature every joined worker has.
 pub const WORKER_FEATURE: &str = "worker";
+
+/// `--worker-lost-after`'s default.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(30);
 
 /// Longest a join token may live.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 86400);
