@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Launch cost of the health-report plugin (issue #4): `srun -N3 -n3 true`
-# with the plugin absent from plugstack.conf, present but off, and on,
-# interleaved round by round so the three share the machine's state.
-# Also: bytes spooled per task and the plugin's size.
+# Launch cost of the health-report plugin (issues #4, #11): `srun -N3 -n3
+# true` with the plugin absent from plugstack.conf, present but off, and on,
+# on the configured nodes c1..c3 (delivery: odyssey-health-flush with the
+# cluster secret) and on three joined workers (delivery: the worker agent,
+# over mutual TLS), interleaved round by round so every case shares the
+# machine's state. Also: bytes spooled per task and the plugin's size.
 #
 #   bash bench/spank-launch.sh [rounds=30]
 set -euo pipefail
@@ -13,61 +15,101 @@ ROUNDS=${1:-30}
 bash "$CLUSTER" up >/dev/null
 PLUGIN=$ODYSSEY_STATE_DIR/lib/odyssey_spank.so
 [[ -f $PLUGIN ]] || fail "no plugin installed: run scripts/build.sh"
+[[ -x $REPO/target/release/odyssey-worker ]] || fail "no odyssey-worker: run scripts/build.sh"
 # The installed plugin and its flush program, reinstalled after each "absent".
 KEEP_DIR=$(mktemp -d)
 KEEP=$KEEP_DIR/libodyssey_spank.so
 cp "$PLUGIN" "$KEEP"
 [[ -x $ODYSSEY_STATE_DIR/lib/odyssey-health-flush ]] && cp "$ODYSSEY_STATE_DIR/lib/odyssey-health-flush" "$KEEP_DIR/"
-# A bridge where plugstack.conf sends the reports, so "on" includes delivery.
+# A bridge where plugstack.conf sends the reports, so "on" includes
+# delivery, with a worker endpoint for the workers.
 DATA=$ODYSSEY_STATE_DIR/bench-health-$$
+API=http://10.199.0.1:8080
 "$REPO/target/release/bridge" --listen 10.199.0.1:8080 --metrics-listen 127.0.0.1:18191 --data-dir "$DATA" \
   --slurm-conf "$SLURM_CONF" --health-secret-file "$ODYSSEY_STATE_DIR/etc/health.secret" \
+  --worker-listen 10.199.0.1:18192 --munge-key-file "$ODYSSEY_STATE_DIR/munge/munge.key" \
+  --argon2-memory-kib 256 --argon2-iterations 1 \
   >"$ODYSSEY_STATE_DIR/log/bench-health-bridge.log" 2>&1 &
 BRIDGE_PID=$!
-trap 'kill $BRIDGE_PID 2>/dev/null; bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1; rm -rf "$KEEP_DIR" "$DATA"' EXIT
-for _ in $(seq 100); do curl -fs http://10.199.0.1:8080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+WORKERS=(sw1 sw2 sw3)
+cleanup() {
+  local w
+  for w in "${WORKERS[@]}"; do
+    bash "$CLUSTER" kill-worker "$w" >/dev/null 2>&1 || true
+    scontrol delete nodename="$w" 2>/dev/null || true
+  done
+  kill "$BRIDGE_PID" 2>/dev/null || true
+  bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
+  rm -rf "$KEEP_DIR" "$DATA"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "bench-admin-password" | "$REPO/target/release/bridge" --data-dir "$DATA" --argon2-memory-kib 256 \
+  --argon2-iterations 1 user add bench-admin --role admin >/dev/null
+ADMIN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"name": "bench-admin", "password": "bench-admin-password"}' | jq -r .access_token)
+for w in "${WORKERS[@]}"; do
+  token=$(curl -fsS -X POST "$API/v1/workers/tokens" -H "authorization: Bearer $ADMIN" \
+    -H 'content-type: application/json' -d '{}' | jq -r .token)
+  bash "$CLUSTER" join "$w" --bridge "$API" --token "$token" >/dev/null 2>&1 || fail "worker $w did not join"
+done
 cd "$SHARED_DIR/scratch"
 
 now_ns() { date +%s%N; }
-time_srun() { # args...: milliseconds of one srun
-  local t0 t1
+time_srun() { # kind args...: microseconds of one srun
+  local t0 t1 where
+  case $1 in
+    nodes) where=(-w "c[1-3]") ;;
+    workers) where=(--constraint=worker) ;;
+  esac
+  shift
   t0=$(now_ns)
-  srun -N3 -n3 "$@" true >/dev/null 2>&1
+  srun -N3 -n3 "${where[@]}" "$@" true >/dev/null 2>&1
   t1=$(now_ns)
   echo $(((t1 - t0) / 1000))
 }
-absent=() off=() on=()
+declare -A times
 # Each round runs the three cases in one of the six orders, in turn, so no
-# case always follows another (a step's cleanup can slow the next launch).
+# case always follows another (a step's cleanup can slow the next launch);
+# both kinds of node get each case, in alternating order.
 ORDERS=("absent off on" "absent on off" "off absent on" "off on absent" "on absent off" "on off absent")
 for ((round = 1; round <= ROUNDS; round++)); do
+  kinds="nodes workers"
+  ((round % 2)) && kinds="workers nodes"
   for case in ${ORDERS[round % 6]}; do
-    case $case in
-      absent)
-        bash "$CLUSTER" plugin remove >/dev/null 2>&1
-        absent+=("$(time_srun)")
-        bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
-        ;;
-      off) off+=("$(time_srun)") ;;
-      on) on+=("$(time_srun --health-report=summary)") ;;
-    esac
+    [[ $case == absent ]] && bash "$CLUSTER" plugin remove >/dev/null 2>&1
+    for kind in $kinds; do
+      case $case in
+        absent | off) t=$(time_srun "$kind") ;;
+        on) t=$(time_srun "$kind" --health-report=summary) ;;
+      esac
+      times[$kind.$case]+="$t "
+    done
+    [[ $case == absent ]] && bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
   done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
+cell() { # kind case
+  local m base
+  m=$(median "${times[$1.$2]}")
+  base=$(median "${times[$1.absent]}")
+  if [[ $2 == absent ]]; then echo "$m ms"; else awk -v m="$m" -v b="$base" 'BEGIN { printf "%.1f ms (%+.1f %%)", m, (m / b - 1) * 100 }'; fi
+}
 
 # Bytes per task: the spool files of one 3-task step.
 name=bench-spool-$$
-srun -N3 -n3 --job-name="$name" --health-report=summary true >/dev/null 2>&1
+srun -N3 -n3 -w "c[1-3]" --job-name="$name" --health-report=summary true >/dev/null 2>&1
 job=$(squeue -h -t all -n "$name" -o %i)
-mapfile -t files < <(find "$ODYSSEY_STATE_DIR"/nodes/*/health-spool -name "$job.0.jsonl")
+mapfile -t files < <(find "$ODYSSEY_STATE_DIR"/nodes/c*/health-spool -name "$job.0.jsonl")
 bytes=$(cat "${files[@]}" | wc -c)
 task_bytes=$(cat "${files[@]}" | grep '"kind":"task"' | wc -c)
 
-echo "| case | median of $ROUNDS \`srun -N3 -n3 true\` |"
-echo "|---|---|"
-echo "| plugin absent | $(median "${absent[@]}") ms |"
-echo "| plugin present, option off | $(median "${off[@]}") ms |"
-echo "| plugin on (--health-report=summary) | $(median "${on[@]}") ms |"
+echo "| case | median of $ROUNDS \`srun -N3 -n3 true\`: configured nodes (flush, secret) | joined workers (agent, mutual TLS) |"
+echo "|---|---|---|"
+echo "| plugin absent | $(cell nodes absent) | $(cell workers absent) |"
+echo "| plugin present, option off | $(cell nodes off) | $(cell workers off) |"
+echo "| plugin on (--health-report=summary) | $(cell nodes on) | $(cell workers on) |"
 echo
-echo "records the bridge took: $(curl -fs http://127.0.0.1:18191/metrics | awk '/^bridge_health_reports_total\{outcome="accepted"\}/ { print $2 }')"
+sleep 2 # the last step's records on their way
+echo "records the bridge took: $(curl -fs http://127.0.0.1:18191/metrics | awk '/^bridge_health_reports_total\{outcome="accepted"\}/ { print $2 }'); from workers: $(sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE node LIKE 'sw%'" 2>/dev/null || echo '?')"
 echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$KEEP") bytes"

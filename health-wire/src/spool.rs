@@ -1,6 +1,7 @@
 //! A node's spool of health records (one JSON-lines file per job step, as
 //! the SPANK plugin writes them) and the loop that sends it: every pending
-//! file, oldest first, within a time budget; a file moves to `sent/` once
+//! file, oldest first, made durable (fsync) and sent within a time budget;
+//! a file moves to `sent/` once
 //! the bridge took it, anything else leaves it for the next run (the bridge
 //! ignores records it already has). The sender is the caller's: the plugin
 //! signs with the cluster's secret, a joined worker's agent uses its
@@ -68,7 +69,12 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
             done.error.get_or_insert_with(|| "time budget spent".into());
             break;
         }
-        let text = match std::fs::read_to_string(file) {
+        // Durable before it goes: the step daemon that wrote it leaves the
+        // fsync to its deliverer, off the job's path.
+        let text = match std::fs::File::open(file).and_then(|f| {
+            f.sync_data()?;
+            std::io::read_to_string(f)
+        }) {
             Ok(text) => text,
             Err(e) => {
                 done.error.get_or_insert_with(|| format!("{}: {e}", file.display()));

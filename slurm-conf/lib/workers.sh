@@ -19,11 +19,16 @@ check_worker_name() {
 }
 
 # The machine's address, kept across rejoins; a free one for a new machine.
-worker_addr() { # <name>
-  local dir octet used
+worker_addr() { # <name> (under the workers lock)
+  local dir octet used other
   dir=$(worker_dir "$1")
-  if [[ -s $dir/addr ]]; then cat "$dir/addr"; return; fi
-  used=$(cat "$STATE_DIR"/workers/*/addr 2>/dev/null || true)
+  used=$(for other in "$STATE_DIR"/workers/*/addr; do
+    [[ -s $other && $other != "$dir/addr" ]] && cat "$other"
+  done)
+  if [[ -s $dir/addr ]] && ! grep -qxF "$(cat "$dir/addr")" <<<"$used"; then
+    cat "$dir/addr"
+    return
+  fi
   for ((octet = 100; octet <= 199; octet++)); do
     grep -qxF "$NET_PREFIX.$octet" <<<"$used" || { echo "$NET_PREFIX.$octet"; return; }
   done
@@ -66,6 +71,11 @@ cmd_join() {
   worker_agent_pid "$name" >/dev/null && die "worker $name already runs (cluster leave-worker $name first)"
   dir=$(worker_dir "$name")
   install -d -m 0755 "$STATE_DIR/workers" "$dir"
+  # Machines joining at once must not pick the same address: one at a time
+  # from choosing it to its link being up.
+  local lock
+  exec {lock}>"$STATE_DIR/workers/.lock"
+  flock "$lock"
   addr=$(worker_addr "$name")
   echo "$addr" >"$dir/addr"
   # A fresh machine every time: nothing of an earlier one survives.
@@ -78,6 +88,7 @@ cmd_join() {
   ns=$(worker_ns "$name") veth=odw-${addr##*.}
   ensure_bridge
   ensure_net "$ns" "$veth" "$addr"
+  exec {lock}>&-
   { cat /etc/hosts; echo "$addr $name"; } >"$dir/hosts"
   mem=$(awk -v n="$((N_NODES + 1))" '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 / n }' /proc/meminfo)
   log=$LOG_DIR/worker-$name.log

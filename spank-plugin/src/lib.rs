@@ -349,7 +349,16 @@ unsafe impl Plugin for OdysseyHealth {
             tasks_ok: step.summaries.iter().filter(|t| t.outcome.ok()).count() as u32,
             at: report::now(),
         };
-        self.spool(&step.file, &Record::Node(record), spool::Durability::Sync);
+        // A process of its own delivers (the worker agent, or
+        // odyssey-health-flush) and makes the file durable before it sends
+        // (`spool::deliver_with`), off the step's path; delivering here, the
+        // step daemon makes it durable itself first.
+        let durability = if self.joined_worker() || self.flush.is_some() {
+            spool::Durability::Buffered
+        } else {
+            spool::Durability::Sync
+        };
+        self.spool(&step.file, &Record::Node(record), durability);
         self.deliver_from_step(&step);
         Ok(())
     }

@@ -260,10 +260,16 @@ fn leave_now(
         std::thread::sleep(Duration::from_millis(500));
     }
     let _ = ship_health(endpoint, spool);
+    let stopping = Instant::now();
     daemons::stop_slurmd(config);
+    let stopped = stopping.elapsed();
     endpoint.post("/worker/v1/left", &json!({}))?;
     daemons::stop_munged(&worker.dir);
     worker.forget();
-    eprintln!("odyssey-worker: {name} left the cluster; its certificate is revoked");
+    eprintln!(
+        "odyssey-worker: {name} left the cluster after {:.1} s (slurmd stopped in {:.1} s); its certificate is revoked",
+        started.elapsed().as_secs_f64(),
+        stopped.as_secs_f64()
+    );
     Ok(())
 }
