@@ -51,7 +51,7 @@ ADMIN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/jso
 for w in "${WORKERS[@]}"; do
   token=$(curl -fsS -X POST "$API/v1/workers/tokens" -H "authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' -d '{}' | jq -r .token)
-  bash "$CLUSTER" join "$w" --bridge "$API" --token "$token" >/dev/null 2>&1 || fail "worker $w did not join"
+  bash "$CLUSTER" join "$w" --bridge "$API" --token "$token" >"$DATA/join-$w.log" 2>&1 || fail "worker $w did not join: $(tail -n 3 "$DATA/join-$w.log")"
 done
 cd "$SHARED_DIR/scratch"
 

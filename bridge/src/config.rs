@@ -288,6 +288,21 @@ pub enum Command {
         /// A file `bridge backup` wrote.
         from: PathBuf,
     },
+    /// Issue a one-time join token for a worker from the machine (like
+    /// `POST /v1/workers/tokens`): printed, or written to --token-file.
+    WorkerToken {
+        /// Seconds until it expires (60 to 604800).
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+        /// Node features the worker gets, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Write the token here (0600, must not exist); or, if the file
+        /// exists, take the token in it (one made elsewhere, at least 43
+        /// characters), as provisioning does for a VM that joins.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Print the OpenAPI document the bridge serves (docs/openapi.json is
     /// its output: `bridge openapi > docs/openapi.json`).
     Openapi,

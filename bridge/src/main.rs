@@ -49,6 +49,9 @@ fn main() -> ExitCode {
             Some(Command::User { action }) => user_command(settings, action).await,
             Some(Command::Backup { dest, dir, keep }) => backup(settings, dest, dir, keep).await,
             Some(Command::Restore { from }) => restore(settings, from).await,
+            Some(Command::WorkerToken { expires_in, features, token_file }) => {
+                worker_token(settings, expires_in, features, token_file).await
+            }
             Some(Command::Openapi) => {
                 print!("{}", *bridge::http::openapi::DOCUMENT);
                 Ok(())
@@ -98,6 +101,63 @@ async fn user_command(settings: Settings, action: UserAction) -> anyhow::Result<
     match mapping {
         Some(unix_user) => println!("created {} {name}, jobs run as Unix account {unix_user}", role.as_str()),
         None => println!("created {} {name}, not mapped to a Unix account (it cannot submit jobs)", role.as_str()),
+    }
+    Ok(())
+}
+
+async fn worker_token(
+    settings: Settings,
+    expires_in: u64,
+    features: Vec<String>,
+    token_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use bridge::workers::{check_features, new_token, token_hash, MAX_TOKEN_TTL};
+    anyhow::ensure!(
+        (60..=MAX_TOKEN_TTL.as_secs()).contains(&expires_in),
+        "--expires-in must be 60 to {} seconds",
+        MAX_TOKEN_TTL.as_secs()
+    );
+    let features = check_features(&features).map_err(|e| anyhow::anyhow!("--features: {e}"))?;
+    let (token, hash, write_to) = match &token_file {
+        Some(path) if path.exists() => {
+            let token = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let token = token.trim().to_owned();
+            anyhow::ensure!(
+                token.len() >= 43 && token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')),
+                "{} does not hold a token (at least 43 letters, digits, '-' or '_')",
+                path.display()
+            );
+            let hash = token_hash(&token);
+            (token, hash, None)
+        }
+        _ => {
+            let (token, hash) = new_token();
+            (token, hash, token_file.clone())
+        }
+    };
+    let store = bridge::open_store(&settings)?;
+    let expires_at = bridge::store::now() + expires_in as f64;
+    store
+        .call(move |conn| {
+            bridge::store::workers::insert_token(conn, &hash, "bridge worker-token", expires_at, &features)
+        })
+        .await
+        .context("record the token (was it recorded before?)")?;
+    match write_to {
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("create {}", path.display()))?;
+            writeln!(file, "{token}")?;
+            eprintln!("bridge: join token written to {} (valid {expires_in} s)", path.display());
+        }
+        None if token_file.is_some() => eprintln!("bridge: the token in the file is valid for {expires_in} s"),
+        None => println!("{token}"),
     }
     Ok(())
 }

@@ -197,6 +197,7 @@ cmd_up() {
   fi
   start_slurmctld "$restart"
   wait_ctld
+  remove_stale_workers
   for ((i = 1; i <= N_NODES; i++)); do start_slurmd "$i" "$restart"; done
   # A node held down or drained from an earlier run is resumed: its slurmd now
   # runs, and `up` promises a healthy cluster. Resuming a node whose slurmd has

@@ -46,7 +46,11 @@ cmd_provision() {
   need_root provision
   [[ -n $VM_ROLE && -n $VM_CONTROLLER_NAME && -n $VM_CONTROLLER_ADDR && -n $VM_NODES ]] \
     || die "provision needs ODYSSEY_ROLE, ODYSSEY_CONTROLLER_NAME, ODYSSEY_CONTROLLER_ADDR and ODYSSEY_VM_NODES"
-  [[ -s $VM_MUNGE_KEY ]] || die "no munge key at '$VM_MUNGE_KEY' (set ODYSSEY_MUNGE_KEY)"
+  [[ $VM_ROLE == controller || $VM_ROLE == compute || $VM_ROLE == worker ]] \
+    || die "ODYSSEY_ROLE must be controller, compute or worker, not '$VM_ROLE'"
+  # A worker joins with odyssey-worker, which fetches the munge key and the
+  # configuration (vagrant/provision.sh): it gets neither here.
+  [[ $VM_ROLE == worker || -s $VM_MUNGE_KEY ]] || die "no munge key at '$VM_MUNGE_KEY' (set ODYSSEY_MUNGE_KEY)"
   if [[ $VM_ROLE == controller ]]; then cmd_install nfs-common nfs-kernel-server
   else cmd_install nfs-common; fi
   # Every VM resolves every other by name.
@@ -57,6 +61,16 @@ cmd_provision() {
   done
   make_dirs
   ensure_users
+  if [[ $VM_ROLE == worker ]]; then
+    # The packages' own munged (with the key the package made) and slurmd
+    # (without a slurm.conf) stay off: the worker agent runs both.
+    systemctl disable --now slurmd munge >/dev/null 2>&1 || true
+    grep -q " $SHARED_DIR nfs " /etc/fstab \
+      || echo "$VM_CONTROLLER_ADDR:$SHARED_DIR $SHARED_DIR nfs defaults,_netdev 0 0" >>/etc/fstab
+    mountpoint -q "$SHARED_DIR" || mount "$SHARED_DIR"
+    say "worker $(hostname -s) prepared (it joins with odyssey-worker)"
+    return
+  fi
   install -m 0400 -o munge -g munge "$VM_MUNGE_KEY" /etc/munge/munge.key
   systemctl enable munge >/dev/null
   systemctl restart munge

@@ -35,9 +35,16 @@ worker_addr() { # <name> (under the workers lock)
   die "no free worker address left (.100 to .199 are taken)"
 }
 
-# pid of the worker's agent (odyssey-worker) in its namespace, if any.
+# pid of the worker's agent (odyssey-worker), if it runs: the pid `join`
+# started (nsenter, unshare, sh and setsid each exec the next, so it is the
+# agent's), else any agent in the machine's namespace. (`ip netns pids`
+# alone can miss it while processes come and go under /proc.)
 worker_agent_pid() { # <name>
   local pid
+  if pid=$(pid_alive "$(worker_dir "$1")/agent.pid" odyssey-worker); then
+    echo "$pid"
+    return 0
+  fi
   for pid in $(ip netns pids "$(worker_ns "$1")" 2>/dev/null); do
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == odyssey-worker ]] && { echo "$pid"; return 0; }
   done
@@ -114,10 +121,11 @@ cmd_join() {
     ${ca_file:+--ca-file "$ca_file"} ${features:+--features "$features"} \
     --cpus "$(nproc)" --memory-mb "$mem" --health-spool "$(plugin_spool)" \
     </dev/null >>"$log" 2>&1 &
+  echo "$!" >"$dir/agent.pid"
   disown
   deadline=$((SECONDS + UP_TIMEOUT))
   while ! grep -q 'is idle in sinfo' "$log"; do
-    if grep -q '^odyssey-worker: ' "$log" && ! worker_agent_pid "$name" >/dev/null; then
+    if ! kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; then
       tail -n 5 "$log" >&2
       die "worker $name did not join (log: $log)"
     fi
@@ -147,7 +155,7 @@ cmd_kill_worker() {
   local name=${1:-} pids
   [[ -n $name ]] || die "usage: $PROG kill-worker NAME"
   check_worker_name "$name"
-  mapfile -t pids < <(ip netns pids "$(worker_ns "$name")" 2>/dev/null)
+  mapfile -t pids < <(worker_agent_pid "$name"; ip netns pids "$(worker_ns "$name")" 2>/dev/null)
   if ((${#pids[@]})); then kill -KILL "${pids[@]}" 2>/dev/null || true; fi
   remove_worker_machine "$name"
   say "worker $name killed"
@@ -157,11 +165,18 @@ remove_worker_machine() { # <name>: its processes, network and namespace
   local name=$1 ns pids addr
   ns=$(worker_ns "$name")
   if [[ -e /run/netns/$ns ]]; then
+    # The agent first (it would restart slurmd), then the rest, twice:
+    # `ip netns pids` can miss a process while others come and go.
+    mapfile -t pids < <(worker_agent_pid "$name")
+    stop_pids "${pids[@]}"
+    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+    stop_pids "${pids[@]}"
     mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
     stop_pids "${pids[@]}"
     ip netns delete "$ns" 2>/dev/null || { umount "/run/netns/$ns" 2>/dev/null; rm -f "/run/netns/$ns"; }
   fi
   addr=$(cat "$(worker_dir "$name")/addr" 2>/dev/null || true)
+  rm -f "$(worker_dir "$name")/agent.pid"
   # Deleting the namespace took its end of the pair and so the pair.
   if [[ -n $addr ]]; then ip link delete "odw-${addr##*.}" 2>/dev/null || true; fi
 }
@@ -176,6 +191,20 @@ remove_workers() {
     remove_worker_machine "$name"
   done
   for name in $(sinfo -h -N -o '%N %f' 2>/dev/null | awk '$2 ~ /(^|,)worker(,|$)/ { print $1 }' | sort -u); do
+    timeout 10 scontrol delete nodename="$name" 2>/dev/null || true
+  done
+}
+
+# For `up`: a worker node whose machine has no running agent here (a
+# session stopped mid-test, a machine killed and never rejoined) can never
+# come back; its machine and its node go, so the cluster is the configured
+# one plus live workers.
+remove_stale_workers() {
+  local name
+  for name in $(sinfo -h -N -o '%N %f' 2>/dev/null | awk '$2 ~ /(^|,)worker(,|$)/ { print $1 }' | sort -u); do
+    worker_agent_pid "$name" >/dev/null && continue
+    say "removing stale worker $name (no agent runs on its machine)"
+    remove_worker_machine "$name"
     timeout 10 scontrol delete nodename="$name" 2>/dev/null || true
   done
 }
