@@ -2,7 +2,7 @@
 //! new namespace machine (`cluster join`) that has nothing of the
 //! cluster's runs `odyssey-worker join` with a token, takes MPI jobs,
 //! reports health with its certificate, and leaves; the attacks on joining
-//! and on the worker endpoint; a worker that vanishes.
+//! and on the worker endpoint; a worker that vanishes; renewal by itself.
 //!
 //! Workers add nodes to the cluster, so these tests hold it exclusively.
 
@@ -426,4 +426,45 @@ async fn issue_11_a_killed_worker_is_lost_its_job_retried_elsewhere_and_a_new_to
     }
     let nodes = sinfo_nodes(cluster);
     assert!(!nodes.iter().any(|n| n == "w3" || n == "w4"), "{nodes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_a_worker_renews_its_certificate_by_itself_before_it_expires() {
+    let (cluster, _guard) = TestCluster::exclusive();
+    // A minute's certificates: the agent renews after two thirds (40 s).
+    let app = worker_app(cluster, &["--worker-cert-lifetime", "60"]).await;
+    let mut workers = Workers::new(cluster);
+    let token = app.token(&[]).await;
+    workers.join(&app, "w5", &token);
+    let first = app.wait_worker_state("w5", "idle", Duration::from_secs(30)).await;
+    let first_serial = first["certificate_serial"].as_str().unwrap().to_owned();
+    let first_expiry = first["certificate_expires_at"].as_f64().unwrap();
+    let old = worker_client(&workers, "w5");
+    let deadline = std::time::Instant::now() + Duration::from_secs(75);
+    let renewed = loop {
+        let w5 = app.worker("w5").await;
+        if w5["certificate_serial"].as_str() != Some(first_serial.as_str()) {
+            break w5;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never renewed its certificate: {w5}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(renewed["certificate_expires_at"].as_f64().unwrap() > first_expiry, "{renewed}");
+    // Before the old one expired, and it goes on with the new one.
+    assert!(bridge::store::now() < first_expiry, "renewed only after the old certificate expired");
+    let renewed_at = bridge::store::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let w5 = app.worker("w5").await;
+        if w5["last_heartbeat_at"].as_f64().is_some_and(|at| at > renewed_at + 1.0) && w5["state"] == "idle" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no heartbeat with the new certificate: {w5}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, body) =
+        status_and_body(old.get(format!("{}/worker/v1/self", app.endpoint)).send().await.unwrap()).await;
+    assert_eq!(status, 403, "the replaced certificate is refused: {body}");
+    let out = cluster.cluster_script(&["leave-worker", "w5", "30"]);
+    assert!(out.status.success(), "leave-worker: {}", text(&out.stderr));
 }

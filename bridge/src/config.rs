@@ -233,9 +233,10 @@ pub struct Cli {
     #[arg(long, env = "BRIDGE_MUNGE_KEY_FILE", default_value = "/etc/munge/munge.key")]
     pub munge_key_file: PathBuf,
 
-    /// Days a worker certificate is valid (workers renew after two thirds).
-    #[arg(long, env = "BRIDGE_WORKER_CERT_DAYS", default_value_t = 30)]
-    pub worker_cert_days: u32,
+    /// Seconds a worker certificate is valid (30 days; workers renew it
+    /// after two thirds of that).
+    #[arg(long, env = "BRIDGE_WORKER_CERT_LIFETIME", default_value_t = 30.0 * 86400.0)]
+    pub worker_cert_lifetime: f64,
 
     /// Seconds without a heartbeat after which a worker is lost.
     #[arg(long, env = "BRIDGE_WORKER_LOST_AFTER", default_value_t = 30.0)]
@@ -405,7 +406,7 @@ pub struct WorkerEndpoint {
     /// Names in the endpoint's certificate; the first is the URL's host.
     pub names: Vec<String>,
     pub munge_key: PathBuf,
-    pub cert_days: u32,
+    pub cert_lifetime: Duration,
     pub lost_after: Duration,
 }
 
@@ -616,7 +617,7 @@ fn worker_endpoint(cli: &Cli) -> Result<Option<WorkerEndpoint>, ConfigError> {
         listen,
         names,
         munge_key: cli.munge_key_file.clone(),
-        cert_days: range("worker-cert-days", f64::from(cli.worker_cert_days), 1.0, 3650.0)? as u32,
+        cert_lifetime: seconds("worker-cert-lifetime", cli.worker_cert_lifetime, 60.0, 3650.0 * 86400.0)?,
         lost_after: seconds("worker-lost-after", cli.worker_lost_after, 1.0, 86400.0)?,
     }))
 }

@@ -105,7 +105,7 @@ pub async fn build_state(
             ca: workers::ca::Ca::load_or_create(&settings.data_dir.join("ca"))?,
             endpoint: endpoint.url(),
             munge_key: endpoint.munge_key.clone(),
-            cert_days: endpoint.cert_days,
+            cert_lifetime: endpoint.cert_lifetime,
             lost_after: endpoint.lost_after,
         })),
         None => None,
@@ -145,6 +145,7 @@ pub async fn build_state(
         metrics,
         user_cache: Default::default(),
         health_secret,
+        job_nodes: Default::default(),
         workers,
         dummy_hash: Arc::new(dummy_hash),
     }))

@@ -71,11 +71,16 @@ async fn authorize(state: &AppState, records: &[Record], reporter: &Reporter) ->
 }
 
 /// Whether SLURM ran `job` on `node`: the poller's picture, else the
-/// job's nodes in the store, else SLURM's own record of the job.
+/// job's nodes in the store, else the nodes SLURM gave the job lately
+/// (`JobNodes`), else SLURM's own record of the job (one `scontrol show
+/// job` per job, however many workers report on it).
 async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError> {
     let running = state.nodes.borrow().nodes.iter().any(|n| n.info.name == node && n.running_jobs.contains(&job));
     if running {
         return Ok(true);
+    }
+    if let Some(list) = state.job_nodes.get(job) {
+        return Ok(list.iter().any(|n| n == node));
     }
     let stored = state.store.read(move |conn| crate::store::jobs::nodes_of_slurm_job(conn, job)).await?;
     if let Some(list) = stored {
@@ -85,7 +90,11 @@ async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError
     }
     match state.slurm.show_job(job).await {
         Ok(Some(detail)) => {
-            Ok(detail.nodes.is_some_and(|list| crate::slurm::hostlist::expand(&list).iter().any(|n| n == node)))
+            let Some(list) = detail.nodes else { return Ok(false) };
+            let nodes = crate::slurm::hostlist::expand(&list);
+            let found = nodes.iter().any(|n| n == node);
+            state.job_nodes.put(job, nodes);
+            Ok(found)
         }
         Ok(None) => Ok(false),
         Err(e) => Err(ApiError::Unavailable(format!("cannot ask SLURM where job {job} ran: {e}"))),
@@ -164,4 +173,32 @@ pub(super) async fn accept(state: &AppState, body: &[u8], reporter: Reporter) ->
     state.metrics.health_reports.with_label_values(&["accepted"]).inc_by(accepted as u64);
     state.metrics.health_reports.with_label_values(&["duplicate"]).inc_by(duplicates as u64);
     Ok(Json(Ingested { accepted, duplicates }))
+}
+
+/// The nodes SLURM gave recent jobs, as `scontrol show job` said: a step
+/// on N workers is checked N times within a second, with one command.
+/// Bounded (`JobNodes::CAPACITY`, oldest out first), far below the point
+/// where SLURM reuses a job id.
+#[derive(Default)]
+pub struct JobNodes(std::sync::Mutex<(std::collections::HashMap<i64, Vec<String>>, std::collections::VecDeque<i64>)>);
+
+impl JobNodes {
+    const CAPACITY: usize = 4096;
+
+    pub fn get(&self, job: i64) -> Option<Vec<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.get(&job).cloned()
+    }
+
+    pub fn put(&self, job: i64, nodes: Vec<String>) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *guard;
+        if map.insert(job, nodes).is_none() {
+            order.push_back(job);
+            while order.len() > Self::CAPACITY {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
 }

@@ -95,6 +95,8 @@ pub struct Shared {
     pub user_cache: UserCache,
     /// The cluster CA and the worker endpoint, when workers may join.
     pub workers: Option<Arc<crate::workers::Workers>>,
+    /// Nodes of recent jobs, for checking workers' health records.
+    pub job_nodes: health_reports::JobNodes,
     /// The health-report secret (from --health-secret-file), if configured.
     pub health_secret: Option<Vec<u8>>,
     /// A hash of a random password: logins for unknown names verify

@@ -196,7 +196,7 @@ async fn renew(
     let workers: Arc<crate::workers::Workers> = enabled(&state)?.clone();
     let signed = workers
         .ca
-        .sign_worker(&renewal.csr, &name, workers.cert_days)
+        .sign_worker(&renewal.csr, &name, workers.cert_lifetime)
         .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
     let issued = store::Issued {
         fingerprint: signed.fingerprint.clone(),

@@ -132,7 +132,7 @@ async fn join(
     }
     let signed = workers
         .ca
-        .sign_worker(&request.csr, &request.name, workers.cert_days)
+        .sign_worker(&request.csr, &request.name, workers.cert_lifetime)
         .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
     let issued = Issued {
         fingerprint: signed.fingerprint.clone(),

@@ -132,7 +132,7 @@ impl Ca {
     /// holds its key (its signature is checked); everything else in it is
     /// ignored. The certificate names the node (CN and DNS name) and is for
     /// client authentication only.
-    pub fn sign_worker(&self, csr_pem: &str, node: &str, days: u32) -> Result<Signed, BadCsr> {
+    pub fn sign_worker(&self, csr_pem: &str, node: &str, lifetime: std::time::Duration) -> Result<Signed, BadCsr> {
         if csr_pem.len() > 16 * 1024 {
             return Err(BadCsr("longer than 16 KiB".into()));
         }
@@ -149,7 +149,7 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(i64::from(days));
+        params.not_after = now + Duration::seconds(lifetime.as_secs() as i64);
         params.use_authority_key_identifier_extension = true;
         Ok(self.sign(params, csr))
     }
@@ -246,7 +246,7 @@ mod tests {
         let mut params = CertificateParams::new(vec!["someone-else".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, "c1");
         let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-        let signed = again.sign_worker(&csr, "w1", 30).unwrap();
+        let signed = again.sign_worker(&csr, "w1", std::time::Duration::from_secs(86400)).unwrap();
         // The node name is the bridge's, whatever the CSR asked for.
         let (_, cert) = x509_parser::pem::parse_x509_pem(signed.pem.as_bytes()).unwrap();
         let cert = cert.parse_x509().unwrap();
@@ -264,8 +264,10 @@ mod tests {
         let mut tampered = csr.clone().into_bytes();
         let at = tampered.len() / 2;
         tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
-        assert!(again.sign_worker(&String::from_utf8(tampered).unwrap(), "w1", 30).is_err());
-        assert!(again.sign_worker("not a csr", "w1", 30).is_err());
+        assert!(again
+            .sign_worker(&String::from_utf8(tampered).unwrap(), "w1", std::time::Duration::from_secs(86400))
+            .is_err());
+        assert!(again.sign_worker("not a csr", "w1", std::time::Duration::from_secs(86400)).is_err());
         assert!(again.server_config(&["10.199.0.1".into(), "localhost".into()]).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }

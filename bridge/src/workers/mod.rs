@@ -22,7 +22,7 @@ pub struct Workers {
     pub endpoint: String,
     /// The munge key joined workers receive over mutual TLS.
     pub munge_key: std::path::PathBuf,
-    pub cert_days: u32,
+    pub cert_lifetime: Duration,
     /// Without a heartbeat this long, a worker is lost.
     pub lost_after: Duration,
 }
