@@ -180,7 +180,10 @@ pub(super) async fn accept(state: &AppState, body: &[u8], reporter: Reporter) ->
 /// Bounded (`JobNodes::CAPACITY`, oldest out first), far below the point
 /// where SLURM reuses a job id.
 #[derive(Default)]
-pub struct JobNodes(std::sync::Mutex<(std::collections::HashMap<i64, Vec<String>>, std::collections::VecDeque<i64>)>);
+pub struct JobNodes(std::sync::Mutex<Recent>);
+
+/// Nodes by job id, and the ids in the order they came.
+type Recent = (std::collections::HashMap<i64, Vec<String>>, std::collections::VecDeque<i64>);
 
 impl JobNodes {
     const CAPACITY: usize = 4096;
