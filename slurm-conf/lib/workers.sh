@@ -90,6 +90,14 @@ cmd_join() {
   install -d -m 0700 "$dir/agent"
   install -d -m 0755 "$dir/munge"
   install -d -m 1777 "$dir/tmp"
+  # The program and the CA file go onto the machine (its /tmp is its own,
+  # so a checkout or a file under /tmp here is not there).
+  install -m 0755 "$bin" "$dir/odyssey-worker"
+  bin=$dir/odyssey-worker
+  if [[ -n $ca_file ]]; then
+    install -m 0644 "$ca_file" "$dir/ca.pem"
+    ca_file=$dir/ca.pem
+  fi
   # Mount points on this machine for the worker's private directories.
   install -d -m 0755 /var/lib/odyssey-worker /run/slurm /run/munge
   ns=$(worker_ns "$name") veth=odw-${addr##*.}
@@ -142,7 +150,7 @@ cmd_leave_worker() {
   [[ -n $name ]] || die "usage: $PROG leave-worker NAME [TIMEOUT_SECONDS]"
   check_worker_name "$name"
   pid=$(worker_agent_pid "$name") || die "worker $name has no running agent"
-  nsenter -t "$pid" -n -m -u -- "$(worker_binary)" leave --timeout "$timeout" \
+  nsenter -t "$pid" -n -m -u -- "$(worker_dir "$name")/odyssey-worker" leave --timeout "$timeout" \
     || die "worker $name did not leave cleanly"
   remove_worker_machine "$name"
   say "worker $name left"
