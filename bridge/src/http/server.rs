@@ -44,13 +44,7 @@ pub async fn serve_api(
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .with_context(|| format!("load TLS certificate {} and key {}", cert.display(), key.display()))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let mut stop = stopping;
-            tokio::spawn(async move {
-                stop.wait().await;
-                stopper.graceful_shutdown(Some(grace));
-            });
+            let handle = drained_on_stop(stopping, grace);
             tracing::info!(%addr, "bridge listening (https)");
             axum_server::from_tcp_rustls(listener.into_std()?, config)
                 .handle(handle)
@@ -59,6 +53,18 @@ pub async fn serve_api(
                 .context("serve https")
         }
     }
+}
+
+/// An axum-server handle that stops accepting when `stopping` is raised
+/// and lets requests in flight finish for at most `grace`.
+fn drained_on_stop(mut stopping: Stopping, grace: Duration) -> axum_server::Handle {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        stopping.wait().await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    handle
 }
 
 /// `/metrics` on its own listener, stopping with the API.
@@ -90,13 +96,7 @@ pub async fn spawn_workers(
     listener.set_nonblocking(true)?;
     let config = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(config));
     let acceptor = PeerCertificateAcceptor(axum_server::tls_rustls::RustlsAcceptor::new(config));
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    let mut stop = stopping;
-    tokio::spawn(async move {
-        stop.wait().await;
-        stopper.graceful_shutdown(Some(grace));
-    });
+    let handle = drained_on_stop(stopping, grace);
     tracing::info!(%addr, "worker endpoint listening (mutual TLS)");
     let server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
     Ok(tokio::spawn(async move { server.serve(app.into_make_service()).await }))

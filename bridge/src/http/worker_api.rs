@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::health_reports::{self, Ingested, Reporter};
-use super::workers::{body, enabled, WorkerBody};
+use super::workers::{body, enabled, view, WorkerBody};
 use super::{ApiJson, AppState};
 use crate::slurm::NodeName;
 use crate::store::workers as store;
@@ -153,14 +153,8 @@ async fn myself(
     CertifiedWorker(name): CertifiedWorker,
     State(state): State<AppState>,
 ) -> Result<Json<WorkerBody>, ApiError> {
-    let lost_after = enabled(&state)?.lost_after;
-    let key = name.clone();
-    let worker = state
-        .store
-        .read(move |conn| store::get(conn, &key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no worker named {name:?}")))?;
-    Ok(Json(body(&state, worker, lost_after)))
+    enabled(&state)?;
+    Ok(Json(view(&state, &name).await?))
 }
 
 async fn health(

@@ -213,6 +213,18 @@ pub(super) fn body(state: &AppState, worker: Worker, lost_after: std::time::Dura
     }
 }
 
+/// The worker named `name` as the API shows it; 404 if there is none.
+pub(super) async fn view(state: &AppState, name: &str) -> Result<WorkerBody, ApiError> {
+    let lost_after = state.workers.as_ref().map_or(crate::workers::DEFAULT_LOST_AFTER, |w| w.lost_after);
+    let key = name.to_owned();
+    let worker = state
+        .store
+        .read(move |conn| store::get(conn, &key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no worker named {name:?}")))?;
+    Ok(body(state, worker, lost_after))
+}
+
 #[derive(Serialize, JsonSchema)]
 pub(super) struct WorkersBody {
     workers: Vec<WorkerBody>,
@@ -235,15 +247,8 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<WorkerBody>), ApiError> {
     caller.require(Role::Admin)?;
-    let lost_after = enabled(&state)?.lost_after;
-    let key = name.clone();
-    let worker = state
-        .store
-        .read(move |conn| store::get(conn, &key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no worker named {name:?}")))?;
-    let current = body(&state, worker, lost_after).state;
-    match current {
+    enabled(&state)?;
+    match view(&state, &name).await?.state {
         WorkerState::Left => {}
         WorkerState::Lost | WorkerState::Joining => {
             let node = NodeName::parse(&name).ok_or_else(|| ApiError::NotFound(format!("no worker named {name:?}")))?;
@@ -260,7 +265,5 @@ async fn remove(
             tracing::info!(admin = %caller.user.name, worker = %name, "worker asked to leave");
         }
     }
-    let key = name.clone();
-    let worker = state.store.read(move |conn| store::get(conn, &key)).await?.expect("the worker was just read");
-    Ok((StatusCode::ACCEPTED, Json(body(&state, worker, lost_after))))
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &name).await?)))
 }
