@@ -15,6 +15,14 @@ if ! command -v vagrant >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends vagrant >/dev/null
 fi
 
+# The OIDC tests' identity provider (issue #15) is oidc-provider from npm,
+# run by Node: Debian's nodejs and npm unless a Node is already installed.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  bash "$CLUSTER" install nodejs npm
+fi
+step "installing the test identity provider's packages (npm ci, from package-lock.json)"
+npm ci --prefix "$REPO/tests/oidc-idp" --no-audit --no-fund --loglevel=error
+
 step "bringing the cluster up"
 bash "$CLUSTER" up
 bash "$REPO/scripts/build.sh"

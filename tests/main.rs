@@ -10,6 +10,7 @@ mod kernels;
 mod lifecycle;
 mod monitoring;
 mod mpi;
+mod oidc;
 mod operations;
 mod scheduling;
 mod security;

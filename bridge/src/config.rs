@@ -397,6 +397,8 @@ pub struct Settings {
     pub health_stale_after: Duration,
     /// The worker endpoint, when workers may join.
     pub workers: Option<WorkerEndpoint>,
+    /// The OpenID providers whose tokens the bridge accepts (`[[oidc]]`).
+    pub oidc: Vec<crate::auth::oidc::IssuerConfig>,
 }
 
 /// `--worker-listen` and what goes with it.
@@ -579,6 +581,7 @@ impl Settings {
             },
             health_stale_after: seconds("health-stale-after", cli.health_stale_after, 1.0, 86400.0)?,
             workers: worker_endpoint(cli)?,
+            oidc: oidc_issuers(cli.config.as_deref())?,
         })
     }
 
@@ -655,6 +658,32 @@ fn policy(cli: &Cli) -> Result<Policy, ConfigError> {
     Ok(policy)
 }
 
+/// The `[[oidc]]` tables of the config file (issue #15): a list of tables
+/// does not fit a flag, so it is read from the file alone.
+fn oidc_issuers(path: Option<&Path>) -> Result<Vec<crate::auth::oidc::IssuerConfig>, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Only {
+        #[serde(default)]
+        oidc: Vec<crate::auth::oidc::IssuerConfig>,
+    }
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    let Some(oidc) = table.get("oidc") else { return Ok(Vec::new()) };
+    let only: Only = toml::Value::Table(toml::Table::from_iter([("oidc".to_owned(), oidc.clone())]))
+        .try_into()
+        .map_err(|e: toml::de::Error| file_err(format!("[[oidc]]: {}", e.message())))?;
+    let mut seen = std::collections::HashSet::new();
+    for issuer in &only.oidc {
+        issuer.check().map_err(|e| file_err(format!("[[oidc]]: {e}")))?;
+        if !seen.insert(issuer.issuer.clone()) {
+            return Err(file_err(format!("[[oidc]]: issuer {:?} is configured twice", issuer.issuer)));
+        }
+    }
+    Ok(only.oidc)
+}
+
 /// Reads the TOML file named by `--config` (or BRIDGE_CONFIG) and returns
 /// `(BRIDGE_<KEY>, value)` pairs for the keys the environment does not set,
 /// so clap sees them as environment values. Call before threads start.
@@ -676,6 +705,10 @@ pub fn config_file_env(args: &[String]) -> Result<Vec<(String, String)>, ConfigE
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
     let mut pairs = Vec::new();
     for (key, value) in table {
+        if key == "oidc" {
+            // `[[oidc]]` tables: read by `oidc_issuers`, not a flag.
+            continue;
+        }
         let env = if key == "slurm_conf" { "SLURM_CONF".to_owned() } else { format!("BRIDGE_{}", key.to_uppercase()) };
         let value = match value {
             toml::Value::String(s) => s,

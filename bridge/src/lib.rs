@@ -110,6 +110,7 @@ pub async fn build_state(
         })),
         None => None,
     };
+    let oidc = auth::oidc::Oidc::new(&settings.oidc)?;
     let settings = Arc::new(settings);
     let slurm = submission_path(&settings)?;
     let submitter = Submitter {
@@ -147,6 +148,8 @@ pub async fn build_state(
         health_secret,
         job_nodes: Default::default(),
         workers,
+        oidc,
+        oidc_accounts: Default::default(),
         dummy_hash: Arc::new(dummy_hash),
     }))
 }
@@ -269,6 +272,10 @@ pub async fn serve_with(
     let served = async {
         let state = build_state(settings, feeds, store, metrics.clone(), hook).await?;
         let recovery = tokio::spawn(recover(state.submitter.clone(), started, stopping.clone()));
+        // Discovery and keys of the OpenID providers, so the log says now
+        // whether each is reachable (tokens fetch again if not).
+        let oidc = state.oidc.clone();
+        tokio::spawn(async move { oidc.warm_up().await });
         // The poller's retries, submitted one at a time as they come.
         let retrier = {
             let submitter = state.submitter.clone();

@@ -22,8 +22,8 @@ pub struct UnixAccount {
     pub shell: PathBuf,
 }
 
-/// Who tied a bridge account to a Unix account. Only these two exist: a
-/// claim by the user is never enough (docs/SECURITY.md, "Identity").
+/// Who tied a bridge account to a Unix account. Only these exist: a claim
+/// by the user is never enough (docs/SECURITY.md, "Identity").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MappedBy {
@@ -31,6 +31,9 @@ pub enum MappedBy {
     Admin,
     /// The user proved it with the Unix account's own password (PAM).
     Pam,
+    /// A configured OpenID provider vouched for it in a verified token's
+    /// claim (`unix_user_claim`); an admin's mapping takes precedence.
+    Oidc,
 }
 
 impl MappedBy {
@@ -38,6 +41,7 @@ impl MappedBy {
         match self {
             MappedBy::Admin => "admin",
             MappedBy::Pam => "pam",
+            MappedBy::Oidc => "oidc",
         }
     }
 
@@ -45,6 +49,7 @@ impl MappedBy {
         match s {
             "admin" => Some(MappedBy::Admin),
             "pam" => Some(MappedBy::Pam),
+            "oidc" => Some(MappedBy::Oidc),
             _ => None,
         }
     }
@@ -195,7 +200,7 @@ mod tests {
 
     #[test]
     fn root_and_out_of_range_are_refused_whoever_maps() {
-        for by in [MappedBy::Admin, MappedBy::Pam] {
+        for by in [MappedBy::Admin, MappedBy::Pam, MappedBy::Oidc] {
             assert!(matches!(check(&account(0, 100, "/bin/bash"), RANGE, by), Err(UnixError::Root { .. })));
             assert!(matches!(check(&account(2000, 0, "/bin/bash"), RANGE, by), Err(UnixError::Root { .. })));
             assert!(matches!(check(&account(999, 999, "/bin/bash"), RANGE, by), Err(UnixError::OutOfRange { .. })));

@@ -6,6 +6,7 @@
 //! prerequisite fails the test with the command that fixes it; nothing skips.
 
 pub mod app;
+pub mod idp;
 pub mod process;
 
 use std::path::{Path, PathBuf};

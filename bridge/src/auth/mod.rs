@@ -3,6 +3,7 @@
 //! detection, and revocation of access tokens and of whole login families.
 
 pub mod jwt;
+pub mod oidc;
 pub mod pam;
 pub mod password;
 pub mod pool;

@@ -69,14 +69,18 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The 429 for a throttled sign-in.
+pub(super) fn throttled(hit: Throttled) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: format!("too many sign-in attempts from this {}; retry later", hit.by),
+        retry_after: hit.retry_after.as_secs().max(1),
+    }
+}
+
 /// 429 once an address or a name has made too many attempts, or the address
 /// has too many password checks in progress; else the slot to hold while
 /// this request's password is checked.
 fn throttle(state: &AppState, address: Option<std::net::IpAddr>, name: &str) -> Result<Option<InFlight>, ApiError> {
-    let throttled = |hit: Throttled| ApiError::TooManyRequests {
-        detail: format!("too many sign-in attempts from this {}; retry later", hit.by),
-        retry_after: hit.retry_after.as_secs().max(1),
-    };
     state.login_throttle.check(address, Some(name)).map_err(throttled)?;
     state.login_throttle.enter(address).map_err(throttled)
 }
@@ -138,7 +142,7 @@ pub(super) struct TokenPair {
 }
 
 /// A new access token and a new refresh token in `family`.
-async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<TokenPair, ApiError> {
+pub(super) async fn issue_pair(state: &AppState, user: &User, family: String) -> Result<TokenPair, ApiError> {
     let (access_token, _) = state.keys.issue(user.id, &user.name, user.role, &family);
     let refresh_token = auth::random_token();
     let hash = auth::token_hash(&refresh_token);

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// probe's interval: by then the bridge knows again).
     #[error("{detail}")]
     SlurmDown { detail: String, retry_after: u64 },
+    /// 503: an OpenID provider's keys are needed and cannot be fetched;
+    /// retry once the bridge may fetch them again.
+    #[error("{detail}")]
+    ProviderDown { detail: String, retry_after: u64 },
     /// 503: the bridge is saturated (every password-check thread busy and
     /// the queue full); retry after the given seconds.
     #[error("{detail}")]
@@ -98,9 +102,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::Overloaded { .. } | ApiError::SlurmDown { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::Overloaded { .. }
+            | ApiError::SlurmDown { .. }
+            | ApiError::ProviderDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,7 +137,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyRequests { retry_after, .. }
             | ApiError::Overloaded { retry_after, .. }
-            | ApiError::SlurmDown { retry_after, .. } => {
+            | ApiError::SlurmDown { retry_after, .. }
+            | ApiError::ProviderDown { retry_after, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

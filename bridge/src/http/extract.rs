@@ -52,10 +52,19 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
-        let claims = state
-            .keys
-            .verify(token.trim())
-            .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
+        let token = token.trim();
+        if let Some(issuer) = state.oidc.issuer_of(token) {
+            // A token of the site's OpenID provider (issue #15).
+            let jti = format!("oidc:{}", crate::auth::token_hash(token));
+            if state.revocations.is_revoked(&jti, "") {
+                return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
+            }
+            let (user, claims) = super::oidc::authenticate(state, issuer, token).await?;
+            tracing::Span::current().record("user", user.name.as_str());
+            return Ok(AuthUser { user, claims });
+        }
+        let claims =
+            state.keys.verify(token).map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?;
         if state.revocations.is_revoked(&claims.jti, &claims.fam) {
             return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
         }

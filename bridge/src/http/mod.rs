@@ -10,6 +10,8 @@ mod health;
 pub mod health_reports;
 pub(crate) mod jobs;
 mod nodes;
+/// Sign-in through the site's OpenID providers.
+pub mod oidc;
 pub mod openapi;
 mod policy;
 /// Binding, TLS, graceful shutdown, and the metrics listener.
@@ -99,6 +101,11 @@ pub struct Shared {
     pub job_nodes: health_reports::JobNodes,
     /// The health-report secret (from --health-secret-file), if configured.
     pub health_secret: Option<Vec<u8>>,
+    /// The configured OpenID providers, their discovery and keys.
+    pub oidc: crate::auth::oidc::Oidc,
+    /// Accounts of provider identities by (issuer, subject), so a provider's
+    /// bearer token needs no identity query.
+    pub oidc_accounts: std::sync::RwLock<std::collections::HashMap<(String, String), i64>>,
     /// A hash of a random password: logins for unknown names verify
     /// against it, so they take as long as real ones.
     pub dummy_hash: Arc<String>,
@@ -153,6 +160,7 @@ pub fn app(state: AppState) -> Router {
             "/v1",
             Router::new()
                 .merge(auth::router())
+                .merge(oidc::router())
                 .merge(users::router())
                 .merge(jobs::router())
                 .merge(nodes::router())

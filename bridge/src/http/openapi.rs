@@ -50,6 +50,7 @@ fn render() -> String {
     add::<super::jobs::DryRun>(&mut generator);
     add::<super::users::UserBody>(&mut generator);
     add::<super::auth::TokenPair>(&mut generator);
+    add::<super::oidc::Providers>(&mut generator);
     add::<super::error::Problem<'static>>(&mut generator);
     add::<super::nodes::Nodes>(&mut generator);
     add::<super::nodes::NodeAction>(&mut generator);

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_scheduling.sql"),
     include_str!("migrations/0007_ended_index.sql"),
     include_str!("migrations/0008_workers.sql"),
+    include_str!("migrations/0009_oidc.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +186,71 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", idx + 1)?;
-        tx.commit()?;
+    // SQLite's procedure for changing a table others refer to: foreign keys
+    // off (only possible outside a transaction), the change, then every
+    // reference checked before the commit (sqlite.org/lang_altertable.html).
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = (|| {
+        for (idx, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let dangling: usize =
+                tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))?;
+            if dangling > 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {} leaves {dangling} rows referring to missing rows",
+                    idx + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", idx + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 9 rebuilds `users`; rows that refer to it survive, and the
+    /// new mapping kind is accepted.
+    #[test]
+    fn the_users_rebuild_keeps_every_row_that_refers_to_an_account() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, name, password_hash, role, unix_user, unix_mapped_by, created_at)
+                 VALUES (7, 'alice', 'x', 'user', 'alice', 'pam', 1);
+             INSERT INTO refresh_tokens (token_hash, user_id, family, issued_at, expires_at) VALUES ('h', 7, 'f', 1, 2);
+             INSERT INTO jobs (user_id, tag, name, state, submitted_at, spec, script, unix_user, uid)
+                 VALUES (7, 't', 'j', 'PENDING', 1, '{}', '', 'alice', 2001);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT count(*) FROM jobs WHERE user_id = 7"), 1);
+        assert_eq!(count("SELECT count(*) FROM refresh_tokens WHERE user_id = 7"), 1);
+        assert_eq!(count("SELECT count(*) FROM users WHERE id = 7 AND unix_mapped_by = 'pam'"), 1);
+        let foreign_keys: i64 = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0)).unwrap();
+        assert_eq!(foreign_keys, 1, "foreign keys are enforced again after migrating");
+        conn.execute("UPDATE users SET unix_mapped_by = 'oidc' WHERE id = 7", []).unwrap();
+        assert!(conn.execute("UPDATE users SET unix_mapped_by = 'claimed' WHERE id = 7", []).is_err());
+        // A job of a missing account is still refused.
+        assert!(conn
+            .execute(
+                "INSERT INTO jobs (user_id, tag, name, state, submitted_at, spec, script, unix_user, uid)
+                 VALUES (99, 't2', 'j', 'PENDING', 1, '{}', '', 'alice', 2001)",
+                [],
+            )
+            .is_err());
     }
-    Ok(())
 }

@@ -156,6 +156,65 @@ pub fn map_by_pam(conn: &Connection, id: i64, unix_user: &str, no_password: &str
     by_id(conn, id)
 }
 
+/// What a verified OpenID token says about its holder (issue #15).
+pub struct OidcClaims<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    /// The account name (used when the identity signs in the first time).
+    pub name: &'a str,
+    pub role: Role,
+    /// The Unix account the provider names, already checked against the
+    /// mapping rules; `None` when the claim is absent.
+    pub unix_user: Option<&'a str>,
+}
+
+/// The account of a provider identity, created at its first sign-in, with
+/// its role and (unless an admin mapped it) its Unix mapping brought up to
+/// what the token says. `Ok(None)`: a first sign-in whose name belongs to
+/// another account (never taken over).
+pub fn sign_in_oidc(
+    conn: &mut Connection,
+    claims: &OidcClaims<'_>,
+    no_password: &str,
+) -> Result<Option<User>, StoreError> {
+    let tx = conn.transaction()?;
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT user_id FROM oidc_identities WHERE issuer = ?1 AND subject = ?2",
+            params![claims.issuer, claims.subject],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let user = match known {
+        Some(id) => by_id(&tx, id)?.ok_or_else(|| StoreError::Corrupt(format!("identity of missing user {id}")))?,
+        None => {
+            let Some(user) = create(&tx, claims.name, no_password, claims.role, None)? else {
+                return Ok(None);
+            };
+            tx.execute(
+                "INSERT INTO oidc_identities (issuer, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![claims.issuer, claims.subject, user.id, now()],
+            )?;
+            user
+        }
+    };
+    let (unix_user, mapped_by) = match (user.unix_mapped_by, claims.unix_user) {
+        (Some(MappedBy::Admin), _) => (user.unix_user.clone(), user.unix_mapped_by),
+        (_, Some(unix_user)) => (Some(unix_user.to_owned()), Some(MappedBy::Oidc)),
+        (Some(MappedBy::Oidc), None) => (None, None),
+        (_, None) => (user.unix_user.clone(), user.unix_mapped_by),
+    };
+    if user.role != claims.role || unix_user != user.unix_user || mapped_by != user.unix_mapped_by {
+        tx.execute(
+            "UPDATE users SET role = ?1, unix_user = ?2, unix_mapped_by = ?3 WHERE id = ?4",
+            params![claims.role.as_str(), unix_user, mapped_by.map(MappedBy::as_str), user.id],
+        )?;
+    }
+    let user = by_id(&tx, user.id)?;
+    tx.commit()?;
+    Ok(user)
+}
+
 pub fn set_password(conn: &Connection, id: i64, password_hash: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![password_hash, id])?;
     Ok(())
