@@ -319,3 +319,112 @@ async fn issue_15_a_rotated_key_works_after_one_refetch_and_cached_keys_outlive_
 fn header_es256(kid: &str) -> Header {
     header(Algorithm::ES256, kid)
 }
+
+/// `odyssey login --sso` as a process, with its own configuration
+/// directory; the address it asks the user to open, and the process.
+fn cli_sso_login(cluster: &TestCluster, app: &TestApp, config: &std::path::Path) -> (String, Login) {
+    use std::io::BufRead;
+    let binary = cluster.repo.join("target/release/odyssey");
+    assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
+    let mut child = std::process::Command::new(binary)
+        .args(["login", "--url", &app.base, "--sso"])
+        .env("ODYSSEY_CONFIG_DIR", config)
+        .env_remove("ODYSSEY_URL")
+        .env_remove("ODYSSEY_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "odyssey login --sso printed no address: {said}");
+        said.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("To sign in, open ").filter(|u| u.starts_with("http")) {
+            return (url.to_owned(), Login { child, stderr, said });
+        }
+        if line.trim().starts_with("http://") {
+            return (line.trim().to_owned(), Login { child, stderr, said });
+        }
+    }
+}
+
+fn odyssey(cluster: &TestCluster, config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cluster.repo.join("target/release/odyssey"))
+        .args(args)
+        .env("ODYSSEY_CONFIG_DIR", config)
+        .env_remove("ODYSSEY_URL")
+        .env_remove("ODYSSEY_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// A running `odyssey login --sso` and what it said on stderr so far.
+struct Login {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    said: String,
+}
+
+/// Waits (bounded) for the CLI to finish; its stdout.
+fn finished(mut login: Login) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while login.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "odyssey login --sso did not finish within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    login.stderr.read_to_string(&mut login.said).unwrap();
+    let out = login.child.wait_with_output().unwrap();
+    assert!(out.status.success(), "odyssey login --sso failed: {}{}", e2e::text(&out.stdout), login.said);
+    e2e::text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_15_the_cli_signs_in_with_the_device_grant_or_a_browser_redirect() {
+    let (cluster, _shared) = TestCluster::ensure();
+    let (idp, app) = start(cluster).await;
+    let config = cluster.state_dir.join("bridge-tests").join(e2e::unique_name("cli-sso"));
+
+    // The device grant: the CLI prints the address with the code in it.
+    let (url, child) = cli_sso_login(cluster, &app, &config);
+    assert!(url.contains("/device?user_code="), "{url}");
+    idp.approve_device(&url, "ada").await;
+    let said = tokio::task::spawn_blocking(move || finished(child)).await.unwrap();
+    assert!(said.contains("as ada (single sign-on)"), "{said}");
+    let me = odyssey(cluster, &config, &["whoami", "--json"]);
+    let me: Value = serde_json::from_slice(&me.stdout).unwrap_or(Value::Null);
+    assert_eq!((me["name"].as_str(), me["unix_user"].as_str()), (Some("ada"), Some("alice")), "{me}");
+    // Stored like a password login: 0600, and logout ends the bridge login.
+    let stored = config.join("credentials.json");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&stored).unwrap().permissions()) & 0o777,
+        0o600
+    );
+    let token: Value = serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    let out = odyssey(cluster, &config, &["logout"]);
+    assert!(out.status.success(), "{}", e2e::text(&out.stderr));
+    let after = bearer(&app, token["access_token"].as_str().unwrap()).get("/v1/auth/me").await;
+    assert_eq!(after.status, 401, "the bridge login outlived logout: {}", after.text);
+    drop(idp);
+
+    // No device grant at the provider: a browser redirect to a one-shot
+    // loopback listener, with PKCE.
+    let idp = TestIdp::without_device_grant(cluster);
+    let dir = cluster.state_dir.join("bridge-tests");
+    let app = TestApp::spawn(cluster, &["--config", &self::config(&idp, &dir)]).await;
+    let (url, child) = cli_sso_login(cluster, &app, &config);
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
+        "{url}"
+    );
+    let page = idp.sign_in_at(&url, "grace").await;
+    assert!(page.contains("Signed in"), "{page}");
+    let said = tokio::task::spawn_blocking(move || finished(child)).await.unwrap();
+    assert!(said.contains("as grace (single sign-on)"), "{said}");
+    let me = odyssey(cluster, &config, &["whoami", "--json"]);
+    let me: Value = serde_json::from_slice(&me.stdout).unwrap_or(Value::Null);
+    assert_eq!(me["role"], "admin", "{me}");
+}

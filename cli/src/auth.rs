@@ -21,6 +21,13 @@ pub struct LoginArgs {
     /// your Unix account; password: a bridge-only password.
     #[arg(long, value_enum, default_value_t = Method::Pam)]
     method: Method,
+    /// Sign in through the site's identity provider instead (the device
+    /// grant: open the address it prints; or a browser redirect).
+    #[arg(long, conflicts_with_all = ["user", "password_stdin"])]
+    sso: bool,
+    /// With --sso: which provider, when the bridge offers several.
+    #[arg(long, requires = "sso")]
+    issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -35,6 +42,9 @@ pub fn login(conn: &Connection, args: LoginArgs) -> anyhow::Result<ExitCode> {
         (None, Some(stored)) => stored.url,
         (None, None) => anyhow::bail!("which bridge? odyssey login --url URL (or ODYSSEY_URL)"),
     };
+    if args.sso {
+        return sso_login(conn, &url, args.issuer.as_deref());
+    }
     let name = match args.user {
         Some(name) => name,
         None => std::env::var("USER").context("--user NAME (USER is not set)")?,
@@ -56,15 +66,28 @@ pub fn login(conn: &Connection, args: LoginArgs) -> anyhow::Result<ExitCode> {
     let login_url = api.url("/v1/auth/login");
     let body = json!({"name": name, "password": password, "method": method});
     let pair: serde_json::Value = api.send(|c| c.post(&login_url).json(&body))?.json()?;
-    credentials::save(&Credentials {
-        url: api.base.clone(),
-        name: name.clone(),
-        access_token: api::str_field(&pair, "access_token")?,
-        refresh_token: api::str_field(&pair, "refresh_token")?,
-        access_expires_at: api::now() + pair["expires_in"].as_f64().unwrap_or(0.0),
-    })?;
+    store(&api, &name, &pair)?;
     println!("signed in to {} as {name}", api.base);
     Ok(ExitCode::SUCCESS)
+}
+
+fn sso_login(conn: &Connection, url: &str, issuer: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut api = Api::anonymous(conn, url)?;
+    let token = crate::sso::provider_token(&mut api, issuer)?;
+    let (pair, name) = crate::sso::bridge_login(&mut api, &token)?;
+    store(&api, &name, &pair)?;
+    println!("signed in to {} as {name} (single sign-on)", api.base);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store(api: &Api, name: &str, pair: &serde_json::Value) -> anyhow::Result<()> {
+    credentials::save(&Credentials {
+        url: api.base.clone(),
+        name: name.to_owned(),
+        access_token: api::str_field(pair, "access_token")?,
+        refresh_token: api::str_field(pair, "refresh_token")?,
+        access_expires_at: api::now() + pair["expires_in"].as_f64().unwrap_or(0.0),
+    })
 }
 
 /// Revokes the access token and its login at the bridge, then forgets

@@ -7,6 +7,7 @@ mod credentials;
 mod follow;
 mod jobs;
 mod sse;
+mod sso;
 mod table;
 mod workers;
 
@@ -20,6 +21,7 @@ use api::Connection;
 const EXAMPLES: &str = "\
 Examples:
   odyssey login --url https://cluster.example.org:8080 --user alice
+  odyssey login --url https://cluster.example.org:8080 --sso   # the site's identity provider
   odyssey submit job.sh --wait             # the script's #SBATCH lines are read by the bridge
   odyssey submit --kernel jacobi --param n=600 -N 3 -n 6 --wait
   odyssey jobs --state running

@@ -27,6 +27,8 @@ pub struct TestIdp {
     pub keys: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
+    /// Whether the provider offers the device grant.
+    device: bool,
 }
 
 /// The provider's password for one of its accounts (ada, grace, ...).
@@ -36,11 +38,26 @@ pub fn password(login: &str) -> String {
 
 impl TestIdp {
     pub fn start(cluster: &TestCluster) -> TestIdp {
+        Self::start_with(cluster, true)
+    }
+
+    /// A provider without the device grant (browser redirects only).
+    pub fn without_device_grant(cluster: &TestCluster) -> TestIdp {
+        Self::start_with(cluster, false)
+    }
+
+    fn start_with(cluster: &TestCluster, device: bool) -> TestIdp {
         let dir = cluster.state_dir.join("bridge-tests").join(crate::unique_name("idp"));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let mut idp =
-            TestIdp { issuer: format!("http://127.0.0.1:{port}"), port, keys: dir.join("keys.json"), dir, child: None };
+        let mut idp = TestIdp {
+            issuer: format!("http://127.0.0.1:{port}"),
+            port,
+            keys: dir.join("keys.json"),
+            dir,
+            child: None,
+            device,
+        };
         idp.launch(cluster, false);
         idp
     }
@@ -61,6 +78,9 @@ impl TestIdp {
             .stdin(Stdio::null());
         if new_key {
             command.arg("--new-key");
+        }
+        if !self.device {
+            command.arg("--no-device");
         }
         self.child = Some(command.spawn().expect("node (Debian's nodejs, installed by scripts/test.sh)"));
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
@@ -132,6 +152,16 @@ impl TestIdp {
         let body: Value = reply.json().await.unwrap();
         assert_eq!(status, 200, "token endpoint: {body}");
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs `login` in at an authorization address a client printed and
+    /// follows the provider's redirect back to the client (its loopback
+    /// listener); the client's answer.
+    pub async fn sign_in_at(&self, authorization_url: &str, login: &str) -> String {
+        let mut browser = Browser::new(&self.issuer);
+        let (landed, _) = browser.sign_in(authorization_url, login).await;
+        assert!(landed.starts_with("http://127.0.0.1:"), "the provider sent the browser to {landed}");
+        browser.http.get(&landed).send().await.unwrap().text().await.unwrap()
     }
 
     /// Approves a device sign-in (RFC 8628) as `login`, from the

@@ -5,11 +5,12 @@
 // page is a plain form (POST /interaction/<uid>/login) and consent is given
 // at once, so a test can sign in over HTTP or in a browser.
 //
-//   node idp.mjs --port 9400 --keys keys.json [--new-key]
+//   node idp.mjs --port 9400 --keys keys.json [--new-key] [--no-device]
 //
 // --keys holds the private JWKS; it is created when absent. --new-key
 // rotates: a new RSA key is generated and put first (it signs from now
-// on); the older keys stay published. The public parts are also written
+// on); the older keys stay published. --no-device turns the device grant
+// off (clients then sign in through a browser redirect). The public parts are also written
 // as PEM next to it (<keys>.<kid>.pem) for tests that forge tokens.
 
 import crypto from 'node:crypto';
@@ -23,10 +24,11 @@ const { values: args } = parseArgs({
     keys: { type: 'string' },
     'new-key': { type: 'boolean', default: false },
     audience: { type: 'string', default: 'urn:cloud-odyssey:api' },
+    'no-device': { type: 'boolean', default: false },
   },
 });
 if (!args.port || !args.keys) {
-  console.error('usage: node idp.mjs --port PORT --keys FILE [--new-key] [--audience URI]');
+  console.error('usage: node idp.mjs --port PORT --keys FILE [--new-key] [--no-device] [--audience URI]');
   process.exit(2);
 }
 const issuer = `http://127.0.0.1:${args.port}`;
@@ -74,7 +76,7 @@ const provider = new Provider(issuer, {
     client_name: 'Cloud Odyssey',
     application_type: 'native',
     token_endpoint_auth_method: 'none',
-    grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+    grant_types: ['authorization_code', 'refresh_token', ...(args['no-device'] ? [] : ['urn:ietf:params:oauth:grant-type:device_code'])],
     response_types: ['code'],
     // Loopback: any port (RFC 8252, 7.3), so the bridge's dashboard and the
     // CLI's redirect listener can use whatever port they got.
@@ -86,7 +88,7 @@ const provider = new Provider(issuer, {
   clientBasedCORS: () => true,
   features: {
     devInteractions: { enabled: false },
-    deviceFlow: { enabled: true },
+    deviceFlow: { enabled: !args['no-device'] },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     resourceIndicators: {
