@@ -322,6 +322,8 @@ fn header_es256(kid: &str) -> Header {
 
 /// `odyssey login --sso` as a process, with its own configuration
 /// directory; the address it asks the user to open, and the process.
+// The child is handed back inside `Login`, and `finished` waits for it.
+#[allow(clippy::zombie_processes)]
 fn cli_sso_login(cluster: &TestCluster, app: &TestApp, config: &std::path::Path) -> (String, Login) {
     use std::io::BufRead;
     let binary = cluster.repo.join("target/release/odyssey");
@@ -340,7 +342,11 @@ fn cli_sso_login(cluster: &TestCluster, app: &TestApp, config: &std::path::Path)
     let mut said = String::new();
     loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "odyssey login --sso printed no address: {said}");
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("odyssey login --sso printed no address: {said}");
+        }
         said.push_str(&line);
         if let Some(url) = line.trim().strip_prefix("To sign in, open ").filter(|u| u.starts_with("http")) {
             return (url.to_owned(), Login { child, stderr, said });
