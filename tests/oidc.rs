@@ -14,32 +14,10 @@ use e2e::TestCluster;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-/// The bridge's `[[oidc]]` for the test provider.
-fn config(idp: &TestIdp, dir: &std::path::Path) -> String {
-    let path = dir.join(e2e::unique_name("oidc")).with_extension("toml");
-    let text = format!(
-        r#"
-[[oidc]]
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-client_id = "{CLIENT_ID}"
-scopes = "openid profile groups"
-unix_user_claim = "uid"
-admin_groups = ["hpc-admins"]
-user_groups = ["hpc-users"]
-jwks_min_refetch = 1
-"#,
-        issuer = idp.issuer
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
 async fn start(cluster: &TestCluster) -> (TestIdp, TestApp) {
     let idp = TestIdp::start(cluster);
     let dir = cluster.state_dir.join("bridge-tests");
-    let config = config(&idp, &dir);
+    let config = idp.bridge_config(&dir);
     let app = TestApp::spawn(cluster, &["--config", &config]).await;
     (idp, app)
 }
@@ -420,7 +398,7 @@ async fn issue_15_the_cli_signs_in_with_the_device_grant_or_a_browser_redirect()
     // loopback listener, with PKCE.
     let idp = TestIdp::without_device_grant(cluster);
     let dir = cluster.state_dir.join("bridge-tests");
-    let app = TestApp::spawn(cluster, &["--config", &self::config(&idp, &dir)]).await;
+    let app = TestApp::spawn(cluster, &["--config", &idp.bridge_config(&dir)]).await;
     let (url, child) = cli_sso_login(cluster, &app, &config);
     assert!(
         url.contains("code_challenge_method=S256") && url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"),

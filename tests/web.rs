@@ -6,7 +6,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::app::{ensure_unix_password, health_app, unix_password, HEALTH_ADDR};
+use e2e::app::{ensure_unix_password, health_app, unix_password, TestApp, HEALTH_ADDR};
+use e2e::idp::{password as idp_password, TestIdp};
 use e2e::{free_port, TestCluster};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -203,4 +204,39 @@ async fn issue_13_the_dashboard_runs_a_kernel_job_in_a_real_browser() {
     let bob =
         bob.json(&json!({"name": "bob", "password": unix_password("bob"), "method": "pam"})).send().await.unwrap();
     assert_eq!(bob.status(), 403, "a disabled account cannot sign in");
+}
+
+/// Single sign-on from the page (issue #15): the provider's button, its
+/// login form, back to the dashboard with a code that only this page's
+/// PKCE verifier redeems; the Content-Security-Policy lets the page reach
+/// the provider's token endpoint and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_the_dashboard_signs_in_through_the_provider_with_pkce() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let idp = TestIdp::start(cluster);
+    let config = idp.bridge_config(&cluster.state_dir.join("bridge-tests"));
+    let app = TestApp::spawn(cluster, &["--config", &config]).await;
+    let page = app.http.get(format!("{}/ui/", app.base)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("connect-src 'self' {};", idp.issuer)), "{csp}");
+
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}/ui/#/login", app.base)).await.unwrap();
+    let host = idp.issuer.trim_start_matches("http://").to_owned();
+    browser.wait_text("#sso-0", &host, Duration::from_secs(30)).await;
+    // Signed out, the page offers no navigation (a CSS display rule once
+    // overrode the nav's `hidden`).
+    let nav = browser.client.find(Locator::Css("#nav")).await.unwrap();
+    assert!(!nav.is_displayed().await.unwrap(), "the navigation shows while signed out");
+    browser.screenshot(cluster, "sign-in").await;
+    browser.click("#sso-0").await;
+    browser.fill("#idp-login", "ada").await;
+    browser.fill("#idp-password", &idp_password("ada")).await;
+    browser.click("#idp-submit").await;
+    browser.client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("#jobs")).await.unwrap();
+    assert_eq!(browser.text("#who").await, "ada (user)");
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.query().is_none(), "the code stays in the address bar: {url}");
+    browser.sign_out().await;
+    browser.close().await;
 }

@@ -112,14 +112,7 @@ function loginPage() {
     say("Signing in…");
     try {
       const { data } = await api("POST", "/v1/auth/login", { name: name.value, password: password.value, method: method.value });
-      session.access = data.access_token;
-      session.refresh = data.refresh_token;
-      session.me = (await api("GET", "/v1/auth/me")).data;
-      document.getElementById("who").textContent = `${session.me.name} (${session.me.role})`;
-      document.getElementById("nav").hidden = false;
-      document.getElementById("nav-users").hidden = session.me.role !== "admin";
-      say("");
-      location.hash = "#/jobs";
+      await signedIn(data);
     } catch (err) {
       say(err.message, true);
     }
@@ -128,8 +121,93 @@ function loginPage() {
     el("label", { for: "login-password" }, "Password", password),
     el("label", { for: "login-method" }, "Sign in with", method),
     el("button", { type: "submit" }, "Sign in"));
-  render("Sign in", form);
+  const providers = el("div", { id: "sso" });
+  render("Sign in", form, providers);
   name.focus();
+  showProviders(providers);
+}
+
+// --- single sign-on (authorization code + PKCE, RFC 7636) --------------------
+// The verifier and state wait in sessionStorage while the browser visits
+// the provider (this tab only, gone when it closes); tokens stay in memory.
+
+const SSO_KEY = "odyssey-sso";
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomString() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+async function showProviders(container) {
+  let providers = [];
+  try {
+    providers = (await api("GET", "/v1/auth/oidc")).data.providers;
+  } catch (err) {
+    return; // Password sign-in still works.
+  }
+  providers.forEach((provider, index) => {
+    const host = new URL(provider.issuer).host;
+    const button = el("button", { type: "button", id: `sso-${index}`, class: "secondary", disabled: !provider.available,
+      on: { click: () => startSso(provider).catch((err) => say(err.message, true)) } }, `Sign in with ${host}`);
+    container.append(button);
+    if (!provider.available) container.append(el("p", { class: "error" }, `${host}: ${provider.error}`));
+  });
+}
+
+async function startSso(provider) {
+  if (!window.crypto || !crypto.subtle) throw new Error("Single sign-on needs HTTPS (or a loopback address).");
+  const verifier = randomString();
+  const state = randomString();
+  const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const redirect = location.origin + "/ui/";
+  sessionStorage.setItem(SSO_KEY, JSON.stringify({
+    verifier, state, redirect, client_id: provider.client_id, token_endpoint: provider.token_endpoint,
+  }));
+  const url = new URL(provider.authorization_endpoint);
+  for (const [key, value] of Object.entries({
+    response_type: "code", client_id: provider.client_id, redirect_uri: redirect, scope: provider.scopes,
+    state, code_challenge: challenge, code_challenge_method: "S256",
+  })) url.searchParams.set(key, value);
+  location.assign(url.toString());
+}
+
+// Back from the provider with ?code=...&state=...: the code and the verifier
+// for the provider's access token, that for a bridge login.
+async function finishSso() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return false;
+  history.replaceState(null, "", location.pathname + "#/login");
+  const pending = JSON.parse(sessionStorage.getItem(SSO_KEY) || "null");
+  sessionStorage.removeItem(SSO_KEY);
+  if (params.has("error")) throw new Error(`The provider refused the sign-in: ${params.get("error")} ${params.get("error_description") || ""}`);
+  if (!pending || params.get("state") !== pending.state) throw new Error("This sign-in was not started here (state mismatch): try again.");
+  const reply = await fetch(pending.token_endpoint, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code", code: params.get("code"), redirect_uri: pending.redirect,
+      client_id: pending.client_id, code_verifier: pending.verifier,
+    }),
+  });
+  const tokens = await reply.json();
+  if (!reply.ok || !tokens.access_token) throw new Error(`The provider refused the sign-in: ${tokens.error || reply.status} ${tokens.error_description || ""}`);
+  const { data } = await api("POST", "/v1/auth/oidc/token", { token: tokens.access_token });
+  await signedIn(data);
+  return true;
+}
+
+async function signedIn(pair) {
+  session.access = pair.access_token;
+  session.refresh = pair.refresh_token;
+  session.me = (await api("GET", "/v1/auth/me")).data;
+  document.getElementById("who").textContent = `${session.me.name} (${session.me.role})`;
+  document.getElementById("nav").hidden = false;
+  document.getElementById("nav-users").hidden = session.me.role !== "admin";
+  say("");
+  location.hash = "#/jobs";
 }
 
 async function jobsPage() {
@@ -466,4 +544,4 @@ document.getElementById("signout").addEventListener("click", async () => {
   signedOut("Signed out.");
 });
 window.addEventListener("hashchange", route);
-route();
+finishSso().then((done) => { if (!done) route(); }).catch((err) => { signedOut(); say(err.message, true); route(); });

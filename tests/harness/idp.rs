@@ -112,6 +112,30 @@ impl TestIdp {
         self.launch(cluster, true);
     }
 
+    /// A bridge config file (in `dir`) with this provider as its `[[oidc]]`:
+    /// `uid` names the Unix account, hpc-admins and hpc-users give roles,
+    /// and an unknown kid may refetch the keys after 1 s. Its path.
+    pub fn bridge_config(&self, dir: &Path) -> String {
+        let path = dir.join(crate::unique_name("oidc")).with_extension("toml");
+        let text = format!(
+            r#"
+[[oidc]]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+client_id = "{CLIENT_ID}"
+scopes = "openid profile groups"
+unix_user_claim = "uid"
+admin_groups = ["hpc-admins"]
+user_groups = ["hpc-users"]
+jwks_min_refetch = 1
+"#,
+            issuer = self.issuer
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
     /// The private JWKS's keys, first (current signing key) first.
     pub fn private_keys(&self) -> Vec<Value> {
         let keys: Value = serde_json::from_str(&std::fs::read_to_string(&self.keys).unwrap()).unwrap();

@@ -9,29 +9,53 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
+use crate::auth::oidc::Oidc;
+use axum::extract::State;
 
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const STYLE: &str = include_str!("../../ui/style.css");
 
-/// Only this origin's script, styles and API; no frames, plugins, forms
-/// posted elsewhere, or inline code.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                       img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// Only this origin's script, styles and API (and the token endpoints of
+/// the OpenID providers the page signs in with, by their issuer's origin);
+/// no frames, plugins, forms posted elsewhere, or inline code.
+pub fn csp(oidc: &Oidc) -> String {
+    let mut connect = String::from("'self'");
+    for issuer in oidc.issuers().iter().filter(|i| i.config.client_id.is_some()) {
+        if let Ok(url) = reqwest::Url::parse(&issuer.config.issuer) {
+            connect.push(' ');
+            connect.push_str(&url.origin().ascii_serialization());
+        }
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; img-src 'self' data:; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
-        .route("/ui/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/ui/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route(
+            "/ui/",
+            get(|State(state): State<AppState>| async move { asset(&state, "text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|State(state): State<AppState>| async move { asset(&state, "text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/ui/style.css",
+            get(|State(state): State<AppState>| async move { asset(&state, "text/css; charset=utf-8", STYLE) }),
+        )
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(state: &AppState, content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    let policy = HeaderValue::from_str(&csp(&state.oidc)).unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
