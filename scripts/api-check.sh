@@ -29,16 +29,35 @@ if [[ ! -f $VENV/.installed ]]; then
   touch "$VENV/.installed"
 fi
 
-step "starting a bridge for the API check on $API"
 WORK=$(mktemp -d /tmp/api-check.XXXXXX)
-"$REPO/target/release/bridge" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
+IDP_PID=
+trap 'kill $IDP_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# The test identity provider (issue #15), so /v1/auth/oidc lists a real one
+# and /v1/auth/oidc/token meets its issuer: scripts/test.sh installed it.
+[[ -d $REPO/tests/oidc-idp/node_modules/oidc-provider ]] \
+  || fail "the test IdP's packages are missing: npm ci --prefix tests/oidc-idp"
+IDP_PORT=$((PORT + 3))
+node "$REPO/tests/oidc-idp/idp.mjs" --port "$IDP_PORT" --keys "$WORK/idp-keys.json" >"$WORK/idp.log" 2>&1 &
+IDP_PID=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
+cat >"$WORK/bridge.toml" <<TOML
+[[oidc]]
+issuer = "http://127.0.0.1:$IDP_PORT"
+audience = "urn:cloud-odyssey:api"
+client_id = "odyssey"
+user_groups = ["hpc-users"]
+TOML
+
+step "starting a bridge for the API check on $API"
+"$REPO/target/release/bridge" --config "$WORK/bridge.toml" \
+  --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
   --data-dir "$WORK/data" --slurm-conf "$SLURM_CONF" --mpi-binary "$SHARED_DIR/bin/odyssey-mpi" \
   --submit-rate 100000 --login-rate-per-address 100000 --login-rate-per-name 100000 \
   --health-secret-file "$ODYSSEY_STATE_DIR/etc/health.secret" \
   --worker-listen "127.0.0.1:$((PORT + 2))" --munge-key-file "$ODYSSEY_STATE_DIR/munge/munge.key" \
   >"$WORK/bridge.log" 2>&1 &
 PID=$!
-trap 'kill "$PID" 2>/dev/null || true; scancel --user=alice >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'kill "$PID" $IDP_PID 2>/dev/null || true; scancel --user=alice >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -fsS "$API/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$API/readyz" >/dev/null || { cat "$WORK/bridge.log" >&2; fail "the bridge did not become ready"; }
 

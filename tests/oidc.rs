@@ -258,12 +258,25 @@ async fn issue_15_forged_tokens_are_refused_and_change_nothing() {
     drop(idp);
 }
 
+/// `bridge_oidc_key_fetches_total` for the issuer and outcome.
+async fn key_fetches(app: &TestApp, metrics: u16, issuer: &str, outcome: &str) -> u64 {
+    let text = app.http.get(format!("http://127.0.0.1:{metrics}/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!("bridge_oidc_key_fetches_total{{issuer=\"{issuer}\",outcome=\"{outcome}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.trim().parse().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_15_a_rotated_key_works_after_one_refetch_and_cached_keys_outlive_the_provider() {
     let (cluster, _shared) = TestCluster::ensure();
-    let (mut idp, app) = start(cluster).await;
+    let mut idp = TestIdp::start(cluster);
+    let config = idp.bridge_config(&cluster.state_dir.join("bridge-tests"));
+    let metrics = e2e::free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics}");
+    let app = TestApp::spawn(cluster, &["--config", &config, "--metrics-listen", &metrics_listen]).await;
     let old = idp.access_token("ada").await;
     assert_eq!(bearer(&app, &old).get("/v1/auth/me").await.status, 200);
+    let fetched = key_fetches(&app, metrics, &idp.issuer, "ok").await;
+    assert!(fetched >= 1, "no key fetch counted");
 
     // The provider rotates: its new key signs, the old one stays published.
     idp.rotate(cluster);
@@ -271,11 +284,12 @@ async fn issue_15_a_rotated_key_works_after_one_refetch_and_cached_keys_outlive_
     let new_kid = idp.private_keys()[0]["kid"].as_str().unwrap().to_owned();
     let header = jsonwebtoken::decode_header(&new).unwrap();
     assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()), "the new token is signed with the new key");
-    // The bridge fetches again (jwks_min_refetch is 1 s here) at most once.
+    // jwks_min_refetch is 1 s here: the unknown kid may fetch again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let me = bearer(&app, &new).get("/v1/auth/me").await;
     assert_eq!(me.status, 200, "after rotation: {}", me.text);
     assert_eq!(bearer(&app, &old).get("/v1/auth/me").await.status, 200);
+    assert_eq!(key_fetches(&app, metrics, &idp.issuer, "ok").await, fetched + 1, "one refetch for the new key");
 
     // The provider goes down: verified keys keep working until expiry; a key
     // the bridge has not seen cannot be fetched, and the answer says so.
@@ -288,10 +302,36 @@ async fn issue_15_a_rotated_key_works_after_one_refetch_and_cached_keys_outlive_
     let claims = json!({"iss": idp.issuer, "aud": AUDIENCE, "sub": "idp-ada-0001", "preferred_username": "ada",
                         "groups": ["hpc-users"], "uid": "alice", "iat": t, "exp": t + 300});
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let reply = bearer(&app, &sign(&header_es256("rotated-while-down"), &claims, &unseen)).get("/v1/auth/me").await;
+    let forged = sign(&header_es256("rotated-while-down"), &claims, &unseen);
+    let reply = bearer(&app, &forged).get("/v1/auth/me").await;
     assert_eq!(reply.status, 503, "{}", reply.text);
     assert!(reply.text.contains("cannot be fetched now"), "{}", reply.text);
     assert!(reply.headers.get("retry-after").is_some(), "503 without Retry-After");
+    // At once again: refused the same way without another fetch (the limit).
+    let failed = key_fetches(&app, metrics, &idp.issuer, "failed").await;
+    assert_eq!(bearer(&app, &forged).get("/v1/auth/me").await.status, 503);
+    assert_eq!(
+        key_fetches(&app, metrics, &idp.issuer, "failed").await,
+        failed,
+        "unknown kids fetch at most once a second"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_15_a_key_the_provider_withdrew_stops_working_once_the_cached_keys_are_old() {
+    let (cluster, _shared) = TestCluster::ensure();
+    let mut idp = TestIdp::start(cluster);
+    let config = idp.bridge_config_with(&cluster.state_dir.join("bridge-tests"), "jwks_max_age = 2");
+    let app = TestApp::spawn(cluster, &["--config", &config]).await;
+    let old = idp.access_token("ada").await;
+    assert_eq!(bearer(&app, &old).get("/v1/auth/me").await.status, 200);
+    idp.replace_keys(cluster);
+    let new = idp.access_token("ada").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let reply = bearer(&app, &old).get("/v1/auth/me").await;
+    assert_eq!(reply.status, 401, "a withdrawn key still verifies: {}", reply.text);
+    assert!(reply.text.contains("withdrawn") || reply.text.contains("no key"), "{}", reply.text);
+    assert_eq!(bearer(&app, &new).get("/v1/auth/me").await.status, 200);
 }
 
 fn header_es256(kid: &str) -> Header {

@@ -110,7 +110,7 @@ pub async fn build_state(
         })),
         None => None,
     };
-    let oidc = auth::oidc::Oidc::new(&settings.oidc)?;
+    let oidc = auth::oidc::Oidc::new(&settings.oidc, metrics.oidc_key_fetches.clone())?;
     let settings = Arc::new(settings);
     let slurm = submission_path(&settings)?;
     let submitter = Submitter {

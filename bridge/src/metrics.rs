@@ -45,6 +45,9 @@ pub struct Metrics {
     pub nodes_drained: prometheus::IntCounter,
     /// Jobs routed to a partition, by policy and partition.
     pub routed_jobs: IntCounterVec,
+    /// Discovery + JWKS fetches of the OpenID providers, by issuer and
+    /// outcome (ok, failed).
+    pub oidc_key_fetches: IntCounterVec,
     /// The cluster in prometheus-slurm-exporter's names, set by the poller.
     pub cluster: std::sync::Arc<crate::cluster_metrics::ClusterMetrics>,
 }
@@ -158,8 +161,17 @@ impl Metrics {
             "Nodes the bridge drained after repeated infrastructure failures",
         )
         .expect("valid metric");
+        let oidc_key_fetches = IntCounterVec::new(
+            Opts::new(
+                "bridge_oidc_key_fetches_total",
+                "Fetches of an OpenID provider's discovery document and JWKS, by issuer and outcome",
+            ),
+            &["issuer", "outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(retries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(oidc_key_fetches.clone()),
             Box::new(job_failures.clone()),
             Box::new(health_missing.clone()),
             Box::new(health_stale_nodes.clone()),
@@ -185,6 +197,7 @@ impl Metrics {
         }
         let cluster = std::sync::Arc::new(crate::cluster_metrics::ClusterMetrics::register(&registry));
         Metrics {
+            oidc_key_fetches,
             retries,
             job_failures,
             health_missing,

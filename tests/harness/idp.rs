@@ -58,11 +58,11 @@ impl TestIdp {
             child: None,
             device,
         };
-        idp.launch(cluster, false);
+        idp.launch(cluster, false, false);
         idp
     }
 
-    fn launch(&mut self, cluster: &TestCluster, new_key: bool) {
+    fn launch(&mut self, cluster: &TestCluster, new_key: bool, drop_old_keys: bool) {
         let fixture = cluster.repo.join("tests/oidc-idp");
         assert!(
             fixture.join("node_modules/oidc-provider").is_dir(),
@@ -78,6 +78,9 @@ impl TestIdp {
             .stdin(Stdio::null());
         if new_key {
             command.arg("--new-key");
+        }
+        if drop_old_keys {
+            command.arg("--drop-old-keys");
         }
         if !self.device {
             command.arg("--no-device");
@@ -109,13 +112,24 @@ impl TestIdp {
     /// old ones stay published): a key rotation.
     pub fn rotate(&mut self, cluster: &TestCluster) {
         self.stop();
-        self.launch(cluster, true);
+        self.launch(cluster, true, false);
+    }
+
+    /// Restarts the provider with a new key only: the old ones withdrawn.
+    pub fn replace_keys(&mut self, cluster: &TestCluster) {
+        self.stop();
+        self.launch(cluster, true, true);
     }
 
     /// A bridge config file (in `dir`) with this provider as its `[[oidc]]`:
     /// `uid` names the Unix account, hpc-admins and hpc-users give roles,
     /// and an unknown kid may refetch the keys after 1 s. Its path.
     pub fn bridge_config(&self, dir: &Path) -> String {
+        self.bridge_config_with(dir, "")
+    }
+
+    /// `bridge_config` with more keys for the `[[oidc]]` table.
+    pub fn bridge_config_with(&self, dir: &Path, extra: &str) -> String {
         let path = dir.join(crate::unique_name("oidc")).with_extension("toml");
         let text = format!(
             r#"
@@ -128,6 +142,7 @@ unix_user_claim = "uid"
 admin_groups = ["hpc-admins"]
 user_groups = ["hpc-users"]
 jwks_min_refetch = 1
+{extra}
 "#,
             issuer = self.issuer
         );

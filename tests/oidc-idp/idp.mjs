@@ -10,7 +10,8 @@
 // --keys holds the private JWKS; it is created when absent. --new-key
 // rotates: a new RSA key is generated and put first (it signs from now
 // on); the older keys stay published. --no-device turns the device grant
-// off (clients then sign in through a browser redirect). The public parts are also written
+// off (clients then sign in through a browser redirect). --drop-old-keys
+// with --new-key withdraws the older keys (a compromised key, say). The public parts are also written
 // as PEM next to it (<keys>.<kid>.pem) for tests that forge tokens.
 
 import crypto from 'node:crypto';
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     'new-key': { type: 'boolean', default: false },
     audience: { type: 'string', default: 'urn:cloud-odyssey:api' },
     'no-device': { type: 'boolean', default: false },
+    'drop-old-keys': { type: 'boolean', default: false },
   },
 });
 if (!args.port || !args.keys) {
@@ -54,7 +56,7 @@ function newKey(kind) {
 }
 
 let keys = fs.existsSync(args.keys) ? JSON.parse(fs.readFileSync(args.keys, 'utf8')).keys : [newKey('rsa'), newKey('ec')];
-if (args['new-key']) keys = [newKey('rsa'), ...keys];
+if (args['new-key']) keys = [newKey('rsa'), ...(args['drop-old-keys'] ? [] : keys)];
 fs.writeFileSync(args.keys, JSON.stringify({ keys }, null, 1), { mode: 0o600 });
 for (const jwk of keys) {
   const pem = crypto.createPrivateKey({ key: jwk, format: 'jwk' });

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -79,6 +79,11 @@ pub struct IssuerConfig {
     /// Fewest seconds between two JWKS fetches triggered by unknown `kid`s.
     #[serde(default = "default_refetch")]
     pub jwks_min_refetch: u64,
+    /// Seconds after which the cached keys are fetched again when a token
+    /// needs them, so a key the provider withdrew stops working; if the
+    /// provider does not answer, the cached keys stay in use.
+    #[serde(default = "default_max_age")]
+    pub jwks_max_age: u64,
 }
 
 fn default_scopes() -> String {
@@ -96,6 +101,9 @@ fn default_skew() -> u64 {
 fn default_refetch() -> u64 {
     30
 }
+fn default_max_age() -> u64 {
+    3600
+}
 
 impl IssuerConfig {
     /// Checks what can be checked without the network.
@@ -111,6 +119,9 @@ impl IssuerConfig {
         }
         if self.audience.is_empty() {
             return Err(format!("issuer {:?}: audience must not be empty", self.issuer));
+        }
+        if self.jwks_max_age < self.jwks_min_refetch {
+            return Err(format!("issuer {:?}: jwks_max_age is below jwks_min_refetch", self.issuer));
         }
         if self.clock_skew > 300 {
             return Err(format!("issuer {:?}: clock_skew is at most 300 seconds", self.issuer));
@@ -178,6 +189,8 @@ pub struct Discovery {
 struct Cache {
     discovery: Option<Discovery>,
     keys: JwkSet,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
     /// When a fetch was last tried (for the refetch rate limit).
     tried_at: Option<Instant>,
     /// Why the last fetch failed, if it did.
@@ -186,7 +199,7 @@ struct Cache {
 
 impl Default for Cache {
     fn default() -> Cache {
-        Cache { discovery: None, keys: JwkSet { keys: Vec::new() }, tried_at: None, error: None }
+        Cache { discovery: None, keys: JwkSet { keys: Vec::new() }, fetched_at: None, tried_at: None, error: None }
     }
 }
 
@@ -200,15 +213,15 @@ pub struct Issuer {
 }
 
 /// Every configured issuer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Oidc {
     issuers: Arc<Vec<Issuer>>,
-    /// How many JWKS fetches each issuer made (tests read it).
-    fetches: Arc<Mutex<Vec<u64>>>,
+    /// `bridge_oidc_key_fetches_total{issuer, outcome}`.
+    fetches: prometheus::IntCounterVec,
 }
 
 impl Oidc {
-    pub fn new(configs: &[IssuerConfig]) -> anyhow::Result<Oidc> {
+    pub fn new(configs: &[IssuerConfig], fetches: prometheus::IntCounterVec) -> anyhow::Result<Oidc> {
         let mut issuers = Vec::new();
         for config in configs {
             let mut builder =
@@ -226,8 +239,7 @@ impl Oidc {
                 fetching: Default::default(),
             });
         }
-        let fetches = vec![0; issuers.len()];
-        Ok(Oidc { issuers: Arc::new(issuers), fetches: Arc::new(Mutex::new(fetches)) })
+        Ok(Oidc { issuers: Arc::new(issuers), fetches })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,17 +256,12 @@ impl Oidc {
         self.issuers.iter().find(|i| i.config.issuer == iss)
     }
 
-    /// JWKS fetches so far, per issuer in config order.
-    pub fn fetch_counts(&self) -> Vec<u64> {
-        self.fetches.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// Fetches every issuer's discovery and keys once (at start, so the log
     /// says at once whether an issuer is reachable; failures are retried
     /// when a token needs them).
     pub async fn warm_up(&self) {
-        for (index, issuer) in self.issuers.iter().enumerate() {
-            match self.fetch(index, issuer).await {
+        for issuer in self.issuers.iter() {
+            match self.fetch(issuer).await {
                 Ok(()) => tracing::info!(issuer = %issuer.config.issuer, "OIDC issuer discovered, keys cached"),
                 Err(e) => tracing::warn!(issuer = %issuer.config.issuer, error = %e, "OIDC issuer not reachable yet"),
             }
@@ -266,15 +273,10 @@ impl Oidc {
         if let Some(d) = issuer.cache.read().unwrap_or_else(|e| e.into_inner()).discovery.clone() {
             return Ok(d);
         }
-        let index = self.index_of(issuer);
         let retry = issuer.config.jwks_min_refetch.max(1);
-        self.fetch(index, issuer).await.map_err(|e| OidcError::Unavailable(e, retry))?;
+        self.fetch(issuer).await.map_err(|e| OidcError::Unavailable(e, retry))?;
         let cache = issuer.cache.read().unwrap_or_else(|e| e.into_inner());
         cache.discovery.clone().ok_or_else(|| OidcError::Unavailable("no discovery document".into(), retry))
-    }
-
-    fn index_of(&self, issuer: &Issuer) -> usize {
-        self.issuers.iter().position(|i| std::ptr::eq(i, issuer)).unwrap_or(0)
     }
 
     /// Verifies a token of `issuer` (see the module comment).
@@ -355,15 +357,33 @@ impl Oidc {
             };
             Some(fits(jwk, alg).and_then(|()| DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))))
         };
-        if let Some(found) = find() {
-            return found.map_err(invalid);
-        }
-        let since = issuer.cache.read().unwrap_or_else(|e| e.into_inner()).tried_at.map(|t| t.elapsed());
-        let fetch_error = if since.is_none_or(|s| s >= Duration::from_secs(issuer.config.jwks_min_refetch)) {
-            self.fetch(self.index_of(issuer), issuer).await.err()
-        } else {
-            None
+        let (tried, fetched) = {
+            let cache = issuer.cache.read().unwrap_or_else(|e| e.into_inner());
+            (cache.tried_at.map(|t| t.elapsed()), cache.fetched_at.map(|t| t.elapsed()))
         };
+        let may_fetch = tried.is_none_or(|t| t >= Duration::from_secs(issuer.config.jwks_min_refetch));
+        let stale = fetched.is_none_or(|f| f >= Duration::from_secs(issuer.config.jwks_max_age));
+        if let Some(found) = find() {
+            if !(stale && may_fetch) {
+                return found.map_err(invalid);
+            }
+            // Old keys: look again, so a withdrawn key stops working; keep
+            // the cached ones if the provider does not answer.
+            if let Err(e) = self.fetch(issuer).await {
+                tracing::warn!(issuer = %issuer.config.issuer, error = %e, "OIDC keys are old and cannot be refreshed: using the cached ones");
+                return found.map_err(invalid);
+            }
+            return match find() {
+                Some(found) => found.map_err(invalid),
+                None => Err(invalid(format!(
+                    "{} is no longer in the issuer's JWKS (withdrawn)",
+                    kid.map_or_else(|| "its key".to_owned(), |k| format!("key {k:?}"))
+                ))),
+            };
+        }
+        // Within the refetch limit, the last fetch's failure (if any) still
+        // says why the key cannot be had.
+        let fetch_error = if may_fetch { self.fetch(issuer).await.err() } else { issuer.last_error() };
         if let Some(found) = find() {
             return found.map_err(invalid);
         }
@@ -381,18 +401,18 @@ impl Oidc {
     }
 
     /// Fetches discovery and the JWKS; on success replaces the cache.
-    async fn fetch(&self, index: usize, issuer: &Issuer) -> Result<(), String> {
+    async fn fetch(&self, issuer: &Issuer) -> Result<(), String> {
         let _one = issuer.fetching.lock().await;
         issuer.cache.write().unwrap_or_else(|e| e.into_inner()).tried_at = Some(Instant::now());
-        if let Some(count) = self.fetches.lock().unwrap_or_else(|e| e.into_inner()).get_mut(index) {
-            *count += 1;
-        }
         let result = fetch_documents(issuer).await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.fetches.with_label_values(&[&issuer.config.issuer, outcome]).inc();
         let mut cache = issuer.cache.write().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok((discovery, keys)) => {
                 cache.discovery = Some(discovery);
                 cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
                 cache.error = None;
                 Ok(())
             }
