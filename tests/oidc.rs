@@ -126,6 +126,9 @@ async fn issue_15_a_provider_user_runs_a_job_as_the_claimed_unix_account_and_rol
     let (status, body) = exchange(&app, &idp.access_token("eve").await).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("\"root\""), "{body}");
+    let (status, body) = exchange(&app, &idp.access_token("who").await).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("not a usable account name"), "{body}");
     let alice = app.user("alice").await;
     let (status, body) = exchange(&app, &idp.access_token("mallory").await).await;
     assert_eq!(status, 409, "mallory's username claim is alice: {body}");
@@ -133,7 +136,7 @@ async fn issue_15_a_provider_user_runs_a_job_as_the_claimed_unix_account_and_rol
     assert_eq!((me.body["unix_user"].as_str(), me.body["unix_mapped_by"].as_str()), (Some("alice"), Some("pam")));
     let accounts = bearer(&app, &idp.access_token("grace").await).get("/v1/users").await;
     let names: Vec<&str> = accounts.body.as_array().unwrap().iter().filter_map(|u| u["name"].as_str()).collect();
-    assert!(!names.contains(&"linus") && !names.contains(&"eve") && !names.contains(&"mallory"), "{names:?}");
+    assert!(names.iter().all(|n| !["linus", "eve", "mallory"].contains(n) && !n.contains("Who")), "{names:?}");
 }
 
 /// Signs `claims` with `key` under `header`.

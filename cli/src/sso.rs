@@ -182,11 +182,13 @@ fn callback(mut stream: std::net::TcpStream, state: &str) -> anyhow::Result<Opti
     let target = line.split_whitespace().nth(1).unwrap_or_default();
     let url = reqwest::Url::parse(&format!("http://127.0.0.1{target}"))?;
     let pairs: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-    let (reply, code) = match (pairs.get("code"), pairs.get("state"), pairs.get("error")) {
-        (_, _, Some(error)) => bail!("the provider refused the sign-in: {error}"),
-        (Some(code), Some(got), None) if got == state => ("Signed in: you can close this page.", Some(code.clone())),
-        (Some(_), _, None) => bail!("the sign-in's redirect carried another state: not this login's; try again"),
-        _ => ("Waiting for the sign-in.", None),
+    // Only a redirect with this login's state counts: anything else on the
+    // port (another local process, a stale tab) is answered and ignored.
+    let ours = pairs.get("state").is_some_and(|got| got == state);
+    let (reply, code) = match (pairs.get("code"), pairs.get("error")) {
+        (_, Some(error)) if ours => bail!("the provider refused the sign-in: {error}"),
+        (Some(code), None) if ours => ("Signed in: you can close this page.", Some(code.clone())),
+        _ => ("Not this sign-in's redirect; still waiting.", None),
     };
     let _ = write!(
         stream,

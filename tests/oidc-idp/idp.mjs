@@ -43,6 +43,7 @@ const ACCOUNTS = {
   linus: { sub: 'idp-linus-0003', groups: ['visitors'], uid: 'bob' },
   eve: { sub: 'idp-eve-0004', groups: ['hpc-users'], uid: 'root' },
   mallory: { sub: 'idp-mallory-0005', groups: ['hpc-users'], uid: 'bob', preferred_username: 'alice' },
+  who: { sub: 'idp-who-0006', groups: ['hpc-users'], uid: 'bob', preferred_username: 'Dr. Who <who@example.org>' },
 };
 const password = (login) => `idp-pw-${login}`;
 const bySub = Object.fromEntries(Object.entries(ACCOUNTS).map(([login, a]) => [a.sub, { login, ...a }]));

@@ -425,6 +425,11 @@ impl Oidc {
 }
 
 impl Issuer {
+    /// The discovery document, if one was fetched.
+    pub fn cached_discovery(&self) -> Option<Discovery> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).discovery.clone()
+    }
+
     /// Why the last fetch failed, if it did.
     pub fn last_error(&self) -> Option<String> {
         self.cache.read().unwrap_or_else(|e| e.into_inner()).error.clone()

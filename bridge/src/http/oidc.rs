@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::auth::{issue_pair, throttled, TokenPair};
+use super::auth::{check_name, issue_pair, throttled, TokenPair};
 use super::error::ApiError;
 use super::{ApiJson, AppState, ClientAddr};
 use crate::auth::jwt::Claims;
@@ -83,6 +83,16 @@ async fn account(state: &AppState, issuer: &Issuer, verified: &Verified) -> Resu
     let user = match current {
         Some(user) if in_sync(&user, verified) => user,
         current => {
+            // The name an account would be created with: the same rule as
+            // every account name (it may become a Unix-looking name in logs
+            // and paths).
+            check_name("name", &verified.name).map_err(|_| {
+                ApiError::Forbidden(format!(
+                    "{}'s {} claim {:?} is not a usable account name (1-32 of a-z, 0-9, _ and -, starting with a \
+                     letter or _); ask an administrator to use another claim (username_claim)",
+                    verified.issuer, issuer.config.username_claim, verified.name
+                ))
+            })?;
             let admin_mapped = current.as_ref().is_some_and(|u| u.unix_mapped_by == Some(MappedBy::Admin));
             if let (Some(unix_user), false) = (&verified.unix_user, admin_mapped) {
                 let claim = issuer.config.unix_user_claim.as_deref().unwrap_or_default();

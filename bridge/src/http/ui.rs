@@ -20,13 +20,20 @@ const STYLE: &str = include_str!("../../ui/style.css");
 /// the OpenID providers the page signs in with, by their issuer's origin);
 /// no frames, plugins, forms posted elsewhere, or inline code.
 pub fn csp(oidc: &Oidc) -> String {
-    let mut connect = String::from("'self'");
+    let mut origins = vec!["'self'".to_owned()];
     for issuer in oidc.issuers().iter().filter(|i| i.config.client_id.is_some()) {
-        if let Ok(url) = reqwest::Url::parse(&issuer.config.issuer) {
-            connect.push(' ');
-            connect.push_str(&url.origin().ascii_serialization());
+        // The issuer's origin, and the token endpoint's if it lives elsewhere.
+        let token_endpoint = issuer.cached_discovery().and_then(|d| d.token_endpoint);
+        for url in std::iter::once(issuer.config.issuer.clone()).chain(token_endpoint) {
+            if let Ok(url) = reqwest::Url::parse(&url) {
+                let origin = url.origin().ascii_serialization();
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
         }
     }
+    let connect = origins.join(" ");
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; img-src 'self' data:; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
