@@ -400,9 +400,19 @@ impl Oidc {
         }
     }
 
-    /// Fetches discovery and the JWKS; on success replaces the cache.
+    /// Fetches discovery and the JWKS; on success replaces the cache. At
+    /// most once per `jwks_min_refetch`, whoever asks (a token, the list of
+    /// providers, both at once): within that time it answers what the last
+    /// fetch gave, so requests cannot make the bridge hammer a provider.
     async fn fetch(&self, issuer: &Issuer) -> Result<(), String> {
         let _one = issuer.fetching.lock().await;
+        {
+            let cache = issuer.cache.read().unwrap_or_else(|e| e.into_inner());
+            let limit = Duration::from_secs(issuer.config.jwks_min_refetch);
+            if cache.tried_at.is_some_and(|t| t.elapsed() < limit) {
+                return cache.error.clone().map_or(Ok(()), Err);
+            }
+        }
         issuer.cache.write().unwrap_or_else(|e| e.into_inner()).tried_at = Some(Instant::now());
         let result = fetch_documents(issuer).await;
         let outcome = if result.is_ok() { "ok" } else { "failed" };
@@ -535,6 +545,32 @@ mod tests {
 
     fn config(text: &str) -> IssuerConfig {
         toml::from_str(text).unwrap()
+    }
+
+    /// A provider that does not answer is asked at most once per
+    /// `jwks_min_refetch`, however many requests need it.
+    #[tokio::test]
+    async fn an_unreachable_provider_is_asked_once_per_refetch_interval() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let issuer = config(&format!("issuer = 'http://127.0.0.1:{port}'\naudience = 'a'\njwks_min_refetch = 60"));
+        let fetches = prometheus::IntCounterVec::new(prometheus::Opts::new("f", "f"), &["issuer", "outcome"]).unwrap();
+        let oidc = Oidc::new(std::slice::from_ref(&issuer), fetches.clone()).unwrap();
+        let token = {
+            use base64::Engine;
+            let part = |v: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+            format!(
+                "{}.{}.c2ln",
+                part(r#"{"alg":"RS256","kid":"k"}"#.into()),
+                part(format!(r#"{{"iss":"{}"}}"#, issuer.issuer))
+            )
+        };
+        for _ in 0..5 {
+            let provider = &oidc.issuers()[0];
+            assert!(matches!(oidc.discovery(provider).await, Err(OidcError::Unavailable(..))));
+            assert!(matches!(oidc.verify(provider, &token).await, Err(OidcError::Unavailable(..))));
+        }
+        assert_eq!(fetches.with_label_values(&[&issuer.issuer, "failed"]).get(), 1);
+        assert_eq!(fetches.with_label_values(&[&issuer.issuer, "ok"]).get(), 0);
     }
 
     #[test]
