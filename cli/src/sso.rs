@@ -50,7 +50,9 @@ pub fn provider_token(api: &mut Api, issuer: Option<&str>) -> anyhow::Result<Str
     let client_id = field("client_id").context("the provider has no client_id")?;
     let scopes = field("scopes").unwrap_or_else(|| "openid".into());
     let token_endpoint = field("token_endpoint").context("the provider has no token endpoint")?;
-    let http = Client::builder().timeout(Duration::from_secs(30)).build()?;
+    // The bridge's client: its --ca-file is trusted for the provider too (a
+    // site CA usually signs both).
+    let http = api.http.clone();
     match field("device_authorization_endpoint") {
         Some(device) => device_flow(&http, &device, &token_endpoint, &client_id, &scopes),
         None => {
