@@ -50,19 +50,12 @@ pub fn sweep(u: &[f64], next: &mut [f64], rows: usize, cols: usize) {
         let Row { up, down, left, right, .. } = Row::of(u, i, w);
         stencil_row(&mut next[i * w + 1..(i + 1) * w - 1], up, down, left, right);
     }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of x86-64; the fence orders the streaming stores
-    // before anything that follows (the halo sends read this grid).
-    unsafe {
-        std::arch::x86_64::_mm_sfence()
-    };
 }
 
-/// One row of the update. On x86-64 the results go out with streaming
-/// (non-temporal) stores: the new grid is not read again this sweep, and
-/// writing it without first reading it into the cache saves a third of the
-/// memory traffic. The sums run in the same order as the scalar form, so the
-/// values are the same to the bit.
+/// One row of the update, two points per SSE2 instruction. Plain stores:
+/// streaming (non-temporal) ones measured about 1.3x slower on this machine
+/// at 2048 and 4096 (issue #16; docs/BENCHMARKS.md). The sums run in the
+/// same order as the scalar form, so the values are the same to the bit.
 #[inline]
 fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &[f64]) {
     let n = out.len();
@@ -70,15 +63,10 @@ fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &
     let scalar = |j: usize| 0.25 * (up[j] + down[j] + left[j] + right[j]);
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_add_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_stream_pd};
-        // Streaming stores need 16-byte alignment: one scalar first if the row starts between.
+        use std::arch::x86_64::{_mm_add_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_storeu_pd};
         let mut j = 0;
-        if n > 0 && (out.as_ptr() as usize) % 16 != 0 {
-            out[0] = scalar(0);
-            j = 1;
-        }
         // SAFETY: every access is below n (checked above for all five
-        // slices); out[j..] is 16-byte aligned here, so is each pair stored.
+        // slices); loads and stores are unaligned ones.
         unsafe {
             let quarter = _mm_set1_pd(0.25);
             while j + 2 <= n {
@@ -89,7 +77,7 @@ fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &
                     ),
                     _mm_loadu_pd(right.as_ptr().add(j)),
                 );
-                _mm_stream_pd(out.as_mut_ptr().add(j), _mm_mul_pd(quarter, sum));
+                _mm_storeu_pd(out.as_mut_ptr().add(j), _mm_mul_pd(quarter, sum));
                 j += 2;
             }
         }
