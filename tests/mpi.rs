@@ -24,7 +24,9 @@ fn launch(cluster: &TestCluster, user: Option<&str>, nodes: usize, ranks: usize,
     };
     let result = dir.join(format!("{}.json", unique_name(kernel[0])));
     let (nodes, ranks) = (nodes.to_string(), ranks.to_string());
-    let mut args = vec!["-N", &nodes, "-n", &ranks, "--mpi=pmix", binary.to_str().unwrap()];
+    // A rank that dies ends the step at once (the others would wait in
+    // MPI_Init for it until our timeout).
+    let mut args = vec!["-N", &nodes, "-n", &ranks, "--mpi=pmix", "--kill-on-bad-exit=1", binary.to_str().unwrap()];
     args.extend(["--output", result.to_str().unwrap()]);
     args.extend_from_slice(kernel);
     let _slot = e2e::mpi_job_slot();
@@ -39,9 +41,11 @@ fn launch(cluster: &TestCluster, user: Option<&str>, nodes: usize, ranks: usize,
     // so on stderr (open-mpi/ompi#11508), or a rank dies of SIGSEGV inside
     // MPI_Init (a core dump shows a call through a null pointer from
     // mca_btl_tcp.so, under opal_progress in ompi_mpi_init), before rank 0
-    // could print the placement it gathers right after MPI_Init. A signal
-    // after that point, or any other, is a failure.
-    if out.status.code().is_some_and(|c| c >= 128) && is_tcp_setup_failure(&out) {
+    // could print the placement it gathers right after MPI_Init. srun then
+    // ends with the signal's status, or, when ranks still waiting for the
+    // dead one hold the step, with 124 from our `timeout`. A failure after
+    // that point, or any other, is a failure.
+    if out.status.code().is_some_and(|c| c >= 128 || c == TIMED_OUT) && is_tcp_setup_failure(&out) {
         eprintln!(
             "{kernel:?} on {nodes}x{ranks}: Open MPI's TCP set-up failed ({}); running once more. stderr:\n{}",
             out.status,
@@ -54,6 +58,9 @@ fn launch(cluster: &TestCluster, user: Option<&str>, nodes: usize, ranks: usize,
     let _ = std::fs::remove_file(&result);
     Launch { out, result: json, owner }
 }
+
+/// coreutils `timeout`'s status when it stopped the command.
+const TIMED_OUT: i32 = 124;
 
 /// Open MPI's TCP BTL reporting a connection it could not set up or keep
 /// (`mca_btl_tcp_endpoint_complete_connect`, `mca_btl_tcp_frag_recv`), or a
