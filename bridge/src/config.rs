@@ -661,27 +661,26 @@ fn policy(cli: &Cli) -> Result<Policy, ConfigError> {
 /// The `[[oidc]]` tables of the config file (issue #15): a list of tables
 /// does not fit a flag, so it is read from the file alone.
 fn oidc_issuers(path: Option<&Path>) -> Result<Vec<crate::auth::oidc::IssuerConfig>, ConfigError> {
-    #[derive(serde::Deserialize)]
-    struct Only {
-        #[serde(default)]
-        oidc: Vec<crate::auth::oidc::IssuerConfig>,
-    }
     let Some(path) = path else { return Ok(Vec::new()) };
     let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
-    let Some(oidc) = table.get("oidc") else { return Ok(Vec::new()) };
-    let only: Only = toml::Value::Table(toml::Table::from_iter([("oidc".to_owned(), oidc.clone())]))
-        .try_into()
-        .map_err(|e: toml::de::Error| file_err(format!("[[oidc]]: {}", e.message())))?;
+    let Some(oidc) = read_table(path)?.remove("oidc") else { return Ok(Vec::new()) };
+    let issuers: Vec<crate::auth::oidc::IssuerConfig> =
+        oidc.try_into().map_err(|e: toml::de::Error| file_err(format!("[[oidc]]: {}", e.message())))?;
     let mut seen = std::collections::HashSet::new();
-    for issuer in &only.oidc {
+    for issuer in &issuers {
         issuer.check().map_err(|e| file_err(format!("[[oidc]]: {e}")))?;
         if !seen.insert(issuer.issuer.clone()) {
             return Err(file_err(format!("[[oidc]]: issuer {:?} is configured twice", issuer.issuer)));
         }
     }
-    Ok(only.oidc)
+    Ok(issuers)
+}
+
+/// The config file's top-level table; errors name the file.
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))
 }
 
 /// Reads the TOML file named by `--config` (or BRIDGE_CONFIG) and returns
@@ -701,8 +700,7 @@ pub fn config_file_env(args: &[String]) -> Result<Vec<(String, String)>, ConfigE
         return Ok(Vec::new());
     };
     let file_err = |reason: String| ConfigError::File { path: path.clone(), reason };
-    let text = std::fs::read_to_string(Path::new(&path)).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    let table = read_table(Path::new(&path))?;
     let mut pairs = Vec::new();
     for (key, value) in table {
         if key == "oidc" {
@@ -801,6 +799,34 @@ mod tests {
         std::fs::write(&path, "ordering = \"weighted-fair\"\n[user_weights]\nalice = 3\nbob = 1\n").unwrap();
         let pairs = config_file_env(&args).unwrap();
         assert!(pairs.contains(&("BRIDGE_USER_WEIGHTS".to_owned(), "alice=3,bob=1".to_owned())), "{pairs:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn oidc_tables_are_read_from_the_file_and_checked() {
+        let dir = std::env::temp_dir().join(format!("bridge-oidc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            oidc_issuers(Some(&path))
+        };
+        let two = "submit_rate = 7\n[[oidc]]\nissuer = \"https://sso.example.org/realms/lab\"\naudience = \"a\"\n\
+                   [[oidc]]\nissuer = \"http://127.0.0.1:9000\"\naudience = \"b\"\nadmin_groups = [\"ops\"]\n";
+        let issuers = read(two).unwrap();
+        assert_eq!(issuers.len(), 2);
+        assert_eq!((issuers[1].audience.as_str(), issuers[1].admin_groups.as_slice()), ("b", &["ops".to_owned()][..]));
+        assert_eq!(issuers[0].username_claim, "preferred_username");
+        assert!(read("submit_rate = 7\n").unwrap().is_empty());
+        for (text, says) in [
+            ("[[oidc]]\nissuer = \"http://sso.example.org\"\naudience = \"a\"\n", "must be https"),
+            ("[[oidc]]\nissuer = \"https://x\"\naudience = \"a\"\nkid = \"k\"\n", "unknown field `kid`"),
+            ("[[oidc]]\nissuer = \"https://x\"\naudience = \"a\"\n[[oidc]]\nissuer = \"https://x\"\naudience = \"b\"\n", "configured twice"),
+            ("[oidc]\nissuer = \"https://x\"\n", "[[oidc]]"),
+        ] {
+            let err = read(text).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("bridge.toml"), "{text}: {err}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

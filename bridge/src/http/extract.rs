@@ -55,10 +55,6 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = token.trim();
         if let Some(issuer) = state.oidc.issuer_of(token) {
             // A token of the site's OpenID provider (issue #15).
-            let jti = format!("oidc:{}", crate::auth::token_hash(token));
-            if state.revocations.is_revoked(&jti, "") {
-                return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
-            }
             let (user, claims) = super::oidc::authenticate(state, issuer, token).await?;
             tracing::Span::current().record("user", user.name.as_str());
             return Ok(AuthUser { user, claims });
@@ -69,19 +65,9 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
         }
         let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthorized("invalid access token subject".into()))?;
-        let user = match state.user_cache.get(id) {
-            Some(user) => user,
-            None => {
-                let generation = state.user_cache.generation();
-                let user = state
-                    .store
-                    .read(move |conn| users::by_id(conn, id))
-                    .await?
-                    .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
-                state.user_cache.put(user.clone(), generation);
-                user
-            }
-        };
+        let user = user_by_id(state, id)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
         // The request's log lines name who made it.
         tracing::Span::current().record("user", user.name.as_str());
         if user.disabled {
@@ -89,6 +75,20 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         Ok(AuthUser { user, claims })
     }
+}
+
+/// An account by id, from the user cache when it holds it, else from the
+/// store (and then cached).
+pub(super) async fn user_by_id(state: &AppState, id: i64) -> Result<Option<User>, ApiError> {
+    if let Some(user) = state.user_cache.get(id) {
+        return Ok(Some(user));
+    }
+    let generation = state.user_cache.generation();
+    let user = state.store.read(move |conn| users::by_id(conn, id)).await?;
+    if let Some(user) = &user {
+        state.user_cache.put(user.clone(), generation);
+    }
+    Ok(user)
 }
 
 /// `axum::Json`, with every rejection rendered as problem+json and the

@@ -44,13 +44,17 @@ pub async fn authenticate(state: &AppState, issuer: &Issuer, token: &str) -> Res
     if token.len() > MAX_TOKEN_BYTES {
         return Err(ApiError::Unauthorized(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
     }
+    let jti = format!("oidc:{}", auth::token_hash(token));
+    if state.revocations.is_revoked(&jti, "") {
+        return Err(ApiError::Unauthorized("access token was revoked (logged out)".into()));
+    }
     let verified = state.oidc.verify(issuer, token).await?;
     let user = account(state, issuer, &verified).await?;
     let claims = Claims {
         sub: user.id.to_string(),
         name: user.name.clone(),
         role: user.role,
-        jti: format!("oidc:{}", auth::token_hash(token)),
+        jti,
         fam: String::new(),
         iss: verified.issuer.clone(),
         aud: issuer.config.audience.clone(),
@@ -63,12 +67,8 @@ pub async fn authenticate(state: &AppState, issuer: &Issuer, token: &str) -> Res
 
 /// Whether the stored account already says what the token says.
 fn in_sync(user: &User, verified: &Verified) -> bool {
-    let mapping = match user.unix_mapped_by {
-        Some(MappedBy::Admin) => true,
-        Some(MappedBy::Oidc) => user.unix_user == verified.unix_user,
-        _ => verified.unix_user.is_none(),
-    };
-    user.role == verified.role && mapping
+    let (unix_user, mapped_by) = user.mapping_after_oidc(verified.unix_user.as_deref());
+    user.role == verified.role && unix_user == user.unix_user && mapped_by == user.unix_mapped_by
 }
 
 /// The provider identity's account: from the caches when nothing changed,
@@ -77,7 +77,7 @@ async fn account(state: &AppState, issuer: &Issuer, verified: &Verified) -> Resu
     let key = (verified.issuer.clone(), verified.subject.clone());
     let known = state.oidc_accounts.read().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
     let current = match known {
-        Some(id) => cached_user(state, id).await?,
+        Some(id) => super::extract::user_by_id(state, id).await?,
         None => None,
     };
     let user = match current {
@@ -137,18 +137,6 @@ async fn account(state: &AppState, issuer: &Issuer, verified: &Verified) -> Resu
     };
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
-    }
-    Ok(user)
-}
-
-async fn cached_user(state: &AppState, id: i64) -> Result<Option<User>, ApiError> {
-    if let Some(user) = state.user_cache.get(id) {
-        return Ok(Some(user));
-    }
-    let generation = state.user_cache.generation();
-    let user = state.store.read(move |conn| users::by_id(conn, id)).await?;
-    if let Some(user) = &user {
-        state.user_cache.put(user.clone(), generation);
     }
     Ok(user)
 }

@@ -46,7 +46,8 @@ pub struct User {
     pub role: Role,
     /// The Unix account jobs run as; `None`: not mapped, so no jobs.
     pub unix_user: Option<String>,
-    /// Who set `unix_user`: an admin, or the user's PAM proof.
+    /// Who set `unix_user`: an admin, the user's PAM proof, or an OpenID
+    /// provider's claim.
     pub unix_mapped_by: Option<MappedBy>,
     pub disabled: bool,
     pub created_at: f64,
@@ -57,6 +58,18 @@ impl User {
     /// until an admin or a PAM proof maps one. Never derived from the name.
     pub fn unix_mapping(&self) -> Option<(&str, MappedBy)> {
         Some((self.unix_user.as_deref()?, self.unix_mapped_by?))
+    }
+
+    /// The mapping this account has once an OpenID provider's token claims
+    /// `claimed` (issue #15): an admin's mapping stays; a claim replaces any
+    /// other; no claim drops only a mapping the provider made.
+    pub fn mapping_after_oidc(&self, claimed: Option<&str>) -> (Option<String>, Option<MappedBy>) {
+        match (self.unix_mapped_by, claimed) {
+            (Some(MappedBy::Admin), _) => (self.unix_user.clone(), self.unix_mapped_by),
+            (_, Some(unix_user)) => (Some(unix_user.to_owned()), Some(MappedBy::Oidc)),
+            (Some(MappedBy::Oidc), None) => (None, None),
+            (_, None) => (self.unix_user.clone(), self.unix_mapped_by),
+        }
     }
 }
 
@@ -198,12 +211,7 @@ pub fn sign_in_oidc(
             user
         }
     };
-    let (unix_user, mapped_by) = match (user.unix_mapped_by, claims.unix_user) {
-        (Some(MappedBy::Admin), _) => (user.unix_user.clone(), user.unix_mapped_by),
-        (_, Some(unix_user)) => (Some(unix_user.to_owned()), Some(MappedBy::Oidc)),
-        (Some(MappedBy::Oidc), None) => (None, None),
-        (_, None) => (user.unix_user.clone(), user.unix_mapped_by),
-    };
+    let (unix_user, mapped_by) = user.mapping_after_oidc(claims.unix_user);
     if user.role != claims.role || unix_user != user.unix_user || mapped_by != user.unix_mapped_by {
         tx.execute(
             "UPDATE users SET role = ?1, unix_user = ?2, unix_mapped_by = ?3 WHERE id = ?4",
@@ -226,5 +234,38 @@ mod double_option {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(unix_user: Option<&str>, by: Option<MappedBy>) -> User {
+        User {
+            id: 1,
+            name: "ada".into(),
+            password_hash: String::new(),
+            role: Role::User,
+            unix_user: unix_user.map(str::to_owned),
+            disabled: false,
+            created_at: 0.0,
+            unix_mapped_by: by,
+        }
+    }
+
+    #[test]
+    fn a_providers_claim_never_overrides_an_admin_and_drops_only_its_own_mapping() {
+        let own = |u: &str| (Some(u.to_owned()), Some(MappedBy::Oidc));
+        let admin = mapped(Some("carol"), Some(MappedBy::Admin));
+        assert_eq!(admin.mapping_after_oidc(Some("alice")), (Some("carol".into()), Some(MappedBy::Admin)));
+        assert_eq!(admin.mapping_after_oidc(None), (Some("carol".into()), Some(MappedBy::Admin)));
+        let pam = mapped(Some("bob"), Some(MappedBy::Pam));
+        assert_eq!(pam.mapping_after_oidc(Some("alice")), own("alice"));
+        assert_eq!(pam.mapping_after_oidc(None), (Some("bob".into()), Some(MappedBy::Pam)));
+        let oidc = mapped(Some("alice"), Some(MappedBy::Oidc));
+        assert_eq!(oidc.mapping_after_oidc(Some("dave")), own("dave"));
+        assert_eq!(oidc.mapping_after_oidc(None), (None, None));
+        assert_eq!(mapped(None, None).mapping_after_oidc(None), (None, None));
     }
 }
