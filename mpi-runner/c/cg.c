@@ -1,5 +1,16 @@
 /* C twin of mpi-runner/src/kernels/cg.rs: matrix-free 5-point Poisson CG
- * over bands of grid rows, halo rows exchanged without blocking. */
+ * over bands of grid rows, halo rows exchanged without blocking. Dot
+ * products keep four running sums (one sum is a chain of dependent adds, so
+ * the loop would wait on the add's latency); the operator computes p.Ap row
+ * by row as it goes, and the update of x and r computes r.r in the same
+ * pass (two passes over memory fewer).
+ *
+ * Variants tried for issue #16 (scripts/build.sh builds each into
+ * c-twins/variants/cg-<name>; bench/twin-variants.sh times them):
+ *   plain  one running sum, a pass per operation (the twin before #16)
+ *   lanes  four running sums, a pass per operation
+ * The twin is the fastest of them (docs/BENCHMARKS.md). */
+// variants: plain lanes
 #include <math.h>
 #include "twin.h"
 
@@ -18,9 +29,18 @@ static void apply(const double *restrict p, double *restrict out, size_t rows, s
 }
 
 static double dot(const double *x, const double *y, size_t len) {
+#ifndef VARIANT_PLAIN
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4)
+        for (size_t k = 0; k < 4; k++) s[k] += x[i + k] * y[i + k];
+    for (; i < len; i++) s[0] += x[i] * y[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+#else
     double s = 0.0;
     for (size_t i = 0; i < len; i++) s += x[i] * y[i];
     return s;
+#endif
 }
 
 int main(int argc, char **argv) {
@@ -53,14 +73,37 @@ int main(int argc, char **argv) {
             MPI_Isend(p + len, (int)n, MPI_DOUBLE, below, 2, MPI_COMM_WORLD, &req[nreq++]);
         }
         MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
-        apply(p, ap, rows, n);
         double *body = p + n;
+#if !defined(VARIANT_PLAIN) && !defined(VARIANT_LANES)
+        double pap = 0.0;
+        for (size_t i = 0; i < rows; i++) {
+            apply(p + i * n, ap + i * n, 1, n);
+            pap += dot(body + i * n, ap + i * n, n);
+        }
+        double alpha = rr / sum_over_ranks(pap, MPI_COMM_WORLD);
+        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        size_t i = 0;
+        for (; i + 4 <= len; i += 4)
+            for (size_t k = 0; k < 4; k++) {
+                x[i + k] += alpha * body[i + k];
+                r[i + k] -= alpha * ap[i + k];
+                s[k] += r[i + k] * r[i + k];
+            }
+        for (; i < len; i++) {
+            x[i] += alpha * body[i];
+            r[i] -= alpha * ap[i];
+            s[0] += r[i] * r[i];
+        }
+        double rr_next = sum_over_ranks((s[0] + s[1]) + (s[2] + s[3]), MPI_COMM_WORLD);
+#else
+        apply(p, ap, rows, n);
         double alpha = rr / sum_over_ranks(dot(body, ap, len), MPI_COMM_WORLD);
         for (size_t i = 0; i < len; i++) {
             x[i] += alpha * body[i];
             r[i] -= alpha * ap[i];
         }
         double rr_next = sum_over_ranks(dot(r, r, len), MPI_COMM_WORLD);
+#endif
         iters++;
         relative = sqrt(rr_next) / b_norm;
         if (relative < tol) break;

@@ -1,12 +1,26 @@
 /* C twin of mpi-runner/src/kernels/matmul.rs: SUMMA with row and column
- * communicators and the same i-k-j local product. */
+ * communicators and the same local product: i-k-j order within 128 x 256
+ * panels of B (256 KiB, about this machine's L2), four rows of C per pass
+ * over a row of B (each load of B feeds four multiply-adds). Every C[i][j]
+ * still adds up its products in k order, as the plain loop does.
+ *
+ * Variants tried for issue #16 (scripts/build.sh builds each into
+ * c-twins/variants/matmul-<name>; bench/twin-variants.sh times them):
+ *   ikj      the plain i-k-j loop (the twin before #16)
+ *   blocked  the panels, one row of C per pass
+ * The twin is the fastest of them (docs/BENCHMARKS.md). */
+// variants: ikj blocked
 #include "twin.h"
 
 static double a(size_t i, size_t j) { return (double)((i * 31 + j * 17) % 97) / 97.0 - 0.5; }
 static double b(size_t i, size_t j) { return (double)((i * 13 + j * 29) % 89) / 89.0 - 0.5; }
 
+#define min(x, y) ((x) < (y) ? (x) : (y))
+
+/* c (m x n) += a (m x k) * b (k x n), row-major. */
 static void gemm_acc(double *restrict c, const double *restrict a, const double *restrict b, size_t m, size_t k,
                      size_t n) {
+#ifdef VARIANT_IKJ
     for (size_t i = 0; i < m; i++)
         for (size_t p = 0; p < k; p++) {
             double aik = a[i * k + p];
@@ -14,6 +28,33 @@ static void gemm_acc(double *restrict c, const double *restrict a, const double 
             double *crow = c + i * n;
             for (size_t j = 0; j < n; j++) crow[j] += aik * brow[j];
         }
+#else
+    enum { KB = 128, JB = 256 };
+    for (size_t j0 = 0; j0 < n; j0 += JB)
+        for (size_t p0 = 0; p0 < k; p0 += KB) {
+            size_t j1 = min(j0 + JB, n), p1 = min(p0 + KB, k), i = 0;
+#ifndef VARIANT_BLOCKED
+            for (; i + 4 <= m; i += 4)
+                for (size_t p = p0; p < p1; p++) {
+                    double a0 = a[i * k + p], a1 = a[(i + 1) * k + p], a2 = a[(i + 2) * k + p],
+                           a3 = a[(i + 3) * k + p];
+                    const double *brow = b + p * n;
+                    double *c0 = c + i * n, *c1 = c0 + n, *c2 = c1 + n, *c3 = c2 + n;
+                    for (size_t j = j0; j < j1; j++) {
+                        double bj = brow[j];
+                        c0[j] += a0 * bj, c1[j] += a1 * bj, c2[j] += a2 * bj, c3[j] += a3 * bj;
+                    }
+                }
+#endif
+            for (; i < m; i++)
+                for (size_t p = p0; p < p1; p++) {
+                    double aik = a[i * k + p];
+                    const double *brow = b + p * n;
+                    double *crow = c + i * n;
+                    for (size_t j = j0; j < j1; j++) crow[j] += aik * brow[j];
+                }
+        }
+#endif
 }
 
 static size_t gcd(size_t x, size_t y) { return y ? gcd(y, x % y) : x; }

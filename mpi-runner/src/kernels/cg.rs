@@ -22,6 +22,7 @@ pub fn band(n: usize, ranks: usize, rank: usize) -> (usize, usize) {
 
 /// `out = A p` over a band of `rows` grid rows of width `n`; `p` carries one
 /// halo row above and below (zeros at the global boundary).
+#[inline]
 pub fn apply(p: &[f64], out: &mut [f64], rows: usize, n: usize) {
     for i in 0..rows {
         let up = &p[i * n..(i + 1) * n];
@@ -42,8 +43,62 @@ pub fn apply(p: &[f64], out: &mut [f64], rows: usize, n: usize) {
     }
 }
 
+/// Four running sums: one sum is a chain of dependent adds, and the loop
+/// would wait on the add's latency (issue #16: 1.5x on a 1024 grid).
+const LANES: usize = 4;
+
+fn total(lanes: [f64; LANES]) -> f64 {
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
+#[inline]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    assert_eq!(a.len(), b.len());
+    let (a4, b4) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut lanes = [0.0; LANES];
+    for (x, y) in a4.remainder().iter().zip(b4.remainder()) {
+        lanes[0] += x * y;
+    }
+    for (x, y) in a4.zip(b4) {
+        for k in 0..LANES {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    total(lanes)
+}
+
+/// `ap = A p` and the local `p . Ap`, row by row, so each row of the product
+/// is summed while it is in the cache (one pass over memory less).
+fn apply_dot(p: &[f64], ap: &mut [f64], rows: usize, n: usize) -> f64 {
+    let mut sum = 0.0;
+    for i in 0..rows {
+        let out = &mut ap[i * n..(i + 1) * n];
+        apply(&p[i * n..(i + 3) * n], out, 1, n);
+        sum += dot(&p[(i + 1) * n..(i + 2) * n], out);
+    }
+    sum
+}
+
+/// `x += alpha p`, `r -= alpha Ap`, and the local `r . r` in the same pass.
+fn update(x: &mut [f64], r: &mut [f64], p: &[f64], ap: &[f64], alpha: f64) -> f64 {
+    assert!(r.len() == x.len() && p.len() == x.len() && ap.len() == x.len());
+    let (mut x4, mut r4) = (x.chunks_exact_mut(LANES), r.chunks_exact_mut(LANES));
+    let (p4, ap4) = (p.chunks_exact(LANES), ap.chunks_exact(LANES));
+    let mut lanes = [0.0; LANES];
+    for (((x, r), p), ap) in x4.by_ref().zip(r4.by_ref()).zip(p4.clone()).zip(ap4.clone()) {
+        for k in 0..LANES {
+            x[k] += alpha * p[k];
+            r[k] -= alpha * ap[k];
+            lanes[k] += r[k] * r[k];
+        }
+    }
+    let rest = x4.into_remainder().iter_mut().zip(r4.into_remainder()).zip(p4.remainder()).zip(ap4.remainder());
+    for (((x, r), p), ap) in rest {
+        *x += alpha * p;
+        *r -= alpha * ap;
+        lanes[0] += *r * *r;
+    }
+    total(lanes)
 }
 
 /// What a CG solve found.
@@ -78,14 +133,8 @@ pub fn solve(
     let mut iterations = 0;
     while iterations < params.max_iters {
         exchange(&mut p);
-        apply(&p, &mut ap, rows, n);
-        let body = &p[n..n + len];
-        let alpha = rr / reduce(dot(body, &ap));
-        for ((xi, ri), (pi, api)) in x.iter_mut().zip(r.iter_mut()).zip(body.iter().zip(&ap)) {
-            *xi += alpha * pi;
-            *ri -= alpha * api;
-        }
-        let rr_next = reduce(dot(&r, &r));
+        let alpha = rr / reduce(apply_dot(&p, &mut ap, rows, n));
+        let rr_next = reduce(update(&mut x, &mut r, &p[n..n + len], &ap, alpha));
         iterations += 1;
         let relative = rr_next.sqrt() / b_norm;
         history.push(relative);
@@ -196,6 +245,31 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fused_passes_equal_the_separate_ones() {
+        // Lengths around the lanes, and a grid whose rows are not a multiple of them.
+        for len in [0, 1, 3, 4, 5, 9] {
+            let a: Vec<f64> = (0..len).map(|i| i as f64 + 0.5).collect();
+            let b: Vec<f64> = (0..len).map(|i| 2.0 - i as f64).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-12, "len {len}");
+        }
+        let (rows, n) = (5, 7);
+        let p: Vec<f64> = (0..(rows + 2) * n).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+        let (mut fused, mut separate) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        let pap = apply_dot(&p, &mut fused, rows, n);
+        apply(&p, &mut separate, rows, n);
+        assert_eq!(fused, separate);
+        assert!((pap - dot(&p[n..n + rows * n], &separate)).abs() < 1e-9);
+        let (mut x, mut r) = (vec![1.0; rows * n], p[..rows * n].to_vec());
+        let rr = update(&mut x, &mut r, &p[n..n + rows * n], &separate, 0.25);
+        for i in 0..rows * n {
+            assert_eq!(x[i], 1.0 + 0.25 * p[n + i]);
+            assert_eq!(r[i], p[i] - 0.25 * separate[i]);
+        }
+        assert!((rr - dot(&r, &r)).abs() < 1e-9);
+    }
 
     #[test]
     fn bands_cover_the_grid() {

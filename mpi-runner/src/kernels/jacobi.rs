@@ -31,6 +31,9 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    // Inlined, so the measuring sweep's lanes stay in registers across a
+    // row: as a call it ran about 1.4x slower on a 512 grid (issue #16).
+    #[inline(always)]
     fn of(u: &'a [f64], i: usize, w: usize) -> Row<'a> {
         Row {
             up: &u[(i - 1) * w + 1..i * w - 1],
@@ -194,10 +197,12 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
     // Not measured yet: no convergence before the first check.
     let mut residual = f64::INFINITY;
     loop {
-        // Columns are not contiguous: pack them.
-        for i in 0..rows {
-            send_w[i] = u[(i + 1) * w + 1];
-            send_e[i] = u[(i + 1) * w + cols];
+        // Columns are not contiguous: pack them, where there is a neighbour.
+        if west.is_some() {
+            send_w.iter_mut().enumerate().for_each(|(i, v)| *v = u[(i + 1) * w + 1]);
+        }
+        if east.is_some() {
+            send_e.iter_mut().enumerate().for_each(|(i, v)| *v = u[(i + 1) * w + cols]);
         }
         {
             let (top, rest) = u.split_at_mut(w);
@@ -231,13 +236,11 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
                 }
             });
         }
-        for i in 0..rows {
-            if west.is_some() {
-                u[(i + 1) * w] = recv_w[i];
-            }
-            if east.is_some() {
-                u[(i + 1) * w + cols + 1] = recv_e[i];
-            }
+        if west.is_some() {
+            recv_w.iter().enumerate().for_each(|(i, v)| u[(i + 1) * w] = *v);
+        }
+        if east.is_some() {
+            recv_e.iter().enumerate().for_each(|(i, v)| u[(i + 1) * w + cols + 1] = *v);
         }
         iters += 1;
         let measured = iterate(&u, &mut next, rows, cols, iters, params.check_every);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Issue #16: strong scaling of each kernel, Rust and its C twin side by
+# side: one problem size, 1, 2, 3 and 6 ranks over 1, 2, 3 and 3 nodes (the
+# e2e tests' placements), the two programs alternating round by round;
+# medians of the parallel part's wall time, parallel efficiency T1 / (p Tp)
+# against each program's own one-rank time, and the stencil's bandwidth as a
+# share of a STREAM triad run at the same placement. This machine has 2
+# cores: from 3 ranks on, ranks share cores, which the table shows. Prints
+# Markdown.
+#
+#   bash bench/scaling.sh [rounds=3] [kernel...]
+set -euo pipefail
+# shellcheck source=../scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+ROUNDS=${1:-3}
+shift || true
+if (($#)); then KERNELS=("$@"); else KERNELS=(pi jacobi matmul cg); fi
+bash "$CLUSTER" up >/dev/null
+BIN=$SHARED_DIR/bin
+[[ -x $BIN/odyssey-mpi && -x $BIN/c-twins/stream ]] || fail "odyssey-mpi or the C twins are missing: run scripts/build.sh"
+command -v jq >/dev/null || fail "jq is missing: apt-get install jq"
+cd "$SHARED_DIR/scratch"
+
+# Sides divisible by every process grid used (1, 2, 3, 3 x 2).
+declare -A PARAMS=(
+  [pi]="--samples 100000000"
+  [jacobi]="--n 4200 --max-iters 60 --tol 1e-300"
+  [matmul]="--n 1200"
+  [cg]="--n 1200 --max-iters 200 --tol 1e-300"
+)
+PLACEMENTS=(1:1 2:2 3:3 3:6)
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+
+# `result NODES RANKS program args...`: the program's JSON result (Rust's
+# must be verified).
+result() {
+  local json
+  json=$(srun -N"$1" -n"$2" --mpi=pmix "${@:3}" 2>/dev/null | jq -sc '.[-1]')
+  [[ $(jq -r '.impl // "rust"' <<<"$json") == c || $(jq .verified <<<"$json") == true ]] ||
+    fail "not verified: ${*:3}: $json"
+  echo "$json"
+}
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(rustc --version); $(mpicc --version | head -1)"
+declare -A TRIAD
+for kernel in "${KERNELS[@]}"; do
+  [[ -n ${PARAMS[$kernel]:-} ]] || fail "unknown kernel $kernel (one of: ${!PARAMS[*]})"
+  read -ra params <<<"${PARAMS[$kernel]}"
+  echo
+  # shellcheck disable=SC2016 # the backquotes are Markdown
+  printf '| %s `%s` | Rust | C | Rust / C | Rust efficiency | C efficiency |' "$kernel" "${PARAMS[$kernel]}"
+  [[ $kernel == jacobi ]] && printf ' triad | Rust stencil / triad |'
+  echo
+  printf '|---|---|---|---|---|---|'
+  [[ $kernel == jacobi ]] && printf -- '---|---|'
+  echo
+  for placement in "${PLACEMENTS[@]}"; do
+    nodes=${placement%:*} ranks=${placement#*:}
+    rust=() c=() rate=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+      run_rust() {
+        local json
+        json=$(result "$nodes" "$ranks" "$BIN/odyssey-mpi" --json "$kernel" "${params[@]}")
+        rust+=("$(jq .wall_time_s <<<"$json")") rate+=("$(jq .bandwidth_gb_s <<<"$json")")
+      }
+      run_c() { c+=("$(result "$nodes" "$ranks" "$BIN/c-twins/$kernel" "${params[@]}" | jq .wall_time_s)"); }
+      if ((round % 2)); then run_rust; run_c; else run_c; run_rust; fi
+    done
+    rt=$(median "${rust[@]}") ct=$(median "${c[@]}")
+    [[ $ranks == 1 ]] && rust1=$rt c1=$ct
+    printf '| %s ranks on %s nodes | %.4f s | %.4f s | %s | %s | %s |' "$ranks" "$nodes" "$rt" "$ct" \
+      "$(calc "$rt / $ct")" "$(calc "$rust1 / ($ranks * $rt)")" "$(calc "$c1 / ($ranks * $ct)")"
+    if [[ $kernel == jacobi ]]; then
+      if [[ -z ${TRIAD[$placement]:-} ]]; then
+        triad=()
+        for ((round = 1; round <= ROUNDS; round++)); do
+          triad+=("$(result "$nodes" "$ranks" "$BIN/c-twins/stream" --n 20000000 --reps 10 | jq .bandwidth_gb_s)")
+        done
+        TRIAD[$placement]=$(median "${triad[@]}")
+      fi
+      stencil=$(median "${rate[@]}")
+      printf ' %.2f GB/s | %s |' "${TRIAD[$placement]}" "$(calc "$stencil / ${TRIAD[$placement]}")"
+    fi
+    echo
+  done
+done
