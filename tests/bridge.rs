@@ -459,6 +459,50 @@ async fn output_follow_streams_until_the_job_ends() {
 }
 
 #[tokio::test]
+async fn output_follow_never_cuts_a_character_in_two() {
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = TestApp::spawn(cluster, &[]).await;
+    let alice = app.user("alice").await;
+    // "é" is \303\251: the job writes its first byte, pauses, then the second.
+    let script = r"printf 'one \303'; sleep 4; printf '\251 two\n'";
+    let job = alice.submit(json!({"command": ["sh", "-c", script], "working_dir": cluster.user_dir("alice")})).await;
+    let id = job["id"].as_i64().unwrap();
+    // Follow once the half character is in the file, so the stream's first
+    // read ends in the middle of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let raw = alice.get(&format!("/v1/jobs/{id}/output")).await;
+        if raw.status == 200 && raw.text.starts_with("one ") && raw.text.len() > 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never wrote its first bytes: {}", raw.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = alice
+        .http
+        .get(format!("{}/v1/jobs/{id}/output?follow=true", alice.base))
+        .bearer_auth(&alice.token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    let events: Vec<(&str, &str)> = body
+        .split("\n\n")
+        .filter_map(|event| {
+            let field = |name: &str| event.lines().find_map(|l| l.strip_prefix(name)).map(str::trim_start);
+            Some((field("id:")?, field("data:")?))
+        })
+        .collect();
+    let text: String = events.iter().map(|(_, data)| *data).collect::<Vec<_>>().join("");
+    assert_eq!(text, "one é two", "{body}");
+    assert_eq!(events.first().map(|e| e.1), Some("one "), "the first event held back the half character: {body}");
+    // Each event's id is the byte offset after it: a client resuming there
+    // gets the character whole.
+    assert_eq!(events.first().map(|e| e.0), Some("4"), "{body}");
+}
+
+#[tokio::test]
 async fn dependencies_wait_for_the_earlier_job() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;

@@ -117,10 +117,14 @@ fn follow(
                     return;
                 }
             };
-            if !chunk.is_empty() {
-                offset += chunk.len() as u64;
-                let event =
-                    SseEvent::default().event("output").id(offset.to_string()).data(String::from_utf8_lossy(&chunk));
+            // An event carries text: a character the job has only half
+            // written (or the read cut) waits for its other bytes, unless
+            // the job has ended; the event's id is the offset after it.
+            let whole = if finished { chunk.len() } else { complete_utf8_prefix(&chunk) };
+            if whole > 0 {
+                offset += whole as u64;
+                let text = String::from_utf8_lossy(&chunk[..whole]);
+                let event = SseEvent::default().event("output").id(offset.to_string()).data(text);
                 if tx.send(event).await.is_err() {
                     return;
                 }
@@ -140,6 +144,27 @@ fn follow(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// The length of `bytes` without a UTF-8 character cut off at its end (at
+/// most 3 bytes shorter). Bytes that are not UTF-8 at all are left to the
+/// lossy decoding: only a sequence that could still complete waits.
+fn complete_utf8_prefix(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=len.min(3) {
+        let byte = bytes[len - back];
+        if byte & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back for its lead
+        }
+        let needs = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if needs > back { len - back } else { len };
+    }
+    len
 }
 
 /// Open output streams per user, capped (`max_follows_per_user`).
@@ -169,4 +194,27 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(producer(tx));
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|event| event.map(Ok)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_utf8_prefix;
+
+    #[test]
+    fn a_character_cut_at_the_end_waits_for_its_other_bytes() {
+        let whole = "one é € 𝄞";
+        let text = whole.as_bytes();
+        // Every cut of the text: the prefix sent is whole characters, and
+        // what is held back is only the cut character's first bytes.
+        for cut in 0..=text.len() {
+            let sent = complete_utf8_prefix(&text[..cut]);
+            assert!(std::str::from_utf8(&text[..sent]).is_ok(), "cut {cut}");
+            assert!(cut - sent <= 3 && (sent == cut || !whole.is_char_boundary(cut)), "cut {cut}: {sent}");
+        }
+        assert_eq!(complete_utf8_prefix(b"ab\xc3"), 2);
+        assert_eq!(complete_utf8_prefix(b"ab\xf0\x9d\x84"), 2);
+        // Not UTF-8 at all: nothing to wait for.
+        assert_eq!(complete_utf8_prefix(b"ab\xff"), 3);
+        assert_eq!(complete_utf8_prefix(b"\x80\x80\x80\x80"), 4);
+    }
 }
