@@ -8,15 +8,10 @@
 #
 #   bash bench/kernels.sh [rounds=5]
 set -euo pipefail
-# shellcheck source=../scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 ROUNDS=${1:-5}
-bash "$CLUSTER" up >/dev/null
-BIN=$SHARED_DIR/bin
-[[ -x $BIN/odyssey-mpi && -x $BIN/c-twins/jacobi ]] || fail "odyssey-mpi or the C twins are missing: run scripts/build.sh"
-command -v jq >/dev/null || fail "jq is missing: apt-get install jq"
-cd "$SHARED_DIR/scratch"
+# shellcheck source=kernels-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/kernels-lib.sh"
 
 declare -A PARAMS=(
   [pi]="--samples 100000000"
@@ -30,10 +25,7 @@ KERNELS=(pi jacobi matmul cg)
 
 # One rank per node: `on RANKS program args...`; stdout.
 on() { srun -N"$1" -n"$1" --mpi=pmix "${@:2}" 2>/dev/null; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(rustc --version); $(mpicc --version | head -1)"
 echo
 echo "| kernel | ranks | Rust median | C median | Rust / C time | Rust rate | C rate | verified |"
 echo "|---|---|---|---|---|---|---|---|"

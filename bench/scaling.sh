@@ -10,17 +10,12 @@
 #
 #   bash bench/scaling.sh [rounds=3] [kernel...]
 set -euo pipefail
-# shellcheck source=../scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 ROUNDS=${1:-3}
 shift || true
 if (($#)); then KERNELS=("$@"); else KERNELS=(pi jacobi matmul cg); fi
-bash "$CLUSTER" up >/dev/null
-BIN=$SHARED_DIR/bin
-[[ -x $BIN/odyssey-mpi && -x $BIN/c-twins/stream ]] || fail "odyssey-mpi or the C twins are missing: run scripts/build.sh"
-command -v jq >/dev/null || fail "jq is missing: apt-get install jq"
-cd "$SHARED_DIR/scratch"
+# shellcheck source=kernels-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/kernels-lib.sh"
 
 # Sides divisible by every process grid used (1, 2, 3, 3 x 2).
 declare -A PARAMS=(
@@ -31,20 +26,8 @@ declare -A PARAMS=(
 )
 PLACEMENTS=(1:1 2:2 3:3 3:6)
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
-# `result NODES RANKS program args...`: the program's JSON result (Rust's
-# must be verified).
-result() {
-  local json
-  json=$(srun -N"$1" -n"$2" --mpi=pmix "${@:3}" 2>/dev/null | jq -sc '.[-1]')
-  [[ $(jq -r '.impl // "rust"' <<<"$json") == c || $(jq .verified <<<"$json") == true ]] ||
-    fail "not verified: ${*:3}: $json"
-  echo "$json"
-}
-
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(rustc --version); $(mpicc --version | head -1)"
 declare -A TRIAD
 for kernel in "${KERNELS[@]}"; do
   [[ -n ${PARAMS[$kernel]:-} ]] || fail "unknown kernel $kernel (one of: ${!PARAMS[*]})"
@@ -63,26 +46,26 @@ for kernel in "${KERNELS[@]}"; do
     for ((round = 1; round <= ROUNDS; round++)); do
       run_rust() {
         local json
-        json=$(result "$nodes" "$ranks" "$BIN/odyssey-mpi" --json "$kernel" "${params[@]}")
+        json=$(verified_result "$nodes" "$ranks" "$BIN/odyssey-mpi" --json "$kernel" "${params[@]}")
         rust+=("$(jq .wall_time_s <<<"$json")") rate+=("$(jq .bandwidth_gb_s <<<"$json")")
       }
-      run_c() { c+=("$(result "$nodes" "$ranks" "$BIN/c-twins/$kernel" "${params[@]}" | jq .wall_time_s)"); }
+      run_c() { c+=("$(verified_result "$nodes" "$ranks" "$BIN/c-twins/$kernel" "${params[@]}" | jq .wall_time_s)"); }
       if ((round % 2)); then run_rust; run_c; else run_c; run_rust; fi
     done
     rt=$(median "${rust[@]}") ct=$(median "${c[@]}")
     [[ $ranks == 1 ]] && rust1=$rt c1=$ct
     printf '| %s ranks on %s nodes | %.4f s | %.4f s | %s | %s | %s |' "$ranks" "$nodes" "$rt" "$ct" \
-      "$(calc "$rt / $ct")" "$(calc "$rust1 / ($ranks * $rt)")" "$(calc "$c1 / ($ranks * $ct)")"
+      "$(ratio "$rt" "$ct")" "$(calc "$rust1 / ($ranks * $rt)")" "$(calc "$c1 / ($ranks * $ct)")"
     if [[ $kernel == jacobi ]]; then
       if [[ -z ${TRIAD[$placement]:-} ]]; then
         triad=()
         for ((round = 1; round <= ROUNDS; round++)); do
-          triad+=("$(result "$nodes" "$ranks" "$BIN/c-twins/stream" --n 20000000 --reps 10 | jq .bandwidth_gb_s)")
+          triad+=("$(verified_result "$nodes" "$ranks" "$BIN/c-twins/stream" --n 20000000 --reps 10 | jq .bandwidth_gb_s)")
         done
         TRIAD[$placement]=$(median "${triad[@]}")
       fi
       stencil=$(median "${rate[@]}")
-      printf ' %.2f GB/s | %s |' "${TRIAD[$placement]}" "$(calc "$stencil / ${TRIAD[$placement]}")"
+      printf ' %.2f GB/s | %s |' "${TRIAD[$placement]}" "$(ratio "$stencil" "${TRIAD[$placement]}")"
     fi
     echo
   done

@@ -8,17 +8,12 @@
 #
 #   bash bench/twin-variants.sh [rounds=5] [kernel...]
 set -euo pipefail
-# shellcheck source=../scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 ROUNDS=${1:-5}
 shift || true
 if (($#)); then KERNELS=("$@"); else KERNELS=(jacobi matmul cg pi); fi
-bash "$CLUSTER" up >/dev/null
-BIN=$SHARED_DIR/bin
-[[ -x $BIN/odyssey-mpi && -d $BIN/c-twins ]] || fail "odyssey-mpi or the C twins are missing: run scripts/build.sh"
-command -v jq >/dev/null || fail "jq is missing: apt-get install jq"
-cd "$SHARED_DIR/scratch"
+# shellcheck source=kernels-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/kernels-lib.sh"
 
 # The cases per kernel, ;-separated: 0.5 to 1.5 s of work at one rank
 # (shorter runs at 2 ranks per node were mostly noise here).
@@ -31,19 +26,6 @@ declare -A CASES=(
 # nodes:ranks
 PLACEMENTS=(1:1 2:2 1:2)
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-# `wall NODES RANKS program args...`: the program's wall_time_s; fails the
-# bench if the Rust kernel did not verify its answer.
-wall() {
-  local json
-  json=$(srun -N"$1" -n"$2" --mpi=pmix "${@:3}" 2>/dev/null | jq -sc ".[-1]")
-  [[ $(jq -r '.impl // "rust"' <<<"$json") == c || $(jq .verified <<<"$json") == true ]] ||
-    fail "not verified: ${*:3}: $json"
-  jq .wall_time_s <<<"$json"
-}
-
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(rustc --version); $(mpicc --version | head -1)"
 for kernel in "${KERNELS[@]}"; do
   [[ -n ${CASES[$kernel]:-} ]] || fail "no cases for kernel $kernel (one of: ${!CASES[*]})"
   programs=("rust" "twin")
@@ -69,7 +51,7 @@ for kernel in "${KERNELS[@]}"; do
             twin) cmd=("$BIN/c-twins/$kernel") ;;
             *) cmd=("$BIN/c-twins/variants/$kernel-$p") ;;
           esac
-          times[$p]+=" $(wall "$nodes" "$ranks" "${cmd[@]}" "${params[@]}")"
+          times[$p]+=" $(verified_result "$nodes" "$ranks" "${cmd[@]}" "${params[@]}" | jq .wall_time_s)"
         done
       done
       # shellcheck disable=SC2016 # the backquotes are Markdown
@@ -85,7 +67,7 @@ for kernel in "${KERNELS[@]}"; do
           best_c=$m
         fi
       done
-      printf ' %s |\n' "$(awk -v a="$rust" -v b="$best_c" 'BEGIN { printf "%.3f", a / b }')"
+      printf ' %s |\n' "$(ratio "$rust" "$best_c")"
       unset times
     done
   done

@@ -26,7 +26,9 @@ fi
 
 step "building the C reference twins of the kernels (mpicc -O3) for bench/kernels.sh"
 install -d -m 0755 "$SHARED_DIR/bin/c-twins"
-rm -rf "$SHARED_DIR/bin/c-twins/variants" # none left from renamed or dropped variants
+# Rebuilt from scratch: none left from renamed or dropped variants.
+rm -rf "$SHARED_DIR/bin/c-twins/variants"
+install -d -m 0755 "$SHARED_DIR/bin/c-twins/variants"
 for source in "$REPO"/mpi-runner/c/*.c; do
   name=$(basename "$source" .c)
   mpicc -O3 -Wall -Wextra -Werror -o "$SHARED_DIR/bin/c-twins/.$name.new" "$source" -lm
@@ -36,7 +38,6 @@ for source in "$REPO"/mpi-runner/c/*.c; do
   variants=()
   read -ra variants < <(sed -n 's|^// variants: ||p' "$source") || true # no line: none
   for variant in "${variants[@]}"; do
-    install -d -m 0755 "$SHARED_DIR/bin/c-twins/variants"
     out=$SHARED_DIR/bin/c-twins/variants/$name-$variant
     mpicc -O3 -Wall -Wextra -Werror "-DVARIANT_${variant^^}" -o "$out.new" "$source" -lm
     mv -f "$out.new" "$out"
