@@ -439,14 +439,7 @@ async fn output_follow_streams_until_the_job_ends() {
         )
         .await;
     let id = job["id"].as_i64().unwrap();
-    let response = alice
-        .http
-        .get(format!("{}/v1/jobs/{id}/output?follow=true", alice.base))
-        .bearer_auth(&alice.token)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
+    let response = alice.follow_output(id).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.text().await.unwrap();
     let data: String = body
@@ -478,15 +471,7 @@ async fn output_follow_never_cuts_a_character_in_two() {
         assert!(std::time::Instant::now() < deadline, "the job never wrote its first bytes: {}", raw.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let response = alice
-        .http
-        .get(format!("{}/v1/jobs/{id}/output?follow=true", alice.base))
-        .bearer_auth(&alice.token)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    let body = response.text().await.unwrap();
+    let body = alice.follow_output(id).await.text().await.unwrap();
     let events: Vec<(&str, &str)> = body
         .split("\n\n")
         .filter_map(|event| {

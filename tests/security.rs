@@ -224,11 +224,10 @@ async fn issue_8_follow_streams_are_capped_and_end_with_the_client() {
         .submit(json!({"command": ["sh", "-c", "echo started; sleep 120"], "working_dir": cluster.user_dir("alice")}))
         .await;
     let id = job["id"].as_i64().unwrap();
-    let url = format!("{}/v1/jobs/{id}/output?follow=true", alice.base);
-    let open = || alice.http.get(&url).bearer_auth(&alice.token).timeout(Duration::from_secs(60)).send();
-    let first = open().await.unwrap();
+    let open = || alice.follow_output(id);
+    let first = open().await;
     assert_eq!(first.status(), 200);
-    let second = open().await.unwrap();
+    let second = open().await;
     assert_eq!(second.status(), 429);
     assert!(second.headers().contains_key("retry-after"));
     // The client goes away; the bridge notices and frees the slot. Bounded
@@ -237,7 +236,7 @@ async fn issue_8_follow_streams_are_capped_and_end_with_the_client() {
     drop(first);
     let mut freed = false;
     for _ in 0..100 {
-        let again = open().await.unwrap();
+        let again = open().await;
         if again.status() == 200 {
             freed = true;
             break;

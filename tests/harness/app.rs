@@ -257,6 +257,14 @@ impl Client {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
+    /// `GET /v1/jobs/{id}/output?follow=true`: the response as it comes,
+    /// so the caller reads the event stream (ended by the job, or after a
+    /// minute) or its refusal.
+    pub async fn follow_output(&self, id: i64) -> reqwest::Response {
+        let url = format!("{}/v1/jobs/{id}/output?follow=true", self.base);
+        self.http.get(url).bearer_auth(&self.token).timeout(Duration::from_secs(60)).send().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
