@@ -3,7 +3,10 @@
 # same cluster in one run (issues #3, #9). Prints JSON lines and a Markdown
 # table.
 #
-#   bash bench/bridge.sh [--quick]
+#   bash bench/bridge.sh [--quick] [--submit-only]
+#
+# --quick: small counts (a smoke run); --submit-only: the submission phases
+# (1, 8 and 100 clients), without the reads, RPC counts and seeded history.
 #
 # Starts two bridges of its own (port 18080 submitting through libslurm,
 # port 18082 through sbatch; data under the state dir) and its own
@@ -13,7 +16,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 QUICK=0
-[[ ${1:-} == --quick ]] && QUICK=1
+SUBMIT_ONLY=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --submit-only) SUBMIT_ONLY=1 ;;
+    *) fail "unknown option $arg (use --quick, --submit-only)" ;;
+  esac
+done
 SEQ_N=$((QUICK ? 20 : 200))
 PAR_N=$((QUICK ? 10 : 50))
 READ_S=$((QUICK ? 3 : 10))
@@ -103,6 +113,20 @@ cancel_run() { # <name prefix>: frees the cluster after a verified phase
   done
 }
 
+summary() {
+  jq -rs '
+    def f: . * 100 | round / 100;
+    (map(select(.clients == 1)) | .[] | "| sequential submit, \(.target) | p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms (\(.submitted) jobs, verified \(.verified)) |"),
+    (map(select(.clients == 8)) | .[] | "| 8 clients, \(.target) | \(.jobs_per_s | f) jobs/s (\(.submitted) jobs, verified \(.verified)) |"),
+    (map(select(.cpu_target != null)) | .[] | "| CPU per submission, \(.cpu_target) | itself \(.cpu_ms_per_job | f) ms, with its children (sbatch) \(.with_children_cpu_ms_per_job | f) ms |"),
+    (map(select(.clients == 100)) | .[] | "| 100 clients, \(.target) | \(.jobs_per_s | f) jobs/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms (\(.submitted) jobs, \(.unique) unique, \(.present_in_squeue) in squeue, verified \(.verified)) |"),
+    (map(select(.path != null)) | .[] | "| GET \(.path), \(.connections) conn | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
+    (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs in \(.seconds) s, \(.rpc_clients) clients polling the bridge | \(.slurmctld_rpcs) |"),
+    (map(select(.seeded_rows != null)) | .[] | "| generated history | \(.seeded_rows) jobs in \(.seconds | f) s |"),
+    (map(select(.bridge_rss_kib != null)) | .[] | "| bridge RSS, \(.rss) | \(.bridge_rss_kib / 1024 | f) MiB |")
+  ' "$OUT"
+}
+
 # Every submission runs as alice: raw is her own `sbatch --parsable`.
 step "sequential submit latency, interleaved raw/bridge (libslurm)/bridge (sbatch)/slurmrestd ($SEQ_N each)"
 bench alice submit --target raw,bridge,bridge-sbatch,restd --per-client "$SEQ_N" --name "$RUN-seq" "${COMMON[@]}"
@@ -113,6 +137,7 @@ for target in raw bridge bridge-sbatch restd; do
   case $target in
     bridge) pid=$BRIDGE_PID ;;
     bridge-sbatch) pid=$BRIDGE_SB_PID ;;
+    restd) pid=$(pgrep -P "$RESTD_PID" -x slurmrestd) ;;
     *) pid= ;;
   esac
   [[ -n $pid ]] && before_self=$(cpu_s "$pid" self) && before_all=$(cpu_s "$pid" children)
@@ -120,7 +145,7 @@ for target in raw bridge bridge-sbatch restd; do
   if [[ -n $pid ]]; then
     jobs=$((8 * PAR_N))
     awk -v t="$target" -v n=$jobs -v s0="$before_self" -v s1="$(cpu_s "$pid" self)" -v a0="$before_all" -v a1="$(cpu_s "$pid" children)" \
-      'BEGIN { printf "{\"cpu_target\": \"%s\", \"jobs\": %d, \"bridge_cpu_ms_per_job\": %.3f, \"with_children_cpu_ms_per_job\": %.3f}\n", t, n, (s1 - s0) * 1000 / n, (a1 - a0) * 1000 / n }' | tee -a "$OUT"
+      'BEGIN { printf "{\"cpu_target\": \"%s\", \"jobs\": %d, \"cpu_ms_per_job\": %.3f, \"with_children_cpu_ms_per_job\": %.3f}\n", t, n, (s1 - s0) * 1000 / n, (a1 - a0) * 1000 / n }' | tee -a "$OUT"
   fi
 done
 cancel_run "$RUN-par"
@@ -130,6 +155,12 @@ for target in bridge restd bridge-sbatch; do
   bench alice submit --target $target --clients 100 --per-client "$BURST_PER_CLIENT" --name "$RUN-burst" "${COMMON[@]}"
   cancel_run "$RUN-burst"
 done
+
+if ((SUBMIT_ONLY)); then
+  step "summary"
+  summary
+  exit 0
+fi
 
 step "waiting for the submitted jobs to finish, so reads compete with no job launches"
 for _ in $(seq 1200); do
@@ -187,14 +218,4 @@ kill "$SEED_PID"
 rm -rf "$SEED_DATA"
 
 step "summary (slurmctld held $N_SLURM_JOBS jobs during the reads)"
-jq -rs '
-  def f: . * 100 | round / 100;
-  (map(select(.clients == 1)) | .[] | "| sequential submit, \(.target) | p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms (\(.submitted) jobs, verified \(.verified)) |"),
-  (map(select(.clients == 8)) | .[] | "| 8 clients, \(.target) | \(.jobs_per_s | f) jobs/s (\(.submitted) jobs, verified \(.verified)) |"),
-  (map(select(.cpu_target != null)) | .[] | "| CPU per submission, \(.cpu_target) | bridge \(.bridge_cpu_ms_per_job | f) ms, with its sbatch children \(.with_children_cpu_ms_per_job | f) ms |"),
-  (map(select(.clients == 100)) | .[] | "| 100 clients, \(.target) | \(.jobs_per_s | f) jobs/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms (\(.submitted) jobs, \(.unique) unique, \(.present_in_squeue) in squeue, verified \(.verified)) |"),
-  (map(select(.path != null)) | .[] | "| GET \(.path), \(.connections) conn | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
-  (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs in \(.seconds) s, \(.rpc_clients) clients polling the bridge | \(.slurmctld_rpcs) |"),
-  (map(select(.seeded_rows != null)) | .[] | "| generated history | \(.seeded_rows) jobs in \(.seconds | f) s |"),
-  (map(select(.bridge_rss_kib != null)) | .[] | "| bridge RSS, \(.rss) | \(.bridge_rss_kib / 1024 | f) MiB |")
-' "$OUT"
+summary

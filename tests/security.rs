@@ -300,3 +300,36 @@ async fn issue_9_a_recovered_submission_never_runs_as_an_account_other_than_the_
     let named = cluster.ok("squeue", &["-h", "-t", "all", "-n", &name, "-o", "%i %u"]);
     assert!(named.trim().is_empty(), "a job named {name} reached SLURM: {named}");
 }
+
+// See: #9. Submissions keep recent account resolutions (NSS was the slowest
+// step of a submission), yet an account locked after it was mapped is
+// refused from its very next submission, and works again once unlocked.
+#[tokio::test]
+async fn issue_9_an_account_locked_after_mapping_is_refused_at_its_next_submission() {
+    let (cluster, _guard) = TestCluster::ensure();
+    // An account of this test's own, so locking it disturbs no other test;
+    // the harness's chpasswd gives it a fresh (unlocked) password each run.
+    let name = "odyssey-lock";
+    let run = |program: &str, args: &[&str]| {
+        let status = std::process::Command::new(program).args(args).status().unwrap();
+        assert!(status.success(), "{program} {args:?}");
+    };
+    if std::process::Command::new("id").arg("-u").arg(name).output().map(|o| !o.status.success()).unwrap_or(true) {
+        run("useradd", &["--create-home", "--shell", "/bin/bash", name]);
+    }
+    let app = TestApp::spawn(cluster, &[]).await;
+    let user = app.user(name).await;
+    let body = json!({"command": ["true"]});
+    let dry_run = || user.post("/v1/jobs?dry_run=true", body.clone());
+    for _ in 0..2 {
+        let reply = dry_run().await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    run("usermod", &["-L", name]);
+    let refused = dry_run().await;
+    run("usermod", &["-U", name]);
+    assert_eq!(refused.status, 403, "a locked account submitted: {}", refused.text);
+    assert!(refused.text.contains("is locked"), "{}", refused.text);
+    let again = dry_run().await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}

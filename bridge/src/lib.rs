@@ -125,6 +125,7 @@ pub async fn build_state(
         policy: feeds.policy,
         router: Default::default(),
         nodes: feeds.nodes.clone(),
+        accounts: Default::default(),
     };
     Ok(AppState::new(http::Shared {
         slurm,

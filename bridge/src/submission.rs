@@ -137,6 +137,8 @@ pub struct Submitter {
     pub router: Arc<Router>,
     /// The poller's picture of nodes and partitions (routing reads it).
     pub nodes: watch::Receiver<Arc<NodeSnapshot>>,
+    /// Recent resolutions of the accounts jobs run as.
+    pub accounts: Arc<unix::cache::AccountCache>,
 }
 
 impl Submitter {
@@ -331,13 +333,16 @@ impl Submitter {
     }
 
     /// The caller's Unix identity, checked now (an account can change, be
-    /// locked or leave the uid range after it was mapped). A bridge account
+    /// locked or leave the uid range after it was mapped); a resolution
+    /// stands while the account files are unchanged, for at most
+    /// `unix::cache::TTL`. A bridge account
     /// runs jobs only as a Unix account an admin mapped or the user proved.
     async fn identity(&self, user: &User) -> Result<Identity, SubmitError> {
         let Some((unix_user, mapped_by)) = user.unix_mapping() else {
             return Err(SubmitError::NotMapped(user.name.clone()));
         };
-        unix::resolve_off_thread(unix_user, self.settings.uid_range(), mapped_by)
+        self.accounts
+            .resolve(unix_user, self.settings.uid_range(), mapped_by)
             .await
             .map(Identity::from)
             .map_err(|e| SubmitError::MappingUnusable(e.to_string()))

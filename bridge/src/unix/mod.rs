@@ -1,7 +1,10 @@
 //! Unix accounts that jobs run as: the lookup (NSS), and the rules an
 //! account must pass before any job runs as it. Nothing here knows HTTP.
 //! Every function blocks (NSS may ask LDAP, shadow reads a file); async
-//! callers use the `_off_thread` forms, which run on the blocking pool.
+//! callers use the `_off_thread` forms, which run on the blocking pool, or
+//! `cache::AccountCache` (submissions), which keeps recent resolutions.
+
+pub mod cache;
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ pub struct UnixAccount {
 
 /// Who tied a bridge account to a Unix account. Only these exist: a claim
 /// by the user is never enough (docs/SECURITY.md, "Identity").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MappedBy {
     /// An administrator set it (`PATCH /v1/users/{name}`, `bridge user add`).
