@@ -4,6 +4,8 @@
 pub mod auth;
 /// Scheduled backups of the database: names by time, retention.
 pub mod backups;
+/// Blocking work without stalling the async workers or a thread hand-off.
+pub mod blocking;
 /// The cluster's nodes, CPUs and queue in prometheus-slurm-exporter's names.
 pub mod cluster_metrics;
 /// Command line, environment and config file -> validated `Settings`.

@@ -179,12 +179,12 @@ impl Submitter {
             };
         }
         let recording = Recording { tag, idempotency_key, routed };
-        let job = match self.record(&caller, &identity, &valid, request, recording).await? {
-            Inserted::Existing(job) => return Ok(Submitted::Existing(job)),
-            Inserted::New(job) => job,
+        let id = match self.record(&caller, &identity, &valid, request, recording).await? {
+            Inserted::Existing(job) => return Ok(Submitted::Existing(*job)),
+            Inserted::New(id) => id,
         };
         self.hook.before_sbatch().await;
-        self.submit_recorded(job.id, submission, OnRefusal::Delete).await.map(Submitted::Created)
+        self.submit_recorded(id, submission, OnRefusal::Delete).await.map(Submitted::Created)
     }
 
     /// Completes what a stopped bridge recorded but never heard sbatch answer

@@ -33,7 +33,6 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use odyssey_slurm_sys as ffi;
-use tokio::sync::oneshot;
 
 use super::job::{MailType, Memory, MiB, Submission};
 use super::{as_user, SbatchOutcome, SlurmError};
@@ -58,13 +57,13 @@ impl std::fmt::Debug for Libslurm {
     }
 }
 
-/// A call's answer and where it goes.
-type Answer = (oneshot::Sender<Result<SbatchOutcome, SlurmError>>, Result<SbatchOutcome, SlurmError>);
-
+/// A call, and the channel its answer goes back on: a std channel, whose
+/// wake-up is a futex, so a pool thread (whose descriptor table holds
+/// nothing of the runtime's) can answer the waiting request directly.
 struct Call {
     submission: Submission,
     dry_run: bool,
-    reply: oneshot::Sender<Result<SbatchOutcome, SlurmError>>,
+    reply: mpsc::SyncSender<Result<SbatchOutcome, SlurmError>>,
 }
 
 /// `slurm_init` may run once per process: the first `load` decides.
@@ -106,18 +105,6 @@ impl Libslurm {
             .map_err(|e| format!("gethostname: {e}"))?;
         let (tx, rx) = mpsc::channel::<Call>();
         let rx = Arc::new(Mutex::new(rx));
-        // Pool threads cannot wake the async runtime themselves (its wakeup
-        // descriptor is not in their tables): a thread with the shared
-        // table hands their answers over.
-        let (done, answers) = mpsc::channel::<Answer>();
-        std::thread::Builder::new()
-            .name("libslurm-replies".into())
-            .spawn(move || {
-                for (reply, result) in answers {
-                    let _ = reply.send(result);
-                }
-            })
-            .map_err(|e| format!("cannot start the libslurm reply thread: {e}"))?;
         let libslurm = Arc::new(Libslurm {
             calls: Mutex::new(tx),
             description: format!("API {}, {}, {threads} threads", version(api), conf.display()),
@@ -125,10 +112,10 @@ impl Libslurm {
             log_fd,
         });
         for n in 0..threads {
-            let (rx, done, this) = (rx.clone(), done.clone(), libslurm.clone());
+            let (rx, this) = (rx.clone(), libslurm.clone());
             std::thread::Builder::new()
                 .name(format!("libslurm-{n}"))
-                .spawn(move || this.serve(&rx, &done))
+                .spawn(move || this.serve(&rx))
                 .map_err(|e| format!("cannot start a libslurm thread: {e}"))?;
         }
         Ok(libslurm)
@@ -142,7 +129,7 @@ impl Libslurm {
         dry_run: bool,
         timeout: Duration,
     ) -> Result<SbatchOutcome, SlurmError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = mpsc::sync_channel(1);
         let call = Call { submission: submission.clone(), dry_run, reply };
         let sent = self.calls.lock().unwrap_or_else(|e| e.into_inner()).send(call);
         sent.map_err(|_| SlurmError::Spawn {
@@ -150,17 +137,18 @@ impl Libslurm {
             reason: "the libslurm threads stopped".into(),
             errno: None,
         })?;
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => {
-                Err(SlurmError::Spawn { command: COMMAND, reason: "a libslurm call panicked".into(), errno: None })
-            }
-            Err(_) => Err(SlurmError::Timeout { command: COMMAND, timeout }),
+        // Waiting in place: the pool thread's answer wakes this thread itself.
+        let waited = crate::blocking::run(move || answer.recv_timeout(timeout)).await;
+        let stopped = |reason: String| SlurmError::Spawn { command: COMMAND, reason, errno: None };
+        match waited.map_err(stopped)? {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(SlurmError::Timeout { command: COMMAND, timeout }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(stopped("a libslurm call panicked".into())),
         }
     }
 
     /// One pool thread: calls, one at a time, until the bridge exits.
-    fn serve(&self, calls: &Mutex<mpsc::Receiver<Call>>, done: &mpsc::Sender<Answer>) {
+    fn serve(&self, calls: &Mutex<mpsc::Receiver<Call>>) {
         let log = match private_log(self.log_fd) {
             Ok(log) => log,
             Err(e) => {
@@ -174,7 +162,8 @@ impl Libslurm {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call(&submission, dry_run)));
             let logged = drain(&log);
             if let Ok(result) = result {
-                let _ = done.send((reply, result.map_err(|e| with_logged(e, &logged))));
+                // Nobody waits any more after a timeout: the answer is dropped.
+                let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
             }
         }
     }

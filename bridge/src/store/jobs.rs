@@ -143,8 +143,9 @@ pub struct NewJob {
 /// The outcome of `insert`: a new row, or the job an earlier request with
 /// the same idempotency key made.
 pub enum Inserted {
-    New(Job),
-    Existing(Job),
+    /// The new job's id (the caller has the rest of the record).
+    New(i64),
+    Existing(Box<Job>),
 }
 
 /// Inserts a job in state SUBMITTING, with its first timeline entry.
@@ -152,8 +153,8 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
     let tx = conn.transaction()?;
     if let Some(key) = &job.idempotency_key {
         let sql = format!("SELECT {COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.user_id = ?1 AND j.idempotency_key = ?2");
-        if let Some(existing) = tx.query_row(&sql, params![job.user_id, key], from_row).optional()? {
-            return Ok(Inserted::Existing(existing));
+        if let Some(existing) = tx.prepare_cached(&sql)?.query_row(params![job.user_id, key], from_row).optional()? {
+            return Ok(Inserted::Existing(Box::new(existing)));
         }
     }
     let at = now();
@@ -190,7 +191,7 @@ pub fn insert(conn: &mut Connection, job: &NewJob) -> Result<Inserted, StoreErro
         JobState::Submitting
     ])?;
     tx.commit()?;
-    Ok(Inserted::New(by_id(conn, id)?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?))
+    Ok(Inserted::New(id))
 }
 
 /// Records the ordering policy's decisions (`(job id, JSON)`), in one transaction.
@@ -442,12 +443,15 @@ pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), Sto
 /// job is PENDING until the poller sees more.
 pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
+    // One statement in the usual case (the job was SUBMITTING); a job the
+    // poller already moved on only gets its id.
     let was_submitting = tx
-        .prepare_cached("UPDATE jobs SET state = ?3 WHERE id = ?1 AND state = ?2")?
-        .execute(params![id, JobState::Submitting, JobState::Pending])?
+        .prepare_cached("UPDATE jobs SET slurm_job_id = ?4, state = ?3 WHERE id = ?1 AND state = ?2")?
+        .execute(params![id, JobState::Submitting, JobState::Pending, slurm_job_id])?
         == 1;
-    if was_submitting {
+    if !was_submitting {
+        tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
+    } else {
         tx.prepare_cached(
             "INSERT INTO job_events (job_id, seq, at, state)
              VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)",
@@ -668,8 +672,8 @@ pub(crate) mod tests {
             retries: 0,
             retry_on: "infrastructure".into(),
         };
-        let Inserted::New(job) = insert(conn, &new).unwrap() else { panic!("a new job") };
-        job.id
+        let Inserted::New(id) = insert(conn, &new).unwrap() else { panic!("a new job") };
+        id
     }
 
     pub(crate) fn seen(state: JobState, reason: Option<&str>) -> Observation {

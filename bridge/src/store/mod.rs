@@ -1,7 +1,8 @@
 //! The bridge's durable state in SQLite (rusqlite only; nothing here knows
-//! HTTP or SLURM). Calls go through `Store::call`, which runs the closure on
-//! the blocking pool under a `std::sync::Mutex`: rusqlite blocks, and the
-//! lock is never held across an `.await` (mini-redis `db.rs`).
+//! HTTP or SLURM). Calls go through `Store::call`, which runs the closure
+//! off the async workers (`crate::blocking`: in place on the bridge's
+//! multi-threaded runtime) under a `std::sync::Mutex`: rusqlite blocks, and
+//! the lock is never held across an `.await` (mini-redis `db.rs`).
 
 pub mod health;
 pub mod jobs;
@@ -61,6 +62,15 @@ pub fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// Runs `f` off the async workers (`crate::blocking`).
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    crate::blocking::run(f).await.map_err(|e| StoreError::Task(format!("a store call panicked: {e}")))?
+}
+
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -83,7 +93,7 @@ impl Store {
         Ok(Store { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers), next_reader: Default::default() })
     }
 
-    /// Runs a read-only `f` on one of the read connections (blocking pool).
+    /// Runs a read-only `f` on one of the read connections, off the async workers.
     /// It sees every write committed before it starts.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -92,7 +102,7 @@ impl Store {
     {
         let readers = self.readers.clone();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             // A free connection if there is one, else wait for the next in turn.
             let n = readers.len();
             let guard = (0..n)
@@ -101,24 +111,22 @@ impl Store {
             f(&guard)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the write connection, off the async workers.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             // A panic in an earlier closure poisons the lock; the connection
             // itself is still sound (every write is a transaction).
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// A consistent copy of the live database at `dest` (SQLite online backup).
