@@ -106,6 +106,31 @@ bench() { # <as-user|root> args...
 cpu_s() { # <pid> <self|children>
   awk -v which="$2" -v hz="$(getconf CLK_TCK)" '{ s = $14 + $15; if (which == "children") s += $16 + $17; printf "%.3f", s / hz }' "/proc/$1/stat"
 }
+# Where the machine's CPU goes during a phase (issue #9: the 2 cores are
+# shared by slurmctld, munged, the slurmds, both bridges with their pollers'
+# children, slurmrestd and the clients): CPU seconds of these processes,
+# with the children they reaped, and the machine's busy seconds.
+cpu_of() { # <pid>...
+  local pid files=()
+  for pid in "$@"; do [[ -r /proc/$pid/stat ]] && files+=("/proc/$pid/stat"); done
+  ((${#files[@]})) || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 + $16 + $17 } END { printf "%.3f", s / hz }' "${files[@]}"
+}
+cpu_snapshot() { # machine busy, slurmctld, munged, slurmd, bridge, bridge (sbatch), slurmrestd; seconds
+  # shellcheck disable=SC2046 # one pid per word
+  echo "$(awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat)" \
+    "$(cpu_of $(pgrep -x slurmctld))" "$(cpu_of $(pgrep -x munged))" "$(cpu_of $(pgrep -x slurmd))" \
+    "$(cpu_of "$BRIDGE_PID")" "$(cpu_of "$BRIDGE_SB_PID")" "$(cpu_of $(pgrep -P "$RESTD_PID" -x slurmrestd))" "$(date +%s.%N)"
+}
+cpu_split() { # <target> <jobs> <snapshot before> <snapshot after>
+  awk -v t="$1" -v n="$2" -v a="$3" -v b="$4" -v cpus="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    for (i = 1; i <= 8; i++) d[i] = y[i] - x[i]
+    named = d[2] + d[3] + d[4] + d[5] + d[6] + d[7]
+    printf "{\"cpu_split\": \"%s\", \"jobs\": %d, \"machine_busy_pct\": %.1f, \"ms_per_job\": {\"slurmctld\": %.3f, \"munged\": %.3f, \"slurmd\": %.3f, \"bridge_libslurm\": %.3f, \"bridge_sbatch\": %.3f, \"slurmrestd\": %.3f, \"rest\": %.3f}}\n",
+      t, n, 100 * d[1] / (d[8] * cpus), d[2] * 1000 / n, d[3] * 1000 / n, d[4] * 1000 / n, d[5] * 1000 / n, d[6] * 1000 / n, d[7] * 1000 / n, (d[1] - named) * 1000 / n
+  }'
+}
 cancel_run() { # <name prefix>: frees the cluster after a verified phase
   local target
   for target in bridge bridge-sbatch restd raw; do
@@ -119,6 +144,7 @@ summary() {
     (map(select(.clients == 1)) | .[] | "| sequential submit, \(.target) | p50 \(.p50_ms | f) ms, p95 \(.p95_ms | f) ms (\(.submitted) jobs, verified \(.verified)) |"),
     (map(select(.clients == 8)) | .[] | "| 8 clients, \(.target) | \(.jobs_per_s | f) jobs/s (\(.submitted) jobs, verified \(.verified)) |"),
     (map(select(.cpu_target != null)) | .[] | "| CPU per submission, \(.cpu_target) | itself \(.cpu_ms_per_job | f) ms, with its children (sbatch) \(.with_children_cpu_ms_per_job | f) ms |"),
+    (map(select(.cpu_split != null)) | .[] | "| where the CPU went, 8 clients, \(.cpu_split) | machine busy \(.machine_busy_pct) %; ms per job: slurmctld \(.ms_per_job.slurmctld), munged \(.ms_per_job.munged), slurmd \(.ms_per_job.slurmd), bridge (libslurm) \(.ms_per_job.bridge_libslurm), bridge (sbatch) \(.ms_per_job.bridge_sbatch), slurmrestd \(.ms_per_job.slurmrestd), the rest (clients, kernel) \(.ms_per_job.rest) |"),
     (map(select(.clients == 100)) | .[] | "| 100 clients, \(.target) | \(.jobs_per_s | f) jobs/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms (\(.submitted) jobs, \(.unique) unique, \(.present_in_squeue) in squeue, verified \(.verified)) |"),
     (map(select(.path != null)) | .[] | "| GET \(.path), \(.connections) conn | \(.req_per_s | f) req/s, p50 \(.p50_ms | f) ms, p99 \(.p99_ms | f) ms, errors \(.errors) |"),
     (map(select(.rpc_clients != null)) | .[] | "| slurmctld RPCs in \(.seconds) s, \(.rpc_clients) clients polling the bridge | \(.slurmctld_rpcs) |"),
@@ -141,7 +167,9 @@ for target in raw bridge bridge-sbatch restd; do
     *) pid= ;;
   esac
   [[ -n $pid ]] && before_self=$(cpu_s "$pid" self) && before_all=$(cpu_s "$pid" children)
+  split_before=$(cpu_snapshot)
   bench alice submit --target $target --clients 8 --per-client "$PAR_N" --name "$RUN-par" "${COMMON[@]}"
+  cpu_split "$target" $((8 * PAR_N)) "$split_before" "$(cpu_snapshot)" | tee -a "$OUT"
   if [[ -n $pid ]]; then
     jobs=$((8 * PAR_N))
     awk -v t="$target" -v n=$jobs -v s0="$before_self" -v s1="$(cpu_s "$pid" self)" -v a0="$before_all" -v a1="$(cpu_s "$pid" children)" \
