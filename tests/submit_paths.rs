@@ -252,3 +252,71 @@ async fn issue_9_readyz_names_the_submission_path() {
     let expected = std::env::var("BRIDGE_SUBMIT_VIA").unwrap_or_else(|_| "libslurm".into());
     assert_eq!(ready["submit_via"], expected.as_str(), "{ready}");
 }
+
+// See: #9. The poller reads the queue through libslurm (`slurm_load_jobs`)
+// where submissions go through it: every record reads exactly as the squeue
+// line it replaces, for jobs in every kind of state (held, an array, failed,
+// running, cancelled), and an unchanged queue is answered from the last one.
+#[tokio::test]
+async fn issue_9_the_queue_through_libslurm_reads_exactly_as_squeue_prints_it() {
+    use bridge::slurm::{Libslurm, Slurm};
+    use std::time::Duration;
+    let (cluster, _guard) = TestCluster::ensure();
+    let dir = cluster.user_dir("alice");
+    let dir = dir.to_str().unwrap();
+    let name = unique_name("queue");
+    let sbatch = |args: &[&str]| {
+        let mut all = vec!["--parsable", "-J", &name, "-D", dir, "-o", "/dev/null"];
+        all.extend_from_slice(args);
+        cluster.ok_as("alice", "sbatch", &all).trim().to_owned()
+    };
+    let held = sbatch(&["-H", "-t", "5", "--wrap", "true"]);
+    let array = sbatch(&["-H", "--array=1-3", "--wrap", "true"]);
+    let failed = sbatch(&["--wrap", "false"]);
+    let running = sbatch(&["--wrap", "sleep 60"]);
+    let cancelled = sbatch(&["-H", "--wrap", "true"]);
+    cluster.ok("scancel", &[&cancelled]);
+    let state = |id: &str| cluster.ok("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"]).trim().to_owned();
+    cluster.wait_for("the jobs to fail and run", Duration::from_secs(60), || {
+        state(&failed) == "FAILED" && state(&running) == "RUNNING"
+    });
+
+    let timeout = Duration::from_secs(10);
+    let by_command = Slurm::new(Some(cluster.slurm_conf.clone()), timeout);
+    let libslurm = Libslurm::load(Some(&cluster.slurm_conf), 2).expect("libslurm loads");
+    let through_library = Slurm::new(Some(cluster.slurm_conf.clone()), timeout).with_libslurm(libslurm);
+    // Other tests' jobs change state meanwhile: a record must read as the
+    // squeue line just before or just after it.
+    let before = by_command.squeue_all_by_command().await.unwrap();
+    let read = through_library.squeue_all().await.unwrap();
+    let after = by_command.squeue_all_by_command().await.unwrap();
+    let again = through_library.squeue_all().await.unwrap();
+    let line = |entries: &[bridge::slurm::parse::QueueEntry], id: i64| entries.iter().find(|e| e.job_id == id).cloned();
+    for entry in &read {
+        let (b, a) = (line(&before, entry.job_id), line(&after, entry.job_id));
+        assert!(
+            b.as_ref() == Some(entry) || a.as_ref() == Some(entry) || (b.is_none() && a.is_none()),
+            "libslurm {entry:?}\nsqueue before {b:?}\nsqueue after {a:?}"
+        );
+    }
+    for entry in before.iter().filter(|e| after.iter().any(|a| a.job_id == e.job_id)) {
+        assert!(read.iter().any(|r| r.job_id == entry.job_id), "squeue lists {entry:?}, libslurm does not");
+    }
+    // This test's own jobs, each in its state.
+    let ours: Vec<_> = read
+        .iter()
+        .filter(|e| {
+            [&held, &failed, &running, &cancelled].iter().any(|id| e.job_id.to_string() == **id)
+                || e.array_job_id.to_string() == array
+        })
+        .collect();
+    let states: std::collections::BTreeSet<String> = ours.iter().map(|e| e.state.to_string()).collect();
+    for expected in ["PENDING", "FAILED", "RUNNING", "CANCELLED"] {
+        assert!(states.contains(expected), "{expected} missing among {ours:?}");
+    }
+    assert!(ours.iter().any(|e| e.reason.as_deref() == Some("JobHeldUser")), "{ours:?}");
+    assert!(ours.iter().any(|e| e.time_limit == Some(5)), "{ours:?}");
+    assert!(ours.iter().all(|e| e.user == "alice"), "{ours:?}");
+    assert!(!again.is_empty());
+    cluster.ok("scancel", &["-n", &name, "-u", "alice"]);
+}

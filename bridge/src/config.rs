@@ -168,7 +168,8 @@ pub struct Cli {
     /// How submissions reach SLURM: one libslurm RPC, or one sbatch process
     /// per job. Unset: libslurm where it loads (the library the bridge was
     /// built against, a readable slurm.conf), sbatch otherwise; the choice
-    /// is logged at start and shown in /readyz.
+    /// is logged at start and shown in /readyz. With libslurm the poller
+    /// also reads the queue through it (`slurm_load_jobs`), else squeue.
     #[arg(long, env = "BRIDGE_SUBMIT_VIA", value_enum)]
     pub submit_via: Option<SubmitVia>,
 

@@ -24,6 +24,16 @@ extern "C" {
     /// declaring it (it lives in slurm_protocol_defs.h, which Debian does
     /// not ship); libslurm exports it, as `nm -D libslurm.so` shows.
     pub fn slurm_free_will_run_response_msg(msg: *mut will_run_response_msg_t);
+
+    /// A job state as squeue prints it (`COMPLETING`, `PENDING`, ...): the
+    /// base state with its flags. Exported by libslurm, declared only in
+    /// slurm_protocol_defs.h (as `job_state_string`); a static string.
+    pub fn slurm_job_state_string(state: u32) -> *const std::ffi::c_char;
+
+    /// A `state_reason` (`enum job_state_reason`) as squeue prints it
+    /// (`Resources`, `JobHeldUser`, `None`, ...); a static string, declared
+    /// like `slurm_job_state_string`.
+    pub fn slurm_job_reason_string(reason: u32) -> *const std::ffi::c_char;
 }
 
 /// SLURM 22.05's `log_options_t` (src/common/log.h, not installed): three

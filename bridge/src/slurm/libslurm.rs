@@ -1,5 +1,6 @@
 //! Submission through libslurm: one RPC to slurmctld instead of one sbatch
-//! process per job (issue #9).
+//! process per job (issue #9); and the poller's read of the queue
+//! (`slurm_load_jobs`, as root) instead of one squeue process per round.
 //!
 //! Authority: each call runs on a thread of this module's own pool that has
 //! taken the user's groups, gid and uid for the length of the call
@@ -28,6 +29,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -35,6 +37,7 @@ use std::time::Duration;
 use odyssey_slurm_sys as ffi;
 
 use super::job::{MailType, Memory, MiB, Submission};
+use super::parse::QueueEntry;
 use super::{as_user, SbatchOutcome, SlurmError};
 
 /// The name SLURM errors carry for this path.
@@ -49,6 +52,10 @@ pub struct Libslurm {
     submit_host: String,
     /// The descriptor number libslurm logs to (see the module comment).
     log_fd: RawFd,
+    /// The last queue slurmctld sent and its update time: a later round
+    /// passes that time, and slurmctld answers "no change" without the jobs
+    /// when nothing changed since.
+    queue: Mutex<Option<(nix::libc::time_t, Vec<QueueEntry>)>>,
 }
 
 impl std::fmt::Debug for Libslurm {
@@ -60,10 +67,11 @@ impl std::fmt::Debug for Libslurm {
 /// A call, and the channel its answer goes back on: a std channel, whose
 /// wake-up is a futex, so a pool thread (whose descriptor table holds
 /// nothing of the runtime's) can answer the waiting request directly.
-struct Call {
-    submission: Submission,
-    dry_run: bool,
-    reply: mpsc::SyncSender<Result<SbatchOutcome, SlurmError>>,
+enum Call {
+    /// A submission (or will-run question), as the user.
+    Submit { submission: Box<Submission>, dry_run: bool, reply: mpsc::SyncSender<Result<SbatchOutcome, SlurmError>> },
+    /// Every job slurmctld holds (the poller's round), as the bridge.
+    LoadJobs { reply: mpsc::SyncSender<Result<Vec<QueueEntry>, SlurmError>> },
 }
 
 /// `slurm_init` may run once per process: the first `load` decides.
@@ -110,6 +118,7 @@ impl Libslurm {
             description: format!("API {}, {}, {threads} threads", version(api), conf.display()),
             submit_host,
             log_fd,
+            queue: Mutex::new(None),
         });
         for n in 0..threads {
             let (rx, this) = (rx.clone(), libslurm.clone());
@@ -130,7 +139,24 @@ impl Libslurm {
         timeout: Duration,
     ) -> Result<SbatchOutcome, SlurmError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let call = Call { submission: submission.clone(), dry_run, reply };
+        self.ask(Call::Submit { submission: Box::new(submission.clone()), dry_run, reply }, answer, timeout).await
+    }
+
+    /// Every job slurmctld holds, as `squeue -h -t all` lists them (one
+    /// entry per record, the same fields `parse::squeue` reads), without a
+    /// process or text in between; an unchanged queue costs one small RPC.
+    pub async fn load_jobs(&self, timeout: Duration) -> Result<Vec<QueueEntry>, SlurmError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.ask(Call::LoadJobs { reply }, answer, timeout).await
+    }
+
+    /// Hands `call` to the pool and waits for its answer within `timeout`.
+    async fn ask<T: Send + 'static>(
+        &self,
+        call: Call,
+        answer: mpsc::Receiver<Result<T, SlurmError>>,
+        timeout: Duration,
+    ) -> Result<T, SlurmError> {
         let sent = self.calls.lock().unwrap_or_else(|e| e.into_inner()).send(call);
         sent.map_err(|_| SlurmError::Spawn {
             command: COMMAND,
@@ -158,12 +184,24 @@ impl Libslurm {
         };
         loop {
             let next = calls.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok(Call { submission, dry_run, reply }) = next else { return };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call(&submission, dry_run)));
-            let logged = drain(&log);
-            if let Ok(result) = result {
-                // Nobody waits any more after a timeout: the answer is dropped.
-                let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
+            let Ok(call) = next else { return };
+            // A panic drops the reply: the waiting side reads it as one.
+            // Nobody waits any more after a timeout: the answer is dropped.
+            match call {
+                Call::Submit { submission, dry_run, reply } => {
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.call(&submission, dry_run)));
+                    let logged = drain(&log);
+                    if let Ok(result) = result {
+                        let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
+                    }
+                }
+                Call::LoadJobs { reply } => {
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.load_queue()));
+                    let logged = drain(&log);
+                    if let Ok(result) = result {
+                        let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
+                    }
+                }
             }
         }
     }
@@ -189,6 +227,42 @@ impl Libslurm {
             reason: e.to_string(),
             errno: e.raw_os_error(),
         })?
+    }
+
+    /// `slurm_load_jobs` since the last answer, as the bridge (root, like
+    /// the squeue it replaces), with every record converted.
+    fn load_queue(&self) -> Result<Vec<QueueEntry>, SlurmError> {
+        let mut last = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let since = last.as_ref().map_or(0, |(at, _)| *at);
+        let mut msg: *mut ffi::job_info_msg_t = std::ptr::null_mut();
+        // SAFETY: libslurm allocates the answer, read below and then freed.
+        let rc = unsafe { ffi::slurm_load_jobs(since, &mut msg, 0) };
+        if rc != 0 || msg.is_null() {
+            // SAFETY: errno of the calling thread.
+            let errno = unsafe { ffi::slurm_get_errno() };
+            if errno == ffi::slurm_err_t::SLURM_NO_CHANGE_IN_DATA as i32 {
+                if let Some((_, entries)) = last.as_ref() {
+                    return Ok(entries.clone());
+                }
+            }
+            return Err(load_failure(errno));
+        }
+        // SAFETY: record_count records at job_array, alive until the free.
+        let converted = unsafe {
+            let answer = &*msg;
+            let records = if answer.job_array.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(answer.job_array, answer.record_count as usize)
+            };
+            let converted: Result<Vec<QueueEntry>, SlurmError> = records.iter().map(|job| queue_entry(job)).collect();
+            let at = answer.last_update;
+            ffi::slurm_free_job_info_msg(msg);
+            converted.map(|entries| (at, entries))
+        };
+        let (at, entries) = converted?;
+        *last = Some((at, entries.clone()));
+        Ok(entries)
     }
 
     /// The variables sbatch adds to every job's environment when it passes
@@ -540,6 +614,82 @@ fn local_time(t: nix::libc::time_t) -> String {
     }
 }
 
+/// Why `slurm_load_jobs` gave no queue, as the squeue it replaces would say.
+fn load_failure(errno: i32) -> SlurmError {
+    // SAFETY: SLURM's static text for an error code.
+    let text = unsafe { CStr::from_ptr(ffi::slurm_strerror(errno)) }.to_string_lossy().into_owned();
+    let stderr = format!("slurm_load_jobs error: {text}");
+    // Not reached, answer lost or busy: the controller's trouble; anything
+    // else is an answer the poller cannot use.
+    match failure_of(errno, &text) {
+        SlurmError::Rejected { .. } => SlurmError::Unexpected { command: LOAD, output: stderr },
+        _ => SlurmError::Unreachable { command: LOAD, stderr },
+    }
+}
+
+fn now() -> nix::libc::time_t {
+    // SAFETY: time(NULL) only reads the clock.
+    unsafe { nix::libc::time(std::ptr::null_mut()) }
+}
+
+/// The name errors of the queue read carry.
+const LOAD: &str = "slurm_load_jobs";
+
+/// A static C string of libslurm's, or "".
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string that outlives the call.
+unsafe fn text(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// One job record as `squeue -O SQUEUE_FORMAT` prints it, read the way
+/// `parse::squeue` reads that line (the same rules for "no value").
+///
+/// # Safety
+/// `job` is a record of a live `slurm_load_jobs` answer.
+unsafe fn queue_entry(job: &ffi::slurm_job_info_t) -> Result<QueueEntry, SlurmError> {
+    let state_text = text(ffi::slurm_job_state_string(job.job_state));
+    let state = state_text.parse().map_err(|_| SlurmError::Unexpected { command: LOAD, output: state_text })?;
+    // squeue's Reason: the detail where SLURM gave one, else the code's name.
+    let reason = if job.state_desc.is_null() {
+        text(ffi::slurm_job_reason_string(u32::from(job.state_reason)))
+    } else {
+        text(job.state_desc)
+    };
+    let job_id = i64::from(job.job_id);
+    let user = if job.user_name.is_null() {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(job.user_id))
+            .ok()
+            .flatten()
+            .map_or_else(|| job.user_id.to_string(), |u| u.name)
+    } else {
+        text(job.user_name)
+    };
+    let seconds = |t: nix::libc::time_t| (t > 0).then_some(t as f64);
+    Ok(QueueEntry {
+        job_id,
+        array_job_id: if job.array_job_id == 0 { job_id } else { i64::from(job.array_job_id) },
+        state,
+        reason: super::parse::non_empty(&reason),
+        start: seconds(job.start_time),
+        // squeue prints no end for a job without a time limit that is still
+        // going (SLURM puts its end a year ahead).
+        end: if job.time_limit == ffi::INFINITE && job.end_time > now() { None } else { seconds(job.end_time) },
+        user,
+        cpus: job.num_cpus,
+        partition: text(job.partition),
+        account: super::parse::non_empty(&text(job.account)),
+        nodes: super::parse::non_empty(&text(job.nodes)),
+        time_limit: (job.time_limit != ffi::INFINITE && job.time_limit != ffi::NO_VAL).then_some(job.time_limit),
+        priority: job.priority,
+    })
+}
+
 /// The error of the call that just failed on this thread, as sbatch words
 /// it ("Batch job submission failed: <slurm_strerror>"), classified.
 fn failure() -> SlurmError {
@@ -549,6 +699,13 @@ fn failure() -> SlurmError {
         let text = CStr::from_ptr(ffi::slurm_strerror(errno)).to_string_lossy().into_owned();
         (errno, text)
     };
+    failure_of(errno, &text)
+}
+
+/// A failed call's error code classified: not reached, answer lost, busy,
+/// or refused (with sbatch's words).
+fn failure_of(errno: i32, text: &str) -> SlurmError {
+    let text = text.to_owned();
     let stderr = format!("Batch job submission failed: {text}");
     use ffi::slurm_err_t as E;
     let code = |e: E| e as i32;

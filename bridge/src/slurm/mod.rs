@@ -1,5 +1,6 @@
 //! The only code that talks to SLURM: its commands (sbatch, scancel,
-//! squeue, sinfo, scontrol, sdiag) and libslurm (`libslurm`, submissions).
+//! squeue, sinfo, scontrol, sdiag) and libslurm (`libslurm`: submissions and
+//! the queue).
 //! Nothing here knows HTTP.
 
 pub mod hostlist;
@@ -272,8 +273,18 @@ impl Slurm {
         }
     }
 
-    /// Every job slurmctld still holds, in the compact form the poller reads.
+    /// Every job slurmctld still holds, in the compact form the poller
+    /// reads: through libslurm where it is loaded (no process, no text, and
+    /// "no change" when nothing changed), else `squeue`.
     pub async fn squeue_all(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
+        if let Some(libslurm) = &self.libslurm {
+            return libslurm.load_jobs(self.timeout).await;
+        }
+        self.squeue_all_by_command().await
+    }
+
+    /// `squeue_all` through the squeue command, whatever the submission path.
+    pub async fn squeue_all_by_command(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
         let stdout = self.output("squeue", &["-h", "-t", "all", "-O", parse::SQUEUE_FORMAT]).await?;
         parse::squeue(&stdout)
     }

@@ -225,7 +225,7 @@ fn time(field: &str) -> Option<f64> {
     field.parse::<f64>().ok().filter(|t| *t > 0.0)
 }
 
-fn non_empty(field: &str) -> Option<String> {
+pub(crate) fn non_empty(field: &str) -> Option<String> {
     match field.trim() {
         "" | "None" | "none" | "(null)" | "N/A" => None,
         f => Some(f.to_owned()),
