@@ -15,6 +15,13 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 async fn start(cluster: &TestCluster) -> (TestIdp, TestApp) {
+    // A provider's mapping needs an account that could log in (a login
+    // shell, an unlocked password): the Unix accounts its users name get a
+    // password here, not by whichever other test happens to run first (on a
+    // fresh machine `useradd` leaves carol's locked).
+    for name in ["alice", "bob", "carol"] {
+        e2e::app::ensure_unix_password(name);
+    }
     let idp = TestIdp::start(cluster);
     let dir = cluster.state_dir.join("bridge-tests");
     let config = idp.bridge_config(&dir);
