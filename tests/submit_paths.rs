@@ -292,7 +292,7 @@ async fn issue_9_the_queue_through_libslurm_reads_exactly_as_squeue_prints_it() 
     let after = by_command.squeue_all_by_command().await.unwrap();
     let again = through_library.squeue_all().await.unwrap();
     let line = |entries: &[bridge::slurm::parse::QueueEntry], id: i64| entries.iter().find(|e| e.job_id == id).cloned();
-    for entry in &read {
+    for entry in read.iter() {
         let (b, a) = (line(&before, entry.job_id), line(&after, entry.job_id));
         assert!(
             b.as_ref() == Some(entry) || a.as_ref() == Some(entry) || (b.is_none() && a.is_none()),

@@ -26,6 +26,7 @@
 //! a user holds none of them) and puts its own pipe at `log_fd`. So a line
 //! libslurm logs lands in the pipe of the thread that logged it.
 
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -37,7 +38,7 @@ use std::time::Duration;
 use odyssey_slurm_sys as ffi;
 
 use super::job::{MailType, Memory, MiB, Submission};
-use super::parse::QueueEntry;
+use super::parse::{Queue, QueueEntry};
 use super::{as_user, SbatchOutcome, SlurmError};
 
 /// The name SLURM errors carry for this path.
@@ -55,7 +56,7 @@ pub struct Libslurm {
     /// The last queue slurmctld sent and its update time: a later round
     /// passes that time, and slurmctld answers "no change" without the jobs
     /// when nothing changed since.
-    queue: Mutex<Option<(nix::libc::time_t, Vec<QueueEntry>)>>,
+    queue: Mutex<Option<(nix::libc::time_t, Queue)>>,
 }
 
 impl std::fmt::Debug for Libslurm {
@@ -71,7 +72,7 @@ enum Call {
     /// A submission (or will-run question), as the user.
     Submit { submission: Box<Submission>, dry_run: bool, reply: mpsc::SyncSender<Result<SbatchOutcome, SlurmError>> },
     /// Every job slurmctld holds (the poller's round), as the bridge.
-    LoadJobs { reply: mpsc::SyncSender<Result<Vec<QueueEntry>, SlurmError>> },
+    LoadJobs { reply: mpsc::SyncSender<Result<Queue, SlurmError>> },
 }
 
 /// `slurm_init` may run once per process: the first `load` decides.
@@ -145,7 +146,7 @@ impl Libslurm {
     /// Every job slurmctld holds, as `squeue -h -t all` lists them (one
     /// entry per record, the same fields `parse::squeue` reads), without a
     /// process or text in between; an unchanged queue costs one small RPC.
-    pub async fn load_jobs(&self, timeout: Duration) -> Result<Vec<QueueEntry>, SlurmError> {
+    pub async fn load_jobs(&self, timeout: Duration) -> Result<Queue, SlurmError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.ask(Call::LoadJobs { reply }, answer, timeout).await
     }
@@ -185,23 +186,11 @@ impl Libslurm {
         loop {
             let next = calls.lock().unwrap_or_else(|e| e.into_inner()).recv();
             let Ok(call) = next else { return };
-            // A panic drops the reply: the waiting side reads it as one.
-            // Nobody waits any more after a timeout: the answer is dropped.
             match call {
                 Call::Submit { submission, dry_run, reply } => {
-                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.call(&submission, dry_run)));
-                    let logged = drain(&log);
-                    if let Ok(result) = result {
-                        let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
-                    }
+                    answer(&log, reply, || self.call(&submission, dry_run));
                 }
-                Call::LoadJobs { reply } => {
-                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.load_queue()));
-                    let logged = drain(&log);
-                    if let Ok(result) = result {
-                        let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
-                    }
-                }
+                Call::LoadJobs { reply } => answer(&log, reply, || self.load_queue()),
             }
         }
     }
@@ -231,7 +220,7 @@ impl Libslurm {
 
     /// `slurm_load_jobs` since the last answer, as the bridge (root, like
     /// the squeue it replaces), with every record converted.
-    fn load_queue(&self) -> Result<Vec<QueueEntry>, SlurmError> {
+    fn load_queue(&self) -> Result<Queue, SlurmError> {
         let mut last = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let since = last.as_ref().map_or(0, |(at, _)| *at);
         let mut msg: *mut ffi::job_info_msg_t = std::ptr::null_mut();
@@ -242,7 +231,7 @@ impl Libslurm {
             let errno = unsafe { ffi::slurm_get_errno() };
             if errno == ffi::slurm_err_t::SLURM_NO_CHANGE_IN_DATA as i32 {
                 if let Some((_, entries)) = last.as_ref() {
-                    return Ok(entries.clone());
+                    return Ok(Arc::clone(entries));
                 }
             }
             return Err(load_failure(errno));
@@ -255,13 +244,18 @@ impl Libslurm {
             } else {
                 std::slice::from_raw_parts(answer.job_array, answer.record_count as usize)
             };
-            let converted: Result<Vec<QueueEntry>, SlurmError> = records.iter().map(|job| queue_entry(job)).collect();
+            // slurmctld names each job's user; where it does not, one lookup
+            // per user, not per job.
+            let mut names = HashMap::new();
+            let converted: Result<Vec<QueueEntry>, SlurmError> =
+                records.iter().map(|job| queue_entry(job, &mut names)).collect();
             let at = answer.last_update;
             ffi::slurm_free_job_info_msg(msg);
             converted.map(|entries| (at, entries))
         };
         let (at, entries) = converted?;
-        *last = Some((at, entries.clone()));
+        let entries = Arc::new(entries);
+        *last = Some((at, Arc::clone(&entries)));
         Ok(entries)
     }
 
@@ -284,6 +278,22 @@ impl Libslurm {
             env.push((format!("SLURM_SPANK_{name}"), mode.as_str().to_owned()));
         }
         env
+    }
+}
+
+/// Runs one call on a pool thread and replies with its result, carrying
+/// what libslurm logged meanwhile. A panic drops the reply: the waiting side
+/// reads that as one. Nobody waits any more after a timeout: the answer is
+/// dropped.
+fn answer<T>(
+    log: &OwnedFd,
+    reply: mpsc::SyncSender<Result<T, SlurmError>>,
+    work: impl FnOnce() -> Result<T, SlurmError>,
+) {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(work));
+    let logged = drain(log);
+    if let Ok(result) = result {
+        let _ = reply.try_send(result.map_err(|e| with_logged(e, &logged)));
     }
 }
 
@@ -621,7 +631,7 @@ fn load_failure(errno: i32) -> SlurmError {
     let stderr = format!("slurm_load_jobs error: {text}");
     // Not reached, answer lost or busy: the controller's trouble; anything
     // else is an answer the poller cannot use.
-    match failure_of(errno, &text) {
+    match failure_of(errno, text) {
         SlurmError::Rejected { .. } => SlurmError::Unexpected { command: LOAD, output: stderr },
         _ => SlurmError::Unreachable { command: LOAD, stderr },
     }
@@ -652,7 +662,7 @@ unsafe fn text(p: *const c_char) -> String {
 ///
 /// # Safety
 /// `job` is a record of a live `slurm_load_jobs` answer.
-unsafe fn queue_entry(job: &ffi::slurm_job_info_t) -> Result<QueueEntry, SlurmError> {
+unsafe fn queue_entry(job: &ffi::slurm_job_info_t, names: &mut HashMap<u32, String>) -> Result<QueueEntry, SlurmError> {
     let state_text = text(ffi::slurm_job_state_string(job.job_state));
     let state = state_text.parse().map_err(|_| SlurmError::Unexpected { command: LOAD, output: state_text })?;
     // squeue's Reason: the detail where SLURM gave one, else the code's name.
@@ -663,10 +673,14 @@ unsafe fn queue_entry(job: &ffi::slurm_job_info_t) -> Result<QueueEntry, SlurmEr
     };
     let job_id = i64::from(job.job_id);
     let user = if job.user_name.is_null() {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(job.user_id))
-            .ok()
-            .flatten()
-            .map_or_else(|| job.user_id.to_string(), |u| u.name)
+        let uid = job.user_id;
+        let name = names.entry(uid).or_insert_with(|| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name)
+        });
+        name.clone()
     } else {
         text(job.user_name)
     };
@@ -699,13 +713,12 @@ fn failure() -> SlurmError {
         let text = CStr::from_ptr(ffi::slurm_strerror(errno)).to_string_lossy().into_owned();
         (errno, text)
     };
-    failure_of(errno, &text)
+    failure_of(errno, text)
 }
 
 /// A failed call's error code classified: not reached, answer lost, busy,
 /// or refused (with sbatch's words).
-fn failure_of(errno: i32, text: &str) -> SlurmError {
-    let text = text.to_owned();
+fn failure_of(errno: i32, text: String) -> SlurmError {
     let stderr = format!("Batch job submission failed: {text}");
     use ffi::slurm_err_t as E;
     let code = |e: E| e as i32;
@@ -748,4 +761,36 @@ fn failure_of(errno: i32, text: &str) -> SlurmError {
         return SlurmError::Rejected { command: COMMAND, stderr: text };
     }
     SlurmError::Rejected { command: COMMAND, stderr }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as slurmctld sends it, zeroed but for what is set here.
+    fn record(job_id: u32, user_id: u32) -> ffi::slurm_job_info_t {
+        // SAFETY: a plain C struct; all-zero is null pointers, zero counts
+        // and JOB_PENDING.
+        let mut job: ffi::slurm_job_info_t = unsafe { std::mem::zeroed() };
+        job.job_id = job_id;
+        job.user_id = user_id;
+        job.time_limit = ffi::INFINITE;
+        job
+    }
+
+    #[test]
+    fn a_record_without_a_user_name_is_named_once_per_user() {
+        let mut names = HashMap::new();
+        let (a, b) = (record(1, 0), record(2, 0));
+        // SAFETY: records built above, with null strings.
+        let (a, b) = unsafe { (queue_entry(&a, &mut names).unwrap(), queue_entry(&b, &mut names).unwrap()) };
+        assert_eq!((a.user.as_str(), b.user.as_str()), ("root", "root"));
+        assert_eq!(names.len(), 1, "one lookup for uid 0: {names:?}");
+        assert_eq!(a.state, crate::job_state::JobState::Pending);
+        assert_eq!((a.array_job_id, a.time_limit, a.end), (1, None, None));
+        // A uid nobody has is shown as its number, as squeue shows it.
+        // SAFETY: as above.
+        let unknown = unsafe { queue_entry(&record(3, 4_000_000_000), &mut names).unwrap() };
+        assert_eq!(unknown.user, "4000000000");
+    }
 }

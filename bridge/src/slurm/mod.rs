@@ -276,7 +276,7 @@ impl Slurm {
     /// Every job slurmctld still holds, in the compact form the poller
     /// reads: through libslurm where it is loaded (no process, no text, and
     /// "no change" when nothing changed), else `squeue`.
-    pub async fn squeue_all(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
+    pub async fn squeue_all(&self) -> Result<parse::Queue, SlurmError> {
         if let Some(libslurm) = &self.libslurm {
             return libslurm.load_jobs(self.timeout).await;
         }
@@ -284,9 +284,9 @@ impl Slurm {
     }
 
     /// `squeue_all` through the squeue command, whatever the submission path.
-    pub async fn squeue_all_by_command(&self) -> Result<Vec<parse::QueueEntry>, SlurmError> {
+    pub async fn squeue_all_by_command(&self) -> Result<parse::Queue, SlurmError> {
         let stdout = self.output("squeue", &["-h", "-t", "all", "-O", parse::SQUEUE_FORMAT]).await?;
-        parse::squeue(&stdout)
+        parse::squeue(&stdout).map(std::sync::Arc::new)
     }
 
     /// `(slurm job id, comment)` of every job slurmctld holds: finds a job by

@@ -197,6 +197,9 @@ pub fn parsable_job_id(stdout: &str) -> Option<i64> {
     stdout.trim().split(';').next()?.parse().ok().filter(|id| *id > 0)
 }
 
+/// The queue as one poller round reads it, shared without copies.
+pub type Queue = std::sync::Arc<Vec<QueueEntry>>;
+
 /// One line of `squeue -O SQUEUE_FORMAT`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueEntry {

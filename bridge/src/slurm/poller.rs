@@ -206,7 +206,7 @@ impl Poller {
         self.publish_slow_metrics().await;
 
         let mut by_job: HashMap<i64, Vec<&QueueEntry>> = HashMap::new();
-        for entry in &queue {
+        for entry in queue.iter() {
             by_job.entry(entry.array_job_id).or_default().push(entry);
         }
         let mut observations = Vec::new();

@@ -449,14 +449,14 @@ pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result
         .prepare_cached("UPDATE jobs SET slurm_job_id = ?4, state = ?3 WHERE id = ?1 AND state = ?2")?
         .execute(params![id, JobState::Submitting, JobState::Pending, slurm_job_id])?
         == 1;
-    if !was_submitting {
-        tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
-    } else {
+    if was_submitting {
         tx.prepare_cached(
             "INSERT INTO job_events (job_id, seq, at, state)
              VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)",
         )?
         .execute(params![id, now(), JobState::Pending])?;
+    } else {
+        tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
     }
     tx.commit()?;
     Ok(())
