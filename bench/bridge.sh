@@ -60,6 +60,10 @@ runuser -u alice -- env SLURM_CONF="$SLURM_CONF" slurmrestd -a rest_auth/local -
   >"$ODYSSEY_STATE_DIR/log/bench-slurmrestd.log" 2>&1 &
 RESTD_PID=$!
 cleanup() {
+  # A phase that failed leaves its jobs queued: they would hold the cluster
+  # for whatever runs next.
+  squeue -h -t PD,R,CG -u alice -o '%i %j' | awk -v run="$RUN-" 'index($2, run) == 1 { print $1 }' \
+    | xargs -r scancel 2>/dev/null || true
   kill "$BRIDGE_PID" "$BRIDGE_SB_PID" 2>/dev/null || true
   pkill -P "$RESTD_PID" 2>/dev/null || true
   kill "$RESTD_PID" 2>/dev/null || true

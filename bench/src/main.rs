@@ -163,24 +163,49 @@ impl Target {
     }
 }
 
-/// An HTTP/1.1 connection to slurmrestd over its unix socket.
-struct RestdConn {
+/// One HTTP/1.1 keep-alive connection, the same client code for every
+/// HTTP target: to slurmrestd over its unix socket, to a bridge over TCP.
+struct Conn {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
-impl RestdConn {
-    async fn open(socket: &PathBuf) -> anyhow::Result<RestdConn> {
+impl Conn {
+    async fn unix(socket: &PathBuf) -> anyhow::Result<Conn> {
         let stream =
             tokio::net::UnixStream::connect(socket).await.with_context(|| format!("connect {}", socket.display()))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        Ok(RestdConn { sender })
+        Conn::over(stream).await
     }
 
-    async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<(u16, Bytes)> {
+    /// `base` is `http://host:port`.
+    async fn tcp(base: &str) -> anyhow::Result<Conn> {
+        let address = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/');
+        let stream = tokio::net::TcpStream::connect(address).await.with_context(|| format!("connect {address}"))?;
+        stream.set_nodelay(true)?;
+        Conn::over(stream).await
+    }
+
+    async fn over<S>(stream: S) -> anyhow::Result<Conn>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Conn { sender })
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let mut builder = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
+        }
+        if let Some(token) = bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         self.sender.ready().await?;
@@ -192,12 +217,7 @@ impl RestdConn {
 }
 
 /// One submission by `target`; the SLURM job id.
-async fn submit_once(
-    target: Target,
-    common: &Common,
-    http: &reqwest::Client,
-    restd: &mut Option<RestdConn>,
-) -> anyhow::Result<i64> {
+async fn submit_once(target: Target, common: &Common, conn: &mut Option<Conn>) -> anyhow::Result<i64> {
     match target {
         Target::Raw => {
             let mut command = tokio::process::Command::new("sbatch");
@@ -234,18 +254,21 @@ async fn submit_once(
                 Target::Bridge => (&common.bridge, &common.token),
                 _ => (&common.bridge_sbatch, &common.token_sbatch),
             };
-            let reply = http.post(format!("{base}/v1/jobs")).bearer_auth(token).json(&body).send().await?;
-            let status = reply.status();
-            let body: serde_json::Value = reply.json().await?;
+            let conn = match conn {
+                Some(conn) => conn,
+                None => conn.insert(Conn::tcp(base).await?),
+            };
+            let (status, bytes) = conn.request("POST", "/v1/jobs", Some(body.to_string()), Some(token)).await?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes)?;
             if status != 201 {
                 bail!("bridge answered {status}: {body}");
             }
             body["slurm_job_id"].as_i64().context("no slurm_job_id")
         }
         Target::Restd => {
-            let conn = match restd {
+            let conn = match conn {
                 Some(conn) => conn,
-                None => restd.insert(RestdConn::open(&common.restd_socket).await?),
+                None => conn.insert(Conn::unix(&common.restd_socket).await?),
             };
             let body = json!({
                 "script": "#!/bin/sh\nexec 'true'\n",
@@ -253,7 +276,8 @@ async fn submit_once(
                         "standard_output": "/dev/null", "standard_error": "/dev/null",
                         "environment": {"PATH": "/usr/bin:/bin"}}
             });
-            let (status, bytes) = conn.request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string())).await?;
+            let (status, bytes) =
+                conn.request("POST", "/slurm/v0.0.38/job/submit", Some(body.to_string()), None).await?;
             let body: serde_json::Value = serde_json::from_slice(&bytes)?;
             if status != 200 {
                 bail!("slurmrestd answered {status}: {body}");
@@ -264,19 +288,45 @@ async fn submit_once(
 }
 
 async fn submit(targets: Vec<Target>, clients: usize, per_client: usize, common: Common) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    // slurmctld forgets a finished job MinJobAge after its end (60 s on the
+    // local cluster), sooner than a slow burst takes: every job this run
+    // named is collected while it runs, not only at the end.
+    let names: Vec<String> = targets.iter().map(|t| format!("{}-{}", common.name, t.slug())).collect();
+    let running = Arc::new(AtomicBool::new(true));
+    let collector = {
+        let (names, running) = (names.clone(), running.clone());
+        tokio::spawn(async move {
+            let mut seen: Vec<std::collections::BTreeSet<i64>> = names.iter().map(|_| Default::default()).collect();
+            loop {
+                let last = !running.load(Ordering::Relaxed);
+                for (name, seen) in names.iter().zip(&mut seen) {
+                    seen.extend(listed_in_squeue(name).await?);
+                }
+                if last {
+                    return anyhow::Ok(seen);
+                }
+                for _ in 0..100 {
+                    if !running.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (common, http, targets) = (common.clone(), http.clone(), targets.clone());
+        let (common, targets) = (common.clone(), targets.clone());
         tasks.push(tokio::spawn(async move {
-            let mut restd = None;
+            // One connection per client and HTTP target, kept alive.
+            let mut conns: Vec<Option<Conn>> = targets.iter().map(|_| None).collect();
             // Per target: latencies (ms) and SLURM ids.
             let mut results: Vec<(Vec<f64>, Vec<i64>)> = vec![Default::default(); targets.len()];
             for _ in 0..per_client {
                 for (idx, target) in targets.iter().enumerate() {
                     let t = Instant::now();
-                    let id = submit_once(*target, &common, &http, &mut restd).await?;
+                    let id = submit_once(*target, &common, &mut conns[idx]).await?;
                     results[idx].0.push(t.elapsed().as_secs_f64() * 1000.0);
                     results[idx].1.push(id);
                 }
@@ -292,20 +342,16 @@ async fn submit(targets: Vec<Target>, clients: usize, per_client: usize, common:
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    let seen = collector.await??;
     let mut failed = false;
-    for (target, (mut latencies, ids)) in targets.iter().zip(merged) {
+    for ((target, (mut latencies, ids)), present) in targets.iter().zip(merged).zip(seen) {
         latencies.sort_by(f64::total_cmp);
         // Every id unique, and every job present in SLURM under this run's name.
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();
-        let name = format!("{}-{}", common.name, target.slug());
-        let listed =
-            tokio::process::Command::new("squeue").args(["-h", "-t", "all", "-n", &name, "-o", "%i"]).output().await?;
-        let mut present: Vec<i64> =
-            String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-        present.sort_unstable();
-        present.dedup();
+        let present: Vec<i64> = present.into_iter().collect();
         let verified = unique.len() == ids.len() && unique == present;
         failed |= !verified;
         let total: f64 = latencies.iter().sum::<f64>() / 1000.0;
@@ -327,6 +373,14 @@ async fn submit(targets: Vec<Target>, clients: usize, per_client: usize, common:
     Ok(())
 }
 
+/// The ids of the jobs squeue lists under `name` (every state).
+async fn listed_in_squeue(name: &str) -> anyhow::Result<Vec<i64>> {
+    let listed =
+        tokio::process::Command::new("squeue").args(["-h", "-t", "all", "-n", name, "-o", "%i"]).output().await?;
+    anyhow::ensure!(listed.status.success(), "squeue: {}", String::from_utf8_lossy(&listed.stderr).trim());
+    Ok(String::from_utf8_lossy(&listed.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
 async fn read(target: Target, path: String, connections: usize, seconds: f64, common: Common) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -334,29 +388,26 @@ async fn read(target: Target, path: String, connections: usize, seconds: f64, co
     for _ in 0..connections {
         let (common, path, stop, errors) = (common.clone(), path.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            // One client (one keep-alive connection) per task.
-            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
-            let mut restd = None;
+            // One keep-alive connection per task.
+            let mut slot = None;
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ok = match target {
-                    Target::Restd => {
-                        let conn = match &mut restd {
-                            Some(conn) => conn,
-                            None => restd.insert(RestdConn::open(&common.restd_socket).await?),
-                        };
-                        matches!(conn.request("GET", &path, None).await, Ok((200, _)))
-                    }
-                    _ => match http.get(format!("{}{path}", common.bridge)).bearer_auth(&common.token).send().await {
-                        Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                        _ => false,
-                    },
+                let conn = match &mut slot {
+                    Some(conn) => conn,
+                    None => slot.insert(match target {
+                        Target::Restd => Conn::unix(&common.restd_socket).await?,
+                        _ => Conn::tcp(&common.bridge).await?,
+                    }),
                 };
+                let bearer = (target != Target::Restd).then_some(common.token.as_str());
+                let ok = matches!(conn.request("GET", &path, None, bearer).await, Ok((200, _)));
                 if ok {
                     latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
+                    // A new connection for the next request.
+                    slot = None;
                 }
             }
             anyhow::Ok(latencies)

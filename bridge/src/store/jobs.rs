@@ -362,12 +362,7 @@ pub fn begin_retry(conn: &mut Connection, id: i64, ended: &Attempt, tag: &str, w
          WHERE id = ?1 AND retries_left > 0",
     )?
     .execute(params![id, tag, JobState::Submitting, why, at])?;
-    tx.prepare_cached(
-        "INSERT INTO job_events (job_id, seq, at, state, reason)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1),
-                 MAX(?2, (SELECT COALESCE(MAX(at), 0) FROM job_events WHERE job_id = ?1)), ?3, ?4)",
-    )?
-    .execute(params![id, at, JobState::Submitting, why])?;
+    append_event(&tx, id, at, JobState::Submitting, Some(why))?;
     tx.commit()?;
     Ok(())
 }
@@ -434,6 +429,18 @@ pub fn infrastructure_failures_since(conn: &Connection, since: f64) -> Result<Ve
     Ok(rows)
 }
 
+/// Appends the job's next timeline entry. Never dated before the entry it
+/// follows: SLURM's times have whole seconds.
+fn append_event(conn: &Connection, id: i64, at: f64, state: JobState, reason: Option<&str>) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_events (job_id, seq, at, state, reason)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1),
+                 MAX(?2, (SELECT COALESCE(MAX(at), 0) FROM job_events WHERE job_id = ?1)), ?3, ?4)",
+    )?
+    .execute(params![id, at, state, reason])
+    .map(|_| ())
+}
+
 /// Ends tracking of a job SLURM has no record of, with the reason.
 pub fn mark_lost(conn: &mut Connection, id: i64, reason: &str) -> Result<(), StoreError> {
     observe(conn, &[(id, Observation::lost(Some(reason.into())))]).map(|_| ())
@@ -450,11 +457,7 @@ pub fn set_slurm_id(conn: &mut Connection, id: i64, slurm_job_id: i64) -> Result
         .execute(params![id, JobState::Submitting, JobState::Pending, slurm_job_id])?
         == 1;
     if was_submitting {
-        tx.prepare_cached(
-            "INSERT INTO job_events (job_id, seq, at, state)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)",
-        )?
-        .execute(params![id, now(), JobState::Pending])?;
+        append_event(&tx, id, now(), JobState::Pending, None)?;
     } else {
         tx.prepare_cached("UPDATE jobs SET slurm_job_id = ?1 WHERE id = ?2")?.execute(params![slurm_job_id, id])?;
     }
@@ -510,12 +513,6 @@ pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Re
                  exit_code = COALESCE(?7, exit_code), signal = COALESCE(?8, signal), finished = ?9
              WHERE id = ?1",
         )?;
-        let mut event = tx.prepare_cached(
-            "INSERT INTO job_events (job_id, seq, at, state, reason)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM job_events WHERE job_id = ?1),
-                     -- SLURM's times have whole seconds: never before the entry it follows.
-                     MAX(?2, (SELECT COALESCE(MAX(at), 0) FROM job_events WHERE job_id = ?1)), ?3, ?4)",
-        )?;
         let at = now();
         for (id, obs) in observations {
             let stored = current.query_row([id], |row| {
@@ -556,7 +553,7 @@ pub fn observe(conn: &mut Connection, observations: &[(i64, Observation)]) -> Re
                 obs.finished
             ])?;
             if state != obs.state || reason != obs.reason {
-                event.execute(params![id, obs.event_at.unwrap_or(at), obs.state, obs.reason])?;
+                append_event(&tx, *id, obs.event_at.unwrap_or(at), obs.state, obs.reason.as_deref())?;
             }
             if state != obs.state {
                 transitions.push(obs.state);
