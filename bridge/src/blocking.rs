@@ -8,7 +8,11 @@
 //! a submission's two store transactions spent 0.17 ms of their 0.59 ms in
 //! hand-offs on the 2-core test machine (docs/BENCHMARKS.md, issue #9).
 //! Elsewhere (the single-threaded runtimes of unit tests) `run` uses the
-//! blocking pool. A panic in the work is returned as its message.
+//! blocking pool. `pooled` always uses the pool: for work that many
+//! requests do at once (reads), where keeping the workers free to accept
+//! beats saving the hand-off (16 connections reading one job each: about
+//! 10,600 against 8,800 requests/s in place, docs/BENCHMARKS.md). A panic in
+//! the work is returned as its message.
 
 /// Runs `f`, returning what it returns, or the message it panicked with.
 pub async fn run<T, F>(f: F) -> Result<T, String>
@@ -21,6 +25,22 @@ where
             .map_err(|payload| panic_text(payload.as_ref()));
     }
     tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
+}
+
+/// Runs `f` on the blocking pool, returning what it returns, or the message
+/// it panicked with.
+pub async fn pooled<T, F>(f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        if e.is_panic() {
+            panic_text(e.into_panic().as_ref())
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -51,5 +71,13 @@ mod tests {
         let caller = std::thread::current().id();
         assert_eq!(run(move || std::thread::current().id() == caller).await, Ok(true));
         both_ways().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pooled_work_runs_on_another_thread_and_a_panic_is_its_message() {
+        let caller = std::thread::current().id();
+        assert_eq!(pooled(move || std::thread::current().id() == caller).await, Ok(false));
+        let panicked = pooled(|| -> u32 { panic!("the read failed") }).await.unwrap_err();
+        assert_eq!(panicked, "the read failed");
     }
 }

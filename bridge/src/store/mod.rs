@@ -93,8 +93,9 @@ impl Store {
         Ok(Store { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(readers), next_reader: Default::default() })
     }
 
-    /// Runs a read-only `f` on one of the read connections, off the async workers.
-    /// It sees every write committed before it starts.
+    /// Runs a read-only `f` on one of the read connections, on the blocking
+    /// pool (`blocking::pooled`: many reads at once keep the async workers
+    /// free). It sees every write committed before it starts.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -102,7 +103,7 @@ impl Store {
     {
         let readers = self.readers.clone();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        blocking(move || {
+        crate::blocking::pooled(move || {
             // A free connection if there is one, else wait for the next in turn.
             let n = readers.len();
             let guard = (0..n)
@@ -111,6 +112,7 @@ impl Store {
             f(&guard)
         })
         .await
+        .map_err(|e| StoreError::Task(format!("a store read panicked: {e}")))?
     }
 
     /// Runs `f` with the write connection, off the async workers.
