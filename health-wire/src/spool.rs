@@ -1,9 +1,8 @@
 //! A node's spool of health records (one JSON-lines file per job step, as
 //! the SPANK plugin writes them) and the loop that sends it: every pending
-//! file, oldest first, made durable (fsync) and sent within a time budget;
-//! a file moves to `sent/` once
-//! the bridge took it, anything else leaves it for the next run (the bridge
-//! ignores records it already has). The sender is the caller's: the plugin
+//! file, oldest first, sent within a time budget; a file moves to `sent/`
+//! once the bridge took it, anything else is made durable (fsync) and left
+//! for the next run (the bridge ignores records it already has). The sender is the caller's: the plugin
 //! signs with the cluster's secret, a joined worker's agent uses its
 //! certificate.
 
@@ -67,14 +66,10 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
         if started.elapsed() >= budget {
             done.files_left = files.len() - idx;
             done.error.get_or_insert_with(|| "time budget spent".into());
+            keep(&files[idx..], &mut done);
             break;
         }
-        // Durable before it goes: the step daemon that wrote it leaves the
-        // fsync to its deliverer, off the job's path.
-        let text = match std::fs::File::open(file).and_then(|f| {
-            f.sync_data()?;
-            std::io::read_to_string(f)
-        }) {
+        let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) => {
                 done.error.get_or_insert_with(|| format!("{}: {e}", file.display()));
@@ -87,6 +82,7 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
             if let Err(e) = send(&body) {
                 done.files_left = files.len() - idx;
                 done.error = Some(e);
+                keep(&files[idx..], &mut done);
                 break;
             }
         }
@@ -100,6 +96,18 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
         done.records_sent += good;
     }
     done
+}
+
+/// Makes the files left for a later run durable. The step daemon that wrote
+/// them leaves the fsync to its deliverer, off the job's path, and a file
+/// the bridge took needs none: the records are the bridge's to keep from
+/// then on, so the disk is flushed only for what stays on the node.
+fn keep(files: &[PathBuf], done: &mut Delivered) {
+    for file in files {
+        if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
+            done.error.get_or_insert_with(|| format!("fsync {}: {e}", file.display()));
+        }
+    }
 }
 
 #[cfg(test)]

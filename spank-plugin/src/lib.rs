@@ -3,9 +3,10 @@
 //! It adds `--health-report[=MODE]` to srun, sbatch and salloc. With a mode
 //! other than `off`, each step daemon writes one record per task (exit code
 //! or signal, wall time) and one per node (load, MemAvailable, free space of
-//! the working directory, step start and end) to a local spool, fsynced
-//! record by record, and posts the node's pending records to the bridge; the
-//! step sees the mode as `ODYSSEY_HEALTH_REPORT`.
+//! the working directory, step start and end) to a local spool, and the
+//! node's pending records go to the bridge (from `odyssey-health-flush`, the
+//! worker agent, or this step daemon); what cannot be sent is made durable.
+//! The step sees the mode as `ODYSSEY_HEALTH_REPORT`.
 //!
 //! Task callbacks run in processes forked from slurmstepd, so nothing here
 //! starts a thread or an async runtime (slurm-spank's `Plugin` safety note).
@@ -25,7 +26,7 @@ mod hooks;
 pub mod mode;
 /// Task and node records, and what this node can tell about itself.
 pub mod report;
-/// The local spool: JSON lines, fsynced, one file per job step.
+/// The local spool: JSON lines, one file per job step.
 pub mod spool;
 
 pub use mode::Mode;
@@ -325,7 +326,7 @@ unsafe impl Plugin for OdysseyHealth {
             spank_log_error!("odyssey_health: {}", report::node_summary(&step.node, &step.summaries));
         }
         let file = step.file.clone();
-        // Durable with the node record, before anything is sent (spool.rs).
+        // Made durable with the node record, or by the deliverer (spool.rs).
         self.spool(&file, &Record::Task(record), spool::Durability::Buffered);
         Ok(())
     }
@@ -350,9 +351,9 @@ unsafe impl Plugin for OdysseyHealth {
             at: report::now(),
         };
         // A process of its own delivers (the worker agent, or
-        // odyssey-health-flush) and makes the file durable before it sends
-        // (`spool::deliver_with`), off the step's path; delivering here, the
-        // step daemon makes it durable itself first.
+        // odyssey-health-flush), off the step's path, and makes durable what
+        // it cannot send (`spool::deliver_with`); delivering here, the step
+        // daemon makes the file durable itself first.
         let durability = if self.joined_worker() || self.flush.is_some() {
             spool::Durability::Buffered
         } else {

@@ -1,12 +1,12 @@
 //! The local spool: one JSON-lines file per job step, appended record by
-//! record and fsynced before anything is sent, so that a bridge outage loses
-//! nothing. Task records are appended as tasks end; the step's node record
-//! comes last. When the step daemon delivers itself it appends that record
-//! with `Durability::Sync`, whose fsync makes the whole file durable (one
-//! fsync per node and step, not one per task: each would delay its exit
-//! message to srun); when a process of its own delivers (the worker agent,
-//! `odyssey-health-flush`), that process fsyncs the file before sending it,
-//! so the step's end never waits for the disk (bench/spank-launch.sh). Blocking I/O
+//! record, so that a bridge outage loses nothing. Task records are appended
+//! as tasks end; the step's node record comes last. When the step daemon
+//! delivers itself it appends that record with `Durability::Sync`, whose
+//! fsync makes the whole file durable (one fsync per node and step, not one
+//! per task: each would delay its exit message to srun); when a process of
+//! its own delivers (the worker agent, `odyssey-health-flush`), that process
+//! fsyncs only the files it could not send, so the step's end never waits
+//! for the disk and a delivered step costs no flush (bench/spank-launch.sh). Blocking I/O
 //! on a local disk, in the calling process: task callbacks run in processes
 //! forked from slurmstepd and start no threads.
 
