@@ -232,6 +232,11 @@ impl Oidc {
                     builder = builder.add_root_certificate(cert);
                 }
             }
+            // Both outcomes exist from the start at 0, so that the first
+            // failure is an increase (the OidcKeyFetchFailing alert).
+            for outcome in ["ok", "failed"] {
+                fetches.with_label_values(&[&config.issuer, outcome]);
+            }
             issuers.push(Issuer {
                 config: config.clone(),
                 http: builder.build()?,
@@ -555,6 +560,9 @@ mod tests {
         let issuer = config(&format!("issuer = 'http://127.0.0.1:{port}'\naudience = 'a'\njwks_min_refetch = 60"));
         let fetches = prometheus::IntCounterVec::new(prometheus::Opts::new("f", "f"), &["issuer", "outcome"]).unwrap();
         let oidc = Oidc::new(std::slice::from_ref(&issuer), fetches.clone()).unwrap();
+        // Both outcomes are served at 0 before any fetch.
+        let served = prometheus::core::Collector::collect(&fetches);
+        assert_eq!(served[0].get_metric().len(), 2, "{served:?}");
         let token = {
             use base64::Engine;
             let part = |v: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
