@@ -155,19 +155,20 @@ async fn dry_run_validates_with_sbatch_and_submits_nothing() {
     let (cluster, _guard) = TestCluster::ensure();
     let app = TestApp::spawn(cluster, &[]).await;
     let alice = app.user("alice").await;
-    let before = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
+    // Other tests submit meanwhile: the dry run's job is looked for by name.
+    let name = e2e::unique_name("dry-run");
     let reply = alice
         .post(
             "/v1/jobs?dry_run=true",
-            json!({"command": ["true"], "nodes": 2, "working_dir": cluster.user_dir("alice")}),
+            json!({"name": name, "command": ["true"], "nodes": 2, "working_dir": cluster.user_dir("alice")}),
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["dry_run"], true);
     assert!(reply.body["slurm"].as_str().unwrap().contains("to start at"), "{}", reply.text);
     assert_eq!(alice.job_count().await, 0);
-    let after = cluster.ok("squeue", &["-h", "-t", "all", "-o", "%i"]).lines().count();
-    assert!(after <= before, "a dry run created a SLURM job");
+    let listed = cluster.ok("squeue", &["-h", "-t", "all", "-n", &name, "-o", "%i"]);
+    assert!(listed.trim().is_empty(), "a dry run created a SLURM job: {listed}");
 }
 
 #[tokio::test]
