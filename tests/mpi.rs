@@ -201,7 +201,10 @@ fn a_wrong_answer_fails_loudly_with_its_error_norm() {
         let mut args = vec!["--inject-error"];
         args.extend_from_slice(kernel);
         let Launch { out, result, .. } = launch(cluster, None, 2, 2, &args[..]);
-        assert_eq!(out.status.code(), Some(1), "{kernel:?}: {}", text(&out.stderr));
+        // Every rank exits 1; when one rank's exit reaches srun before the
+        // other's, srun terminates the other and reports its SIGTERM (143).
+        let code = out.status.code();
+        assert!(matches!(code, Some(1) | Some(143)), "{kernel:?}: {code:?} {}", text(&out.stderr));
         assert!(text(&out.stderr).contains("failed verification"), "{kernel:?}: {}", text(&out.stderr));
         let result = result.unwrap_or_else(|| panic!("{kernel:?} wrote no result"));
         assert_eq!(result["verified"], false, "{result}");
