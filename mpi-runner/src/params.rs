@@ -284,7 +284,7 @@ impl KernelSpec {
         match *self {
             KernelSpec::Allreduce(p) => 3 * p.n as u64 * 8,
             KernelSpec::Pi(_) => 0,
-            KernelSpec::Jacobi(p) => 2 * sq(p.n + 2) + 2 * sq(p.n + 2) / ranks as u64,
+            KernelSpec::Jacobi(p) => 2 * sq(p.n + 4) + 2 * sq(p.n + 4) / ranks as u64,
             KernelSpec::Matmul(p) => 4 * sq(p.n) + 4 * sq(p.n) / ranks as u64,
             KernelSpec::Cg(p) => 7 * sq(p.n) + 6 * sq(p.n) / ranks as u64,
             KernelSpec::Osu(p) => 4 * p.max_bytes as u64,

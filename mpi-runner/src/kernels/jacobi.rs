@@ -1,17 +1,27 @@
 //! 2-D heat equation, steady state, by Jacobi iteration: n x n unknowns with
 //! the top edge held at 1 and the other edges at 0, on a Cartesian process
-//! grid (MPI_Cart_create, MPI_Cart_shift). Every iteration exchanges halos
-//! with the four neighbours by non-blocking sends and receives and updates
-//! the block; every `check_every` iterations it also measures the largest
-//! change and all-reduces it, which decides convergence (measuring it costs
-//! more than the update, which is otherwise bound by memory bandwidth).
+//! grid (MPI_Cart_create, MPI_Cart_shift).
+//!
+//! Every block keeps a halo two cells deep, so that one exchange with the
+//! four neighbours serves two iterations: a pass over the block computes the
+//! first iteration a row ahead into a three-row ring (the block's rows and
+//! one halo row and column further, where a neighbour is) and the second
+//! from the ring straight back into the block (temporal blocking, issue
+//! #16). The grid crosses memory once per two iterations instead of twice,
+//! which is what lets the sweep run above a single sweep's memory bound.
+//! Every `check_every` iterations the second sweep of a pass also measures
+//! the largest change and all-reduces it, which decides convergence; an
+//! iteration that measures as the first of two runs alone, so convergence
+//! is decided on exactly the iteration the serial sweep decides it.
 //!
 //! The largest change is order-independent (a max, not a sum), and each new
 //! value is computed from the same four neighbours in the same order as in
-//! the serial sweep, so the parallel grid must equal the serial one exactly;
-//! the tolerance allows nothing but a rounding difference.
+//! the serial sweep (one iteration per pass, no ring), so the parallel grid
+//! must equal the serial one exactly; the tolerance allows nothing but a
+//! rounding difference.
 
 use mpi::traits::*;
+use mpi::Rank;
 
 use super::{gather_blocks, giga_rate, max_abs_diff, max_over_ranks, share_verdict, Outcome, RunOptions};
 use crate::params::{grid_dims, JacobiParams as Params};
@@ -19,9 +29,59 @@ use crate::params::{grid_dims, JacobiParams as Params};
 /// Temperature held on the top edge.
 pub const HOT: f64 = 1.0;
 
-/// Interior row `i` (1..=rows) of a grid with a one-cell halo, rows `w`
-/// wide, and its four neighbours: each slice's element j lines up with the
-/// row's element j.
+/// Depth of every block's halo: two iterations per exchange.
+const HALO: usize = 2;
+
+/// A block's interior, `rows x cols`; its storage adds a `HALO`-deep halo
+/// on every side, row by row.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Shape {
+    fn width(self) -> usize {
+        self.cols + 2 * HALO
+    }
+
+    /// Storage length.
+    fn len(self) -> usize {
+        (self.rows + 2 * HALO) * self.width()
+    }
+
+    /// Index of interior cell (r, c); from -HALO and up to rows + HALO - 1
+    /// (cols + HALO - 1) it is a halo cell.
+    fn at(self, r: isize, c: isize) -> usize {
+        (r + HALO as isize) as usize * self.width() + (c + HALO as isize) as usize
+    }
+}
+
+/// The sides of a block with a neighbour rank; the others lie on the
+/// grid's edge, whose cells never change.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sides<T> {
+    north: T,
+    south: T,
+    west: T,
+    east: T,
+}
+
+type Neighbours = Sides<Option<Rank>>;
+
+impl Neighbours {
+    fn open(&self) -> Sides<bool> {
+        Sides {
+            north: self.north.is_some(),
+            south: self.south.is_some(),
+            west: self.west.is_some(),
+            east: self.east.is_some(),
+        }
+    }
+}
+
+/// `len` cells of a row and their four neighbours: each slice's element j
+/// lines up with the row's element j.
 struct Row<'a> {
     up: &'a [f64],
     down: &'a [f64],
@@ -31,27 +91,189 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// `len` cells of row `r` of `u` (laid out as `s`) from column `c`.
     // Inlined, so the measuring sweep's lanes stay in registers across a
     // row: as a call it ran about 1.4x slower on a 512 grid (issue #16).
     #[inline(always)]
-    fn of(u: &'a [f64], i: usize, w: usize) -> Row<'a> {
+    fn of(u: &'a [f64], s: Shape, r: isize, c: isize, len: usize) -> Row<'a> {
+        let (at, w) = (s.at(r, c), s.width());
         Row {
-            up: &u[(i - 1) * w + 1..i * w - 1],
-            down: &u[(i + 1) * w + 1..(i + 2) * w - 1],
-            left: &u[i * w..(i + 1) * w - 2],
-            centre: &u[i * w + 1..(i + 1) * w - 1],
-            right: &u[i * w + 2..(i + 1) * w],
+            up: &u[at - w..][..len],
+            down: &u[at + w..][..len],
+            left: &u[at - 1..][..len],
+            centre: &u[at..][..len],
+            right: &u[at + 1..][..len],
         }
     }
 }
 
-/// One Jacobi sweep over the `rows x cols` interior of `u` (which has a
-/// one-cell halo, so rows are `cols + 2` wide) into `next`.
-pub fn sweep(u: &[f64], next: &mut [f64], rows: usize, cols: usize) {
-    let w = cols + 2;
-    for i in 1..=rows {
-        let Row { up, down, left, right, .. } = Row::of(u, i, w);
-        stencil_row(&mut next[i * w + 1..(i + 1) * w - 1], up, down, left, right);
+/// One Jacobi sweep over the interior of `u` into `next`.
+pub fn sweep(u: &[f64], next: &mut [f64], s: Shape) {
+    for r in 0..s.rows as isize {
+        stencil_row(&mut next[s.at(r, 0)..][..s.cols], &Row::of(u, s, r, 0, s.cols));
+    }
+}
+
+/// `sweep`, also returning the largest change.
+pub fn sweep_with_change(u: &[f64], next: &mut [f64], s: Shape) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    for r in 0..s.rows as isize {
+        measuring_row(&mut next[s.at(r, 0)..][..s.cols], &Row::of(u, s, r, 0, s.cols), &mut lanes);
+    }
+    largest(lanes)
+}
+
+/// Two iterations in one pass over `u`, in place. Row r + 1 of the first
+/// goes into `ring` (three rows of columns -1..=cols) and row r of the
+/// second from the ring into `u`'s row r, which no later ring row reads,
+/// both in one loop over the columns. `u`'s halo must be current two cells
+/// deep, corners included. The largest change of the second iteration
+/// when `measure`.
+fn sweep_pair(u: &mut [f64], ring: &mut [f64], s: Shape, open: Sides<bool>, measure: bool) -> Option<f64> {
+    let (cols, ring_w) = (s.cols, s.cols + 2);
+    assert_eq!(ring.len(), 3 * ring_w);
+    // The pass starts with the first iteration's rows -1 and 0 (row r's
+    // slot is r mod 3).
+    let (slot_0, slots_1_2) = ring.split_at_mut(ring_w);
+    first_of_pair(u, &mut slots_1_2[ring_w..], s, -1, open);
+    first_of_pair(u, slot_0, s, 0, open);
+    let mut lanes = [0.0f64; LANES];
+    for r in 0..s.rows as isize {
+        let (prev, cur, next) = ring_rows(ring, ring_w, r);
+        if r + 1 == s.rows as isize && !open.south {
+            first_of_pair(u, next, s, r + 1, open);
+            let row = Row {
+                up: &prev[1..=cols],
+                down: &next[1..=cols],
+                left: &cur[..cols],
+                centre: &cur[1..=cols],
+                right: &cur[2..],
+            };
+            let out = &mut u[s.at(r, 0)..][..cols];
+            if measure {
+                measuring_row(out, &row, &mut lanes);
+            } else {
+                stencil_row(out, &row);
+            }
+            continue;
+        }
+        // The first iteration's row r + 1, the edge columns apart.
+        let (head, tail) = u.split_at_mut(s.at(r + 1, -(HALO as isize)));
+        let below = &tail[HALO - 1..][..cols + 2];
+        let below2 = &tail[s.width() + HALO..][..cols];
+        next[0] = if open.west {
+            0.25 * (head[s.at(r, -1)] + tail[s.width() + HALO - 1] + tail[HALO - 2] + below[1])
+        } else {
+            below[0]
+        };
+        next[cols + 1] = if open.east {
+            0.25 * (head[s.at(r, cols as isize)] + tail[s.width() + HALO + cols] + below[cols] + tail[HALO + cols + 1])
+        } else {
+            below[cols + 1]
+        };
+        let row_r = &mut head[s.at(r, 0)..][..cols];
+        if measure {
+            lanes[0] = lanes[0].max(pair_loop::<true>(row_r, below, below2, prev, cur, next));
+        } else {
+            pair_loop::<false>(row_r, below, below2, prev, cur, next);
+        }
+    }
+    measure.then(|| largest(lanes))
+}
+
+/// The ring's rows r - 1 and r of the first iteration, and the one row r + 1
+/// goes into.
+fn ring_rows(ring: &mut [f64], w: usize, r: isize) -> (&[f64], &[f64], &mut [f64]) {
+    let (a, rest) = ring.split_at_mut(w);
+    let (b, c) = rest.split_at_mut(w);
+    match (r + 3) % 3 {
+        0 => (c, a, b),
+        1 => (a, b, c),
+        _ => (b, c, a),
+    }
+}
+
+/// One column loop of a pair, two points per SSE2 instruction: the first iteration's row r + 1 at columns
+/// 0..cols into `next[1..=cols]` from `u`'s rows r (`row_r`), r + 1
+/// (`below`, columns -1..=cols) and r + 2 (`below2`), and the second
+/// iteration's row r into `row_r` from the ring's rows r - 1 (`prev`), r
+/// (`cur`) and the value just computed. Each value of `row_r` is read before
+/// it is overwritten. The same sums in the same order as `stencil_row`.
+/// With `MEASURE`, also the second iteration's largest change on the row.
+#[inline(always)]
+fn pair_loop<const MEASURE: bool>(
+    row_r: &mut [f64],
+    below: &[f64],
+    below2: &[f64],
+    prev: &[f64],
+    cur: &[f64],
+    next: &mut [f64],
+) -> f64 {
+    let n = row_r.len();
+    assert!(
+        below.len() == n + 2 && below2.len() == n && prev.len() == n + 2 && cur.len() == n + 2 && next.len() == n + 2
+    );
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: every access is below the lengths checked above (n + 2 for
+    // the slices read at j + 2 and written at j + 1); unaligned loads and
+    // stores.
+    let mut most = unsafe {
+        use std::arch::x86_64::*;
+        let quarter = _mm_set1_pd(0.25);
+        let sign = _mm_set1_pd(-0.0);
+        let mut lanes = _mm_setzero_pd();
+        let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
+        while j + 2 <= n {
+            let first = _mm_mul_pd(
+                quarter,
+                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(row_r, j), at(below2, j)), at(below, j)), at(below, j + 2)),
+            );
+            _mm_storeu_pd(next.as_mut_ptr().add(j + 1), first);
+            let second = _mm_mul_pd(
+                quarter,
+                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(prev, j + 1), first), at(cur, j)), at(cur, j + 2)),
+            );
+            if MEASURE {
+                // max(d, lane) is `if d > lane { d } else { lane }`.
+                lanes = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(second, at(cur, j + 1))), lanes);
+            }
+            _mm_storeu_pd(row_r.as_mut_ptr().add(j), second);
+            j += 2;
+        }
+        let mut two = [0.0f64; 2];
+        _mm_storeu_pd(two.as_mut_ptr(), lanes);
+        two[0].max(two[1])
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let mut most = 0.0f64;
+    for j in j..n {
+        let first = 0.25 * (row_r[j] + below2[j] + below[j] + below[j + 2]);
+        next[j + 1] = first;
+        let v = 0.25 * (prev[j + 1] + first + cur[j] + cur[j + 2]);
+        let d = (v - cur[j + 1]).abs();
+        most = if d > most { d } else { most };
+        row_r[j] = v;
+    }
+    most
+}
+
+/// Row `r` (-1..=rows) of the first iteration of a pair, columns
+/// -1..=cols, into `out`: computed where a neighbour's halo surrounds the
+/// cell, the edge's value where it lies on the grid's edge.
+#[inline(always)]
+fn first_of_pair(u: &[f64], out: &mut [f64], s: Shape, r: isize, open: Sides<bool>) {
+    let last = s.cols as isize;
+    if (r < 0 && !open.north) || (r == s.rows as isize && !open.south) {
+        out.copy_from_slice(&u[s.at(r, -1)..][..s.cols + 2]);
+        return;
+    }
+    stencil_row(out, &Row::of(u, s, r, -1, s.cols + 2));
+    if !open.west {
+        out[0] = u[s.at(r, -1)];
+    }
+    if !open.east {
+        out[s.cols + 1] = u[s.at(r, last)];
     }
 }
 
@@ -59,9 +281,10 @@ pub fn sweep(u: &[f64], next: &mut [f64], rows: usize, cols: usize) {
 /// streaming (non-temporal) ones measured about 1.3x slower on this machine
 /// at 2048 and 4096 (issue #16; docs/BENCHMARKS.md). The sums run in the
 /// same order as the scalar form, so the values are the same to the bit.
-#[inline]
-fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &[f64]) {
+#[inline(always)]
+fn stencil_row(out: &mut [f64], row: &Row) {
     let n = out.len();
+    let Row { up, down, left, right, .. } = *row;
     assert!(up.len() == n && down.len() == n && left.len() == n && right.len() == n);
     let scalar = |j: usize| 0.25 * (up[j] + down[j] + left[j] + right[j]);
     #[cfg(target_arch = "x86_64")]
@@ -94,67 +317,85 @@ fn stencil_row(out: &mut [f64], up: &[f64], down: &[f64], left: &[f64], right: &
     }
 }
 
-/// `sweep`, also returning the largest change.
-pub fn sweep_with_change(u: &[f64], next: &mut [f64], rows: usize, cols: usize) -> f64 {
-    const LANES: usize = 4;
-    let w = cols + 2;
-    // A running maximum per lane: a select per element vectorises, where one
-    // scalar maximum (a floating-point reduction) would not.
-    let mut lanes = [0.0f64; LANES];
-    for i in 1..=rows {
-        let Row { up, down, left, centre, right } = Row::of(u, i, w);
-        let out = &mut next[i * w + 1..(i + 1) * w - 1];
-        let mut j = 0;
-        while j + LANES <= cols {
-            for k in 0..LANES {
-                let v = 0.25 * (up[j + k] + down[j + k] + left[j + k] + right[j + k]);
-                let d = (v - centre[j + k]).abs();
-                lanes[k] = if d > lanes[k] { d } else { lanes[k] };
-                out[j + k] = v;
-            }
-            j += LANES;
+/// Lanes of the running maximum of the change.
+const LANES: usize = 4;
+
+/// `stencil_row`, also keeping the largest change per lane: a select per
+/// element vectorises, where one scalar maximum (a floating-point
+/// reduction) would not.
+#[inline(always)]
+fn measuring_row(out: &mut [f64], row: &Row, lanes: &mut [f64; LANES]) {
+    let Row { up, down, left, centre, right } = *row;
+    let n = out.len();
+    assert!(up.len() == n && down.len() == n && left.len() == n && centre.len() == n && right.len() == n);
+    let mut j = 0;
+    while j + LANES <= n {
+        for k in 0..LANES {
+            let v = 0.25 * (up[j + k] + down[j + k] + left[j + k] + right[j + k]);
+            let d = (v - centre[j + k]).abs();
+            lanes[k] = if d > lanes[k] { d } else { lanes[k] };
+            out[j + k] = v;
         }
-        for j in j..cols {
-            let v = 0.25 * (up[j] + down[j] + left[j] + right[j]);
-            let d = (v - centre[j]).abs();
-            lanes[0] = if d > lanes[0] { d } else { lanes[0] };
-            out[j] = v;
-        }
+        j += LANES;
     }
+    for j in j..n {
+        let v = 0.25 * (up[j] + down[j] + left[j] + right[j]);
+        let d = (v - centre[j]).abs();
+        lanes[0] = if d > lanes[0] { d } else { lanes[0] };
+        out[j] = v;
+    }
+}
+
+fn largest(lanes: [f64; LANES]) -> f64 {
     lanes.into_iter().fold(0.0, f64::max)
 }
 
-/// Iteration `iter` (counted from 1) from `u` into `next`: the largest
-/// change when this iteration measures it (every `check_every`), else None.
-fn iterate(u: &[f64], next: &mut [f64], rows: usize, cols: usize, iter: u32, check_every: u32) -> Option<f64> {
+/// Iteration `iter` (counted from 1) from `u` into `next`, one sweep: the
+/// largest change when this iteration measures it (every `check_every`),
+/// else None.
+fn iterate(u: &[f64], next: &mut [f64], s: Shape, iter: u32, check_every: u32) -> Option<f64> {
     if iter % check_every == 0 {
-        Some(sweep_with_change(u, next, rows, cols))
+        Some(sweep_with_change(u, next, s))
     } else {
-        sweep(u, next, rows, cols);
+        sweep(u, next, s);
         None
     }
 }
 
-/// A `(rows + 2) x (cols + 2)` block with its halo; the cells on the global
-/// boundary hold the edge temperatures.
-fn block(rows: usize, cols: usize, top_edge: bool) -> Vec<f64> {
-    let mut u = vec![0.0; (rows + 2) * (cols + 2)];
+/// Whether the pass after `done` iterations runs two of them: not when the
+/// first would measure the change (it runs alone, so that convergence is
+/// decided on the iteration the serial sweep decides it), nor when one
+/// iteration is left, nor where a block is too thin for a two-deep halo.
+fn runs_pair(done: u32, params: Params, s: Shape) -> bool {
+    pairs(s) && (done + 1) % params.check_every != 0 && done + 2 <= params.max_iters
+}
+
+/// Whether blocks of this shape hold a two-deep halo for their neighbours
+/// (all ranks' blocks have one shape).
+fn pairs(s: Shape) -> bool {
+    s.rows >= HALO && s.cols >= HALO
+}
+
+/// A block with its halo; the cells on the global boundary hold the edge
+/// temperatures.
+fn block(s: Shape, top_edge: bool) -> Vec<f64> {
+    let mut u = vec![0.0; s.len()];
     if top_edge {
-        u[1..cols + 1].fill(HOT);
+        u[s.at(-1, 0)..][..s.cols].fill(HOT);
     }
     u
 }
 
-/// The serial reference: the same iteration on the whole grid; the grid and
-/// the iteration count.
+/// The serial reference: one sweep per iteration over the whole grid; the
+/// grid and the iteration count.
 pub fn serial(params: Params) -> (Vec<f64>, u32) {
-    let n = params.n;
-    let mut u = block(n, n, true);
+    let s = Shape { rows: params.n, cols: params.n };
+    let mut u = block(s, true);
     let mut next = u.clone();
     let mut iters = 0;
     loop {
         iters += 1;
-        let change = iterate(&u, &mut next, n, n, iters, params.check_every);
+        let change = iterate(&u, &mut next, s, iters, params.check_every);
         std::mem::swap(&mut u, &mut next);
         if change.is_some_and(|c| c < params.tol) || iters >= params.max_iters {
             return (u, iters);
@@ -163,9 +404,8 @@ pub fn serial(params: Params) -> (Vec<f64>, u32) {
 }
 
 /// The interior of a block with a halo, packed row by row.
-pub fn interior(u: &[f64], rows: usize, cols: usize) -> Vec<f64> {
-    let w = cols + 2;
-    (1..=rows).flat_map(|i| u[i * w + 1..i * w + 1 + cols].iter().copied()).collect()
+pub fn interior(u: &[f64], s: Shape) -> Vec<f64> {
+    (0..s.rows as isize).flat_map(|r| u[s.at(r, 0)..][..s.cols].iter().copied()).collect()
 }
 
 /// Halo tags, by the direction the message travels.
@@ -174,20 +414,106 @@ const SOUTH: i32 = 2;
 const WEST: i32 = 3;
 const EAST: i32 = 4;
 
+/// Packed halo columns, `depth` per storage row, toward and from the west
+/// and east neighbours.
+struct Columns {
+    send_w: Vec<f64>,
+    send_e: Vec<f64>,
+    recv_w: Vec<f64>,
+    recv_e: Vec<f64>,
+}
+
+/// The halo exchange, `depth` cells deep: whole storage rows with the north
+/// and south neighbours first, then columns with the west and east over
+/// every storage row, halo rows included, so that the corner cells carry
+/// the diagonal neighbours' values (the first sweep of a pair reads them).
+fn exchange<C: Communicator>(cart: &C, u: &mut [f64], s: Shape, depth: usize, to: Neighbours, buf: &mut Columns) {
+    let w = s.width();
+    {
+        let (top, rest) = u.split_at_mut(s.at(0, -(HALO as isize)));
+        let (body, bottom) = rest.split_at_mut(s.rows * w);
+        let top_len = top.len();
+        mpi::request::scope(|scope| {
+            let mut requests = Vec::with_capacity(4);
+            if let Some(p) = to.north {
+                let p = cart.process_at_rank(p);
+                requests.push(p.immediate_receive_into_with_tag(scope, &mut top[top_len - depth * w..], SOUTH));
+                requests.push(p.immediate_send_with_tag(scope, &body[..depth * w], NORTH));
+            }
+            if let Some(p) = to.south {
+                let p = cart.process_at_rank(p);
+                requests.push(p.immediate_receive_into_with_tag(scope, &mut bottom[..depth * w], NORTH));
+                requests.push(p.immediate_send_with_tag(scope, &body[(s.rows - depth) * w..], SOUTH));
+            }
+            for request in requests {
+                request.wait();
+            }
+        });
+    }
+    if to.west.is_none() && to.east.is_none() {
+        return;
+    }
+    // Columns are not contiguous: pack them.
+    let storage_rows = s.rows + 2 * HALO;
+    let (first, last) = (HALO, HALO + s.cols - depth);
+    for i in 0..storage_rows {
+        for k in 0..depth {
+            buf.send_w[i * depth + k] = u[i * w + first + k];
+            buf.send_e[i * depth + k] = u[i * w + last + k];
+        }
+    }
+    let n = storage_rows * depth;
+    mpi::request::scope(|scope| {
+        let mut requests = Vec::with_capacity(4);
+        if let Some(p) = to.west {
+            let p = cart.process_at_rank(p);
+            requests.push(p.immediate_receive_into_with_tag(scope, &mut buf.recv_w[..n], EAST));
+            requests.push(p.immediate_send_with_tag(scope, &buf.send_w[..n], WEST));
+        }
+        if let Some(p) = to.east {
+            let p = cart.process_at_rank(p);
+            requests.push(p.immediate_receive_into_with_tag(scope, &mut buf.recv_e[..n], WEST));
+            requests.push(p.immediate_send_with_tag(scope, &buf.send_e[..n], EAST));
+        }
+        for request in requests {
+            request.wait();
+        }
+    });
+    for i in 0..storage_rows {
+        for k in 0..depth {
+            if to.west.is_some() {
+                u[i * w + HALO - depth + k] = buf.recv_w[i * depth + k];
+            }
+            if to.east.is_some() {
+                u[i * w + HALO + s.cols + k] = buf.recv_e[i * depth + k];
+            }
+        }
+    }
+}
+
 pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, progress: &dyn Fn(&str)) -> Outcome {
     let (grid_rows, grid_cols) = grid_dims(world.size() as usize);
     let cart = world
         .create_cartesian_communicator(&[grid_rows as i32, grid_cols as i32], &[false, false], false)
         .expect("every rank belongs to the process grid");
     let coords = cart.get_layout().coords;
-    let (rows, cols) = (params.n / grid_rows, params.n / grid_cols);
+    let s = Shape { rows: params.n / grid_rows, cols: params.n / grid_cols };
     let (north, south) = cart.shift(0, 1);
     let (west, east) = cart.shift(1, 1);
-    let w = cols + 2;
-    let mut u = block(rows, cols, coords[0] == 0);
+    let to = Neighbours { north, south, west, east };
+    let mut u = block(s, coords[0] == 0);
     let mut next = u.clone();
-    let (mut send_w, mut send_e) = (vec![0.0; rows], vec![0.0; rows]);
-    let (mut recv_w, mut recv_e) = (vec![0.0; rows], vec![0.0; rows]);
+    let mut ring = vec![0.0; 3 * (s.cols + 2)];
+    // Blocks too thin for two sweeps per exchange never pair, and a
+    // one-deep halo serves them.
+    let depth = if pairs(s) { HALO } else { 1 };
+    let column = (s.rows + 2 * HALO) * depth;
+    let mut columns = Columns {
+        send_w: vec![0.0; column],
+        send_e: vec![0.0; column],
+        recv_w: vec![0.0; column],
+        recv_e: vec![0.0; column],
+    };
     // Progress about ten times per run, on iterations that measured the change.
     let report_every = ((params.max_iters / 10).max(1)).div_ceil(params.check_every) * params.check_every;
 
@@ -197,59 +523,21 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
     // Not measured yet: no convergence before the first check.
     let mut residual = f64::INFINITY;
     loop {
-        // Columns are not contiguous: pack them, where there is a neighbour.
-        if west.is_some() {
-            send_w.iter_mut().enumerate().for_each(|(i, v)| *v = u[(i + 1) * w + 1]);
-        }
-        if east.is_some() {
-            send_e.iter_mut().enumerate().for_each(|(i, v)| *v = u[(i + 1) * w + cols]);
-        }
-        {
-            let (top, rest) = u.split_at_mut(w);
-            let (body, bottom) = rest.split_at_mut(rows * w);
-            let first = &body[..w];
-            let last = &body[(rows - 1) * w..];
-            mpi::request::scope(|scope| {
-                let mut requests = Vec::with_capacity(8);
-                if let Some(p) = north {
-                    let p = cart.process_at_rank(p);
-                    requests.push(p.immediate_receive_into_with_tag(scope, &mut top[1..=cols], SOUTH));
-                    requests.push(p.immediate_send_with_tag(scope, &first[1..=cols], NORTH));
-                }
-                if let Some(p) = south {
-                    let p = cart.process_at_rank(p);
-                    requests.push(p.immediate_receive_into_with_tag(scope, &mut bottom[1..=cols], NORTH));
-                    requests.push(p.immediate_send_with_tag(scope, &last[1..=cols], SOUTH));
-                }
-                if let Some(p) = west {
-                    let p = cart.process_at_rank(p);
-                    requests.push(p.immediate_receive_into_with_tag(scope, &mut recv_w[..], EAST));
-                    requests.push(p.immediate_send_with_tag(scope, &send_w[..], WEST));
-                }
-                if let Some(p) = east {
-                    let p = cart.process_at_rank(p);
-                    requests.push(p.immediate_receive_into_with_tag(scope, &mut recv_e[..], WEST));
-                    requests.push(p.immediate_send_with_tag(scope, &send_e[..], EAST));
-                }
-                for request in requests {
-                    request.wait();
-                }
-            });
-        }
-        if west.is_some() {
-            recv_w.iter().enumerate().for_each(|(i, v)| u[(i + 1) * w] = *v);
-        }
-        if east.is_some() {
-            recv_e.iter().enumerate().for_each(|(i, v)| u[(i + 1) * w + cols + 1] = *v);
-        }
-        iters += 1;
-        let measured = iterate(&u, &mut next, rows, cols, iters, params.check_every);
+        exchange(&cart, &mut u, s, depth, to, &mut columns);
+        let measured = if runs_pair(iters, params, s) {
+            iters += 2;
+            sweep_pair(&mut u, &mut ring, s, to.open(), iters % params.check_every == 0)
+        } else {
+            iters += 1;
+            let measured = iterate(&u, &mut next, s, iters, params.check_every);
+            std::mem::swap(&mut u, &mut next);
+            measured
+        };
         if let Some(change) = measured {
             residual = max_over_ranks(&cart, change);
-        }
-        std::mem::swap(&mut u, &mut next);
-        if measured.is_some() && iters % report_every == 0 {
-            progress(&format!("jacobi: iteration {iters}, largest change {residual:.3e}"));
+            if iters % report_every == 0 {
+                progress(&format!("jacobi: iteration {iters}, largest change {residual:.3e}"));
+            }
         }
         if residual < params.tol || iters >= params.max_iters {
             break;
@@ -257,16 +545,17 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
     }
     let wall_time_s = max_over_ranks(&cart, mpi::time() - start);
 
-    let mut mine = interior(&u, rows, cols);
+    let mut mine = interior(&u, s);
     if options.corrupts(&cart) {
         mine[0] += 1.0;
     }
-    let gathered = gather_blocks(&cart, &mine, (rows, cols), (grid_rows, grid_cols));
+    let gathered = gather_blocks(&cart, &mine, (s.rows, s.cols), (grid_rows, grid_cols));
     let tolerance = 4.0 * f64::EPSILON;
     let (error_norm, verified) = match gathered {
         Some(grid) => {
             let (reference, serial_iters) = serial(params);
-            let error = max_abs_diff(&grid, &interior(&reference, params.n, params.n));
+            let whole = Shape { rows: params.n, cols: params.n };
+            let error = max_abs_diff(&grid, &interior(&reference, whole));
             share_verdict(&cart, error, error <= tolerance && serial_iters == iters)
         }
         None => share_verdict(&cart, 0.0, false),
@@ -279,7 +568,9 @@ pub fn run<C: Communicator>(world: &C, params: Params, options: RunOptions, prog
         verified,
         // Three adds, a multiply, a subtract and a compare per point.
         gflop_s: giga_rate(points * 6.0, wall_time_s),
-        // The least traffic a sweep needs: read u, write next.
+        // The least traffic of one sweep per pass over memory (read u,
+        // write next): an effective rate, which pairs may lift above what
+        // the memory moves.
         bandwidth_gb_s: giga_rate(points * 16.0, wall_time_s),
         details: serde_json::json!({
             "iterations": iters,
@@ -298,13 +589,17 @@ mod tests {
     #[test]
     fn a_sweep_averages_the_four_neighbours() {
         // 1 x 1 interior: the single cell becomes the mean of its halo.
-        let u = vec![0.0, 4.0, 0.0, 8.0, 0.0, 12.0, 0.0, 16.0, 0.0];
+        let s = Shape { rows: 1, cols: 1 };
+        let mut u = vec![0.0; s.len()];
+        for (r, c, v) in [(-1, 0, 4.0), (0, -1, 8.0), (0, 1, 12.0), (1, 0, 16.0)] {
+            u[s.at(r, c)] = v;
+        }
         let mut next = u.clone();
-        let change = sweep_with_change(&u, &mut next, 1, 1);
-        assert_eq!(next[4], 10.0);
+        let change = sweep_with_change(&u, &mut next, s);
+        assert_eq!(next[s.at(0, 0)], 10.0);
         assert_eq!(change, 10.0);
         let mut plain = u.clone();
-        sweep(&u, &mut plain, 1, 1);
+        sweep(&u, &mut plain, s);
         assert_eq!(plain, next);
     }
 
@@ -314,11 +609,82 @@ mod tests {
         let (u, iters) = serial(params);
         assert!(iters < 5000, "did not converge");
         assert_eq!(iters % 7, 0, "converges only on an iteration that checks");
-        let inner = interior(&u, 16, 16);
+        let inner = interior(&u, Shape { rows: 16, cols: 16 });
         // Symmetric left-right, decreasing from the hot edge.
         for i in 0..16 {
             assert!((inner[i * 16] - inner[i * 16 + 15]).abs() < 1e-9);
         }
         assert!(inner[8] > inner[8 * 16 + 8] && inner[8 * 16 + 8] > inner[15 * 16 + 8]);
+    }
+
+    /// Two sweeps of a whole grid against one pass of two over each block
+    /// of it, on a 2 x 3 process grid whose halos (corners included) are
+    /// copied from the whole grid as the exchange would leave them.
+    #[test]
+    fn a_pass_of_two_equals_two_sweeps_to_the_bit_on_every_block() {
+        let (n, grid) = (12usize, (2usize, 3usize));
+        let whole = Shape { rows: n, cols: n };
+        let mut u = block(whole, true);
+        // An uneven start, so that every neighbour matters.
+        for r in 0..n as isize {
+            for c in 0..n as isize {
+                u[whole.at(r, c)] = ((r * 31 + c * 17) % 23) as f64 / 7.0;
+            }
+        }
+        let (mut once, mut twice) = (u.clone(), u.clone());
+        sweep(&u, &mut once, whole);
+        let change = sweep_with_change(&once, &mut twice, whole);
+
+        let s = Shape { rows: n / grid.0, cols: n / grid.1 };
+        let mut largest_change: f64 = 0.0;
+        let blocks = (0..grid.0).flat_map(|i| (0..grid.1).map(move |j| (i, j)));
+        // Each block twice: measuring the change, and not (another loop).
+        for (bi, bj, measure) in blocks.flat_map(|(i, j)| [(i, j, true), (i, j, false)]) {
+            let (r0, c0) = ((bi * s.rows) as isize, (bj * s.cols) as isize);
+            let mut mine = vec![f64::NAN; s.len()];
+            let reach = -(HALO as isize)..;
+            for r in reach.clone().take(s.rows + 2 * HALO) {
+                for c in reach.clone().take(s.cols + 2 * HALO) {
+                    mine[s.at(r, c)] = u[whole.at(r0 + r, c0 + c)];
+                }
+            }
+            let open = Sides { north: bi > 0, south: bi + 1 < grid.0, west: bj > 0, east: bj + 1 < grid.1 };
+            let mut ring = vec![0.0; 3 * (s.cols + 2)];
+            let change = sweep_pair(&mut mine, &mut ring, s, open, measure);
+            assert_eq!(change.is_some(), measure);
+            largest_change = largest_change.max(change.unwrap_or(0.0));
+            for r in 0..s.rows as isize {
+                for c in 0..s.cols as isize {
+                    let (got, want) = (mine[s.at(r, c)], twice[whole.at(r0 + r, c0 + c)]);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "block ({bi}, {bj}), cell ({r}, {c}), measuring: {measure}"
+                    );
+                }
+            }
+        }
+        assert_eq!(largest_change, change);
+    }
+
+    #[test]
+    fn an_iteration_that_measures_first_runs_alone() {
+        let s = Shape { rows: 4, cols: 4 };
+        let passes = |check_every, max_iters| {
+            let params = Params { n: 4, max_iters, tol: 1e-6, check_every };
+            let mut done = 0;
+            let mut lengths = vec![];
+            while done < max_iters {
+                let length = if runs_pair(done, params, s) { 2 } else { 1 };
+                lengths.push(length);
+                done += length;
+            }
+            lengths
+        };
+        assert_eq!(passes(10, 20), vec![2; 10]);
+        assert_eq!(passes(3, 9), vec![2, 1, 2, 1, 2, 1]);
+        assert_eq!(passes(1, 3), vec![1, 1, 1]);
+        assert_eq!(passes(10, 5), vec![2, 2, 1]);
+        assert!(!pairs(Shape { rows: 1, cols: 8 }) && !pairs(Shape { rows: 8, cols: 1 }));
     }
 }
