@@ -1,89 +1,241 @@
 /* C twin of mpi-runner/src/kernels/jacobi.rs: the same block layout with a
- * one-cell halo, non-blocking halo exchange, all-reduced largest change.
+ * two-deep halo, exchanged (rows, then columns with the corners) once per
+ * two iterations, which one pass over the block computes through a
+ * three-row ring (temporal blocking); an iteration that measures the
+ * largest change as the first of two runs alone; all-reduced largest
+ * change.
  *
  * Variants tried for issue #16 (scripts/build.sh builds each into
  * c-twins/variants/jacobi-<name>; bench/twin-variants.sh times them):
- *   streaming  the sweep writes with non-temporal stores (_mm_stream_pd)
- *   autovec    the sweep as the plain scalar loop, vectorised by gcc -O3
+ *   onesweep   one iteration per exchange and pass over memory (the twin
+ *              before temporal blocking)
+ *   autovec    the loops as plain scalar C, vectorised by gcc -O3
  *   rows       1-D row decomposition, blocking MPI_Sendrecv halos (the
  *              independent plain C Jacobi issue #16 measured against)
- *   prefetch   software prefetch of the row below, 2 KiB ahead
- * The twin itself is the fastest of them (docs/BENCHMARKS.md). */
-// variants: streaming autovec rows prefetch
+ * Measured earlier and dropped (docs/BENCHMARKS.md): streaming stores,
+ * software prefetch. The twin itself is the fastest of them. */
+// variants: onesweep autovec rows
 #include <emmintrin.h>
-#include <xmmintrin.h>
 #include <math.h>
-#include <stdint.h>
 #include "twin.h"
 
-/* As the Rust sweep: two points per SSE2 instruction with plain stores
- * (streaming ones measured about 1.3x slower here, issue #16), the same sums
- * in the same order. */
-static void sweep(const double *restrict u, double *restrict next, size_t rows, size_t cols) {
-    size_t w = cols + 2;
-    for (size_t i = 1; i <= rows; i++) {
-        const double *up = u + (i - 1) * w, *mid = u + i * w, *down = u + (i + 1) * w;
-        double *out = next + i * w;
-        size_t j = 1;
+enum { HALO = 2, LANES = 4 };
+
+/* A block's interior, rows x cols, stored row by row with a HALO-deep halo. */
+typedef struct {
+    size_t rows, cols, w;
+} shape;
+
+/* Index of interior cell (r, c); negative or past the end: a halo cell. */
+static inline size_t at(shape s, long r, long c) { return (size_t)(r + HALO) * s.w + (size_t)(c + HALO); }
+
+/* The sides with a neighbour rank: north, south, west, east. */
+typedef struct {
+    int north, south, west, east;
+} sides;
+
+/* One row of the update, two points per SSE2 instruction, plain stores. */
+static inline __attribute__((always_inline)) void stencil_row(double *restrict out, const double *up,
+                                                               const double *down, const double *left,
+                                                               const double *right, size_t n) {
+    size_t j = 0;
 #ifndef VARIANT_AUTOVEC
-        const __m128d quarter = _mm_set1_pd(0.25);
-#ifdef VARIANT_STREAMING
-        /* Streaming stores need 16-byte alignment: one scalar first when a
-         * row starts between boundaries. */
-        if ((uintptr_t)(out + 1) % 16) {
-            out[1] = 0.25 * (up[1] + down[1] + mid[0] + mid[2]);
-            j = 2;
-        }
-#endif
-        for (; j + 1 <= cols; j += 2) {
-#ifdef VARIANT_PREFETCH
-            if (j % 8 == 1) _mm_prefetch((const char *)(down + j + 256), _MM_HINT_T0);
-#endif
-            __m128d sum = _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(up + j), _mm_loadu_pd(down + j)),
-                                                _mm_loadu_pd(mid + j - 1)),
-                                     _mm_loadu_pd(mid + j + 1));
-#ifdef VARIANT_STREAMING
-            _mm_stream_pd(out + j, _mm_mul_pd(quarter, sum));
-#else
-            _mm_storeu_pd(out + j, _mm_mul_pd(quarter, sum));
-#endif
-        }
-#endif
-        for (; j <= cols; j++) out[j] = 0.25 * (up[j] + down[j] + mid[j - 1] + mid[j + 1]);
+    const __m128d quarter = _mm_set1_pd(0.25);
+    for (; j + 2 <= n; j += 2) {
+        __m128d sum = _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(up + j), _mm_loadu_pd(down + j)),
+                                            _mm_loadu_pd(left + j)),
+                                 _mm_loadu_pd(right + j));
+        _mm_storeu_pd(out + j, _mm_mul_pd(quarter, sum));
     }
-#ifdef VARIANT_STREAMING
-    _mm_sfence();
 #endif
+    for (; j < n; j++) out[j] = 0.25 * (up[j] + down[j] + left[j] + right[j]);
 }
 
-/* `sweep`, also returning the largest change: a running maximum per lane
- * (a select per element vectorises, one scalar maximum would not), as the
- * Rust sweep does. */
-static double sweep_with_change(const double *restrict u, double *restrict next, size_t rows, size_t cols) {
-    enum { LANES = 4 };
-    size_t w = cols + 2;
+/* `stencil_row`, also keeping the largest change per lane (a select per
+ * element vectorises, one scalar maximum would not). */
+static inline __attribute__((always_inline)) void measuring_row(double *restrict out, const double *up,
+                                                                 const double *down, const double *left,
+                                                                 const double *centre, const double *right,
+                                                                 size_t n, double lanes[LANES]) {
+    size_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            double v = 0.25 * (up[j + k] + down[j + k] + left[j + k] + right[j + k]);
+            double d = fabs(v - centre[j + k]);
+            lanes[k] = d > lanes[k] ? d : lanes[k];
+            out[j + k] = v;
+        }
+    for (; j < n; j++) {
+        double v = 0.25 * (up[j] + down[j] + left[j] + right[j]);
+        double d = fabs(v - centre[j]);
+        lanes[0] = d > lanes[0] ? d : lanes[0];
+        out[j] = v;
+    }
+}
+
+static double largest(const double lanes[LANES]) {
+    double m = 0.0;
+    for (size_t k = 0; k < LANES; k++) m = lanes[k] > m ? lanes[k] : m;
+    return m;
+}
+
+static void sweep(const double *u, double *restrict next, shape s) {
+    for (long r = 0; r < (long)s.rows; r++)
+        stencil_row(next + at(s, r, 0), u + at(s, r - 1, 0), u + at(s, r + 1, 0), u + at(s, r, -1),
+                    u + at(s, r, 1), s.cols);
+}
+
+static double sweep_with_change(const double *u, double *restrict next, shape s) {
     double lanes[LANES] = {0.0, 0.0, 0.0, 0.0};
-    for (size_t i = 1; i <= rows; i++) {
-        const double *up = u + (i - 1) * w, *mid = u + i * w, *down = u + (i + 1) * w;
-        double *out = next + i * w;
-        size_t j = 1;
-        for (; j + LANES <= cols + 1; j += LANES)
-            for (size_t k = 0; k < LANES; k++) {
-                double v = 0.25 * (up[j + k] + down[j + k] + mid[j + k - 1] + mid[j + k + 1]);
-                double d = fabs(v - mid[j + k]);
-                lanes[k] = d > lanes[k] ? d : lanes[k];
-                out[j + k] = v;
-            }
-        for (; j <= cols; j++) {
-            double v = 0.25 * (up[j] + down[j] + mid[j - 1] + mid[j + 1]);
-            double d = fabs(v - mid[j]);
-            lanes[0] = d > lanes[0] ? d : lanes[0];
-            out[j] = v;
+    for (long r = 0; r < (long)s.rows; r++)
+        measuring_row(next + at(s, r, 0), u + at(s, r - 1, 0), u + at(s, r + 1, 0), u + at(s, r, -1),
+                      u + at(s, r, 0), u + at(s, r, 1), s.cols, lanes);
+    return largest(lanes);
+}
+
+/* Row r (-1..rows) of a pair's first iteration, columns -1..cols, into out:
+ * computed inside, the edge's value on the grid's edge. */
+static void first_of_pair(const double *u, double *restrict out, shape s, long r, sides open) {
+    if ((r < 0 && !open.north) || (r == (long)s.rows && !open.south)) {
+        memcpy(out, u + at(s, r, -1), (s.cols + 2) * sizeof(double));
+        return;
+    }
+    stencil_row(out, u + at(s, r - 1, -1), u + at(s, r + 1, -1), u + at(s, r, -2), u + at(s, r, 0), s.cols + 2);
+    if (!open.west) out[0] = u[at(s, r, -1)];
+    if (!open.east) out[s.cols + 1] = u[at(s, r, (long)s.cols)];
+}
+
+/* One column loop of a pair: the first iteration's row r + 1 (columns
+ * 0..cols) into next[1..cols] from u's rows r (row_r), r + 1 (below, from
+ * column -1) and r + 2 (below2), and the second iteration's row r into row_r
+ * from the ring's rows r - 1 (prev), r (cur) and the value just computed;
+ * each value of row_r is read before it is overwritten. The largest change
+ * of the second iteration on the row when measure (a constant where it is
+ * inlined). */
+static inline __attribute__((always_inline)) double pair_loop(int measure, double *restrict row_r,
+                                                              const double *restrict below,
+                                                              const double *restrict below2,
+                                                              const double *restrict prev,
+                                                              const double *restrict cur, double *restrict next,
+                                                              size_t n) {
+    size_t j = 0;
+    double most = 0.0;
+#ifndef VARIANT_AUTOVEC
+    const __m128d quarter = _mm_set1_pd(0.25), sign = _mm_set1_pd(-0.0);
+    __m128d lanes = _mm_setzero_pd();
+    for (; j + 2 <= n; j += 2) {
+        __m128d first = _mm_mul_pd(
+            quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(row_r + j), _mm_loadu_pd(below2 + j)),
+                                           _mm_loadu_pd(below + j)),
+                                _mm_loadu_pd(below + j + 2)));
+        _mm_storeu_pd(next + j + 1, first);
+        __m128d second = _mm_mul_pd(
+            quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(prev + j + 1), first), _mm_loadu_pd(cur + j)),
+                                _mm_loadu_pd(cur + j + 2)));
+        if (measure) lanes = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(second, _mm_loadu_pd(cur + j + 1))), lanes);
+        _mm_storeu_pd(row_r + j, second);
+    }
+    double two[2];
+    _mm_storeu_pd(two, lanes);
+    most = two[0] > two[1] ? two[0] : two[1];
+#endif
+    for (; j < n; j++) {
+        double first = 0.25 * (row_r[j] + below2[j] + below[j] + below[j + 2]);
+        next[j + 1] = first;
+        double v = 0.25 * (prev[j + 1] + first + cur[j] + cur[j + 2]);
+        if (measure) {
+            double d = fabs(v - cur[j + 1]);
+            most = d > most ? d : most;
+        }
+        row_r[j] = v;
+    }
+    return most;
+}
+
+/* Two iterations in one pass over u, in place, through the three-row ring;
+ * u's halo current two deep, corners included. */
+static double sweep_pair(double *u, double *ring, shape s, sides open, int measure) {
+    size_t cols = s.cols, rw = cols + 2;
+    first_of_pair(u, ring + 2 * rw, s, -1, open); /* row r's slot is r mod 3 */
+    first_of_pair(u, ring, s, 0, open);
+    double lanes[LANES] = {0.0, 0.0, 0.0, 0.0};
+    for (long r = 0; r < (long)s.rows; r++) {
+        const double *prev = ring + (size_t)((r + 2) % 3) * rw, *cur = ring + (size_t)(r % 3) * rw;
+        double *next = ring + (size_t)((r + 1) % 3) * rw;
+        double *row_r = u + at(s, r, 0);
+        if (r + 1 == (long)s.rows && !open.south) {
+            first_of_pair(u, next, s, r + 1, open);
+            if (measure)
+                measuring_row(row_r, prev + 1, next + 1, cur, cur + 1, cur + 2, cols, lanes);
+            else
+                stencil_row(row_r, prev + 1, next + 1, cur, cur + 2, cols);
+            continue;
+        }
+        next[0] = open.west ? 0.25 * (u[at(s, r, -1)] + u[at(s, r + 2, -1)] + u[at(s, r + 1, -2)] + u[at(s, r + 1, 0)])
+                            : u[at(s, r + 1, -1)];
+        next[cols + 1] = open.east ? 0.25 * (u[at(s, r, (long)cols)] + u[at(s, r + 2, (long)cols)] +
+                                             u[at(s, r + 1, (long)cols - 1)] + u[at(s, r + 1, (long)cols + 1)])
+                                   : u[at(s, r + 1, (long)cols)];
+        const double *below = u + at(s, r + 1, -1), *below2 = u + at(s, r + 2, 0);
+        if (measure) {
+            double m = pair_loop(1, row_r, below, below2, prev, cur, next, cols);
+            lanes[0] = m > lanes[0] ? m : lanes[0];
+        } else {
+            pair_loop(0, row_r, below, below2, prev, cur, next, cols);
         }
     }
-    double change = 0.0;
-    for (size_t k = 0; k < LANES; k++) change = lanes[k] > change ? lanes[k] : change;
-    return change;
+    return largest(lanes);
+}
+
+/* The halo exchange, depth cells deep: whole storage rows north and south,
+ * then columns west and east over every storage row, halo rows included,
+ * so that the corners carry the diagonal neighbours' values. */
+static void exchange(MPI_Comm cart, double *u, shape s, size_t depth, int north, int south, int west, int east,
+                     double *buf) {
+    size_t w = s.w, storage_rows = s.rows + 2 * HALO, n = storage_rows * depth;
+    int count = (int)(depth * w);
+#ifdef VARIANT_ROWS
+    (void)west, (void)east, (void)buf, (void)n;
+    MPI_Sendrecv(u + at(s, 0, -HALO), count, MPI_DOUBLE, north, 1, u + at(s, (long)s.rows, -HALO), count, MPI_DOUBLE,
+                 south, 1, cart, MPI_STATUS_IGNORE);
+    MPI_Sendrecv(u + at(s, (long)(s.rows - depth), -HALO), count, MPI_DOUBLE, south, 2,
+                 u + at(s, -(long)depth, -HALO), count, MPI_DOUBLE, north, 2, cart, MPI_STATUS_IGNORE);
+#else
+    MPI_Request req[4];
+    int nreq = 0;
+    if (north != MPI_PROC_NULL) {
+        MPI_Irecv(u + at(s, -(long)depth, -HALO), count, MPI_DOUBLE, north, 2, cart, &req[nreq++]);
+        MPI_Isend(u + at(s, 0, -HALO), count, MPI_DOUBLE, north, 1, cart, &req[nreq++]);
+    }
+    if (south != MPI_PROC_NULL) {
+        MPI_Irecv(u + at(s, (long)s.rows, -HALO), count, MPI_DOUBLE, south, 1, cart, &req[nreq++]);
+        MPI_Isend(u + at(s, (long)(s.rows - depth), -HALO), count, MPI_DOUBLE, south, 2, cart, &req[nreq++]);
+    }
+    MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
+    if (west == MPI_PROC_NULL && east == MPI_PROC_NULL) return;
+    double *send_w = buf, *send_e = buf + n, *recv_w = buf + 2 * n, *recv_e = buf + 3 * n;
+    size_t first = HALO, last = HALO + s.cols - depth;
+    for (size_t i = 0; i < storage_rows; i++)
+        for (size_t k = 0; k < depth; k++) {
+            send_w[i * depth + k] = u[i * w + first + k];
+            send_e[i * depth + k] = u[i * w + last + k];
+        }
+    nreq = 0;
+    if (west != MPI_PROC_NULL) {
+        MPI_Irecv(recv_w, (int)n, MPI_DOUBLE, west, 4, cart, &req[nreq++]);
+        MPI_Isend(send_w, (int)n, MPI_DOUBLE, west, 3, cart, &req[nreq++]);
+    }
+    if (east != MPI_PROC_NULL) {
+        MPI_Irecv(recv_e, (int)n, MPI_DOUBLE, east, 3, cart, &req[nreq++]);
+        MPI_Isend(send_e, (int)n, MPI_DOUBLE, east, 4, cart, &req[nreq++]);
+    }
+    MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
+    for (size_t i = 0; i < storage_rows; i++)
+        for (size_t k = 0; k < depth; k++) {
+            if (west != MPI_PROC_NULL) u[i * w + HALO - depth + k] = recv_w[i * depth + k];
+            if (east != MPI_PROC_NULL) u[i * w + HALO + s.cols + k] = recv_e[i * depth + k];
+        }
+#endif
 }
 
 int main(int argc, char **argv) {
@@ -107,55 +259,42 @@ int main(int argc, char **argv) {
     int north, south, west, east;
     MPI_Cart_shift(cart, 0, 1, &north, &south);
     MPI_Cart_shift(cart, 1, 1, &west, &east);
-    size_t rows = n / dims[0], cols = n / dims[1], w = cols + 2;
-    double *u = calloc((rows + 2) * w, sizeof(double)), *next = calloc((rows + 2) * w, sizeof(double));
-#ifndef VARIANT_ROWS
-    double *send_w = malloc(rows * sizeof(double)), *send_e = malloc(rows * sizeof(double));
-    double *recv_w = malloc(rows * sizeof(double)), *recv_e = malloc(rows * sizeof(double));
+    shape s = {n / dims[0], n / dims[1], n / dims[1] + 2 * HALO};
+    sides open = {north != MPI_PROC_NULL, south != MPI_PROC_NULL, west != MPI_PROC_NULL, east != MPI_PROC_NULL};
+    size_t cells = (s.rows + 2 * HALO) * s.w;
+    double *u = calloc(cells, sizeof(double)), *next = calloc(cells, sizeof(double));
+    double *ring = calloc(3 * (s.cols + 2), sizeof(double));
+    int pairs = s.rows >= HALO && s.cols >= HALO;
+#ifdef VARIANT_ONESWEEP
+    pairs = 0;
 #endif
+    size_t depth = pairs ? HALO : 1;
+    double *columns = malloc(4 * (s.rows + 2 * HALO) * depth * sizeof(double));
     if (coords[0] == 0)
-        for (size_t j = 1; j <= cols; j++) u[j] = next[j] = 1.0;
+        for (size_t j = 0; j < s.cols; j++) u[at(s, -1, (long)j)] = next[at(s, -1, (long)j)] = 1.0;
     MPI_Barrier(cart);
     double start = MPI_Wtime(), residual = INFINITY;
     int iters = 0;
     for (;;) {
-#ifdef VARIANT_ROWS
-        MPI_Sendrecv(u + w + 1, (int)cols, MPI_DOUBLE, north, 1, u + (rows + 1) * w + 1, (int)cols, MPI_DOUBLE, south,
-                     1, cart, MPI_STATUS_IGNORE);
-        MPI_Sendrecv(u + rows * w + 1, (int)cols, MPI_DOUBLE, south, 2, u + 1, (int)cols, MPI_DOUBLE, north, 2, cart,
-                     MPI_STATUS_IGNORE);
-#else
-        MPI_Request req[8];
-        int nreq = 0;
-        /* Columns are not contiguous: pack them, where there is a neighbour. */
-        for (size_t i = 0; west != MPI_PROC_NULL && i < rows; i++) send_w[i] = u[(i + 1) * w + 1];
-        for (size_t i = 0; east != MPI_PROC_NULL && i < rows; i++) send_e[i] = u[(i + 1) * w + cols];
-        if (north != MPI_PROC_NULL) {
-            MPI_Irecv(u + 1, (int)cols, MPI_DOUBLE, north, 2, cart, &req[nreq++]);
-            MPI_Isend(u + w + 1, (int)cols, MPI_DOUBLE, north, 1, cart, &req[nreq++]);
+        exchange(cart, u, s, depth, north, south, west, east, columns);
+        double change;
+        int measured;
+        if (pairs && (iters + 1) % check_every != 0 && iters + 2 <= max_iters) {
+            iters += 2;
+            measured = iters % check_every == 0;
+            change = sweep_pair(u, ring, s, open, measured);
+        } else {
+            iters++;
+            measured = iters % check_every == 0;
+            if (measured)
+                change = sweep_with_change(u, next, s);
+            else
+                sweep(u, next, s), change = 0.0;
+            double *t = u;
+            u = next;
+            next = t;
         }
-        if (south != MPI_PROC_NULL) {
-            MPI_Irecv(u + (rows + 1) * w + 1, (int)cols, MPI_DOUBLE, south, 1, cart, &req[nreq++]);
-            MPI_Isend(u + rows * w + 1, (int)cols, MPI_DOUBLE, south, 2, cart, &req[nreq++]);
-        }
-        if (west != MPI_PROC_NULL) {
-            MPI_Irecv(recv_w, (int)rows, MPI_DOUBLE, west, 4, cart, &req[nreq++]);
-            MPI_Isend(send_w, (int)rows, MPI_DOUBLE, west, 3, cart, &req[nreq++]);
-        }
-        if (east != MPI_PROC_NULL) {
-            MPI_Irecv(recv_e, (int)rows, MPI_DOUBLE, east, 3, cart, &req[nreq++]);
-            MPI_Isend(send_e, (int)rows, MPI_DOUBLE, east, 4, cart, &req[nreq++]);
-        }
-        MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
-        for (size_t i = 0; west != MPI_PROC_NULL && i < rows; i++) u[(i + 1) * w] = recv_w[i];
-        for (size_t i = 0; east != MPI_PROC_NULL && i < rows; i++) u[(i + 1) * w + cols + 1] = recv_e[i];
-#endif
-        iters++;
-        if (iters % check_every == 0)
-            residual = max_over_ranks(sweep_with_change(u, next, rows, cols), cart);
-        else
-            sweep(u, next, rows, cols);
-        double *t = u; u = next; next = t;
+        if (measured) residual = max_over_ranks(change, cart);
         if (residual < tol || iters >= max_iters) break;
     }
     double t = max_over_ranks(MPI_Wtime() - start, cart);

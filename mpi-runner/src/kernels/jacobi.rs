@@ -80,14 +80,14 @@ impl Neighbours {
     }
 }
 
-/// `len` cells of a row and their four neighbours: each slice's element j
-/// lines up with the row's element j.
+/// `len` cells of a row and their four neighbours: element j of `up` and
+/// `down` lines up with the row's element j, which is `mid[j + 1]` (`mid`
+/// is the row one cell wider on both sides: its left and right neighbours
+/// are `mid[j]` and `mid[j + 2]`).
 struct Row<'a> {
     up: &'a [f64],
     down: &'a [f64],
-    left: &'a [f64],
-    centre: &'a [f64],
-    right: &'a [f64],
+    mid: &'a [f64],
 }
 
 impl<'a> Row<'a> {
@@ -97,13 +97,7 @@ impl<'a> Row<'a> {
     #[inline(always)]
     fn of(u: &'a [f64], s: Shape, r: isize, c: isize, len: usize) -> Row<'a> {
         let (at, w) = (s.at(r, c), s.width());
-        Row {
-            up: &u[at - w..][..len],
-            down: &u[at + w..][..len],
-            left: &u[at - 1..][..len],
-            centre: &u[at..][..len],
-            right: &u[at + 1..][..len],
-        }
+        Row { up: &u[at - w..][..len], down: &u[at + w..][..len], mid: &u[at - 1..][..len + 2] }
     }
 }
 
@@ -142,13 +136,7 @@ fn sweep_pair(u: &mut [f64], ring: &mut [f64], s: Shape, open: Sides<bool>, meas
         let (prev, cur, next) = ring_rows(ring, ring_w, r);
         if r + 1 == s.rows as isize && !open.south {
             first_of_pair(u, next, s, r + 1, open);
-            let row = Row {
-                up: &prev[1..=cols],
-                down: &next[1..=cols],
-                left: &cur[..cols],
-                centre: &cur[1..=cols],
-                right: &cur[2..],
-            };
+            let row = Row { up: &prev[1..=cols], down: &next[1..=cols], mid: cur };
             let out = &mut u[s.at(r, 0)..][..cols];
             if measure {
                 measuring_row(out, &row, &mut lanes);
@@ -224,16 +212,20 @@ fn pair_loop<const MEASURE: bool>(
         let sign = _mm_set1_pd(-0.0);
         let mut lanes = _mm_setzero_pd();
         let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
+        // The right neighbours at j + 2 are the left ones of the next two
+        // points: loaded once (LLVM does not see that the stores between
+        // leave them alone; gcc reuses them by itself).
+        let (mut below_left, mut cur_left) = (at(below, 0), at(cur, 0));
         while j + 2 <= n {
+            let (below_right, cur_right) = (at(below, j + 2), at(cur, j + 2));
             let first = _mm_mul_pd(
                 quarter,
-                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(row_r, j), at(below2, j)), at(below, j)), at(below, j + 2)),
+                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(row_r, j), at(below2, j)), below_left), below_right),
             );
             _mm_storeu_pd(next.as_mut_ptr().add(j + 1), first);
-            let second = _mm_mul_pd(
-                quarter,
-                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(prev, j + 1), first), at(cur, j)), at(cur, j + 2)),
-            );
+            let second =
+                _mm_mul_pd(quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(at(prev, j + 1), first), cur_left), cur_right));
+            (below_left, cur_left) = (below_right, cur_right);
             if MEASURE {
                 // max(d, lane) is `if d > lane { d } else { lane }`.
                 lanes = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(second, at(cur, j + 1))), lanes);
@@ -284,26 +276,27 @@ fn first_of_pair(u: &[f64], out: &mut [f64], s: Shape, r: isize, open: Sides<boo
 #[inline(always)]
 fn stencil_row(out: &mut [f64], row: &Row) {
     let n = out.len();
-    let Row { up, down, left, right, .. } = *row;
-    assert!(up.len() == n && down.len() == n && left.len() == n && right.len() == n);
-    let scalar = |j: usize| 0.25 * (up[j] + down[j] + left[j] + right[j]);
+    let Row { up, down, mid } = *row;
+    assert!(up.len() == n && down.len() == n && mid.len() == n + 2);
+    let scalar = |j: usize| 0.25 * (up[j] + down[j] + mid[j] + mid[j + 2]);
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_add_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_storeu_pd};
         let mut j = 0;
-        // SAFETY: every access is below n (checked above for all five
-        // slices); loads and stores are unaligned ones.
+        // SAFETY: every access is below n (n + 2 for mid; checked above);
+        // loads and stores are unaligned ones.
         unsafe {
             let quarter = _mm_set1_pd(0.25);
+            let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
+            // The right neighbours of two points are the left ones of the
+            // next two: loaded once (LLVM does not see that the store
+            // between leaves them alone; gcc reuses them by itself).
+            let mut left = at(mid, 0);
             while j + 2 <= n {
-                let sum = _mm_add_pd(
-                    _mm_add_pd(
-                        _mm_add_pd(_mm_loadu_pd(up.as_ptr().add(j)), _mm_loadu_pd(down.as_ptr().add(j))),
-                        _mm_loadu_pd(left.as_ptr().add(j)),
-                    ),
-                    _mm_loadu_pd(right.as_ptr().add(j)),
-                );
+                let right = at(mid, j + 2);
+                let sum = _mm_add_pd(_mm_add_pd(_mm_add_pd(at(up, j), at(down, j)), left), right);
                 _mm_storeu_pd(out.as_mut_ptr().add(j), _mm_mul_pd(quarter, sum));
+                left = right;
                 j += 2;
             }
         }
@@ -325,22 +318,22 @@ const LANES: usize = 4;
 /// reduction) would not.
 #[inline(always)]
 fn measuring_row(out: &mut [f64], row: &Row, lanes: &mut [f64; LANES]) {
-    let Row { up, down, left, centre, right } = *row;
+    let Row { up, down, mid } = *row;
     let n = out.len();
-    assert!(up.len() == n && down.len() == n && left.len() == n && centre.len() == n && right.len() == n);
+    assert!(up.len() == n && down.len() == n && mid.len() == n + 2);
     let mut j = 0;
     while j + LANES <= n {
         for k in 0..LANES {
-            let v = 0.25 * (up[j + k] + down[j + k] + left[j + k] + right[j + k]);
-            let d = (v - centre[j + k]).abs();
+            let v = 0.25 * (up[j + k] + down[j + k] + mid[j + k] + mid[j + k + 2]);
+            let d = (v - mid[j + k + 1]).abs();
             lanes[k] = if d > lanes[k] { d } else { lanes[k] };
             out[j + k] = v;
         }
         j += LANES;
     }
     for j in j..n {
-        let v = 0.25 * (up[j] + down[j] + left[j] + right[j]);
-        let d = (v - centre[j]).abs();
+        let v = 0.25 * (up[j] + down[j] + mid[j] + mid[j + 2]);
+        let d = (v - mid[j + 1]).abs();
         lanes[0] = if d > lanes[0] { d } else { lanes[0] };
         out[j] = v;
     }
