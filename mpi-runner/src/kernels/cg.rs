@@ -81,22 +81,38 @@ fn apply_dot(p: &[f64], ap: &mut [f64], rows: usize, n: usize) -> f64 {
 
 /// `x += alpha p`, `r -= alpha Ap`, and the local `r . r` in the same pass.
 fn update(x: &mut [f64], r: &mut [f64], p: &[f64], ap: &[f64], alpha: f64) -> f64 {
-    assert!(r.len() == x.len() && p.len() == x.len() && ap.len() == x.len());
-    let (mut x4, mut r4) = (x.chunks_exact_mut(LANES), r.chunks_exact_mut(LANES));
-    let (p4, ap4) = (p.chunks_exact(LANES), ap.chunks_exact(LANES));
+    let len = x.len();
+    assert!(r.len() == len && p.len() == len && ap.len() == len);
     let mut lanes = [0.0; LANES];
-    for (((x, r), p), ap) in x4.by_ref().zip(r4.by_ref()).zip(p4.clone()).zip(ap4.clone()) {
-        for k in 0..LANES {
-            x[k] += alpha * p[k];
-            r[k] -= alpha * ap[k];
-            lanes[k] += r[k] * r[k];
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: i + LANES <= len in the loop, the length of all four slices
+    // (checked above); unaligned loads and stores.
+    unsafe {
+        use std::arch::x86_64::*;
+        // Explicit SSE2, lanes 0-1 and 2-3 in two registers: LLVM kept the
+        // zipped chunk iterators' positions on the stack and reloaded them
+        // in every pass (issue #16).
+        let a = _mm_set1_pd(alpha);
+        let (mut low, mut high) = (_mm_setzero_pd(), _mm_setzero_pd());
+        let at = |s: &[f64], i: usize| _mm_loadu_pd(s.as_ptr().add(i));
+        while i + LANES <= len {
+            for (half, sum) in [(0, &mut low), (2, &mut high)] {
+                let k = i + half;
+                _mm_storeu_pd(x.as_mut_ptr().add(k), _mm_add_pd(at(x, k), _mm_mul_pd(a, at(p, k))));
+                let rk = _mm_sub_pd(at(r, k), _mm_mul_pd(a, at(ap, k)));
+                _mm_storeu_pd(r.as_mut_ptr().add(k), rk);
+                *sum = _mm_add_pd(*sum, _mm_mul_pd(rk, rk));
+            }
+            i += LANES;
         }
+        _mm_storeu_pd(lanes.as_mut_ptr(), low);
+        _mm_storeu_pd(lanes.as_mut_ptr().add(2), high);
     }
-    let rest = x4.into_remainder().iter_mut().zip(r4.into_remainder()).zip(p4.remainder()).zip(ap4.remainder());
-    for (((x, r), p), ap) in rest {
-        *x += alpha * p;
-        *r -= alpha * ap;
-        lanes[0] += *r * *r;
+    for i in i..len {
+        x[i] += alpha * p[i];
+        r[i] -= alpha * ap[i];
+        lanes[0] += r[i] * r[i];
     }
     total(lanes)
 }
