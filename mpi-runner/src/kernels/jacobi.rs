@@ -145,20 +145,16 @@ fn sweep_pair(u: &mut [f64], ring: &mut [f64], s: Shape, open: Sides<bool>, meas
             }
             continue;
         }
-        // The first iteration's row r + 1, the edge columns apart.
+        // The first iteration's row r + 1: its edge columns here, the rest
+        // in the column loop.
+        let first =
+            |c: isize| 0.25 * (u[s.at(r, c)] + u[s.at(r + 2, c)] + u[s.at(r + 1, c - 1)] + u[s.at(r + 1, c + 1)]);
+        let last = cols as isize;
+        next[0] = if open.west { first(-1) } else { u[s.at(r + 1, -1)] };
+        next[cols + 1] = if open.east { first(last) } else { u[s.at(r + 1, last)] };
         let (head, tail) = u.split_at_mut(s.at(r + 1, -(HALO as isize)));
         let below = &tail[HALO - 1..][..cols + 2];
         let below2 = &tail[s.width() + HALO..][..cols];
-        next[0] = if open.west {
-            0.25 * (head[s.at(r, -1)] + tail[s.width() + HALO - 1] + tail[HALO - 2] + below[1])
-        } else {
-            below[0]
-        };
-        next[cols + 1] = if open.east {
-            0.25 * (head[s.at(r, cols as isize)] + tail[s.width() + HALO + cols] + below[cols] + tail[HALO + cols + 1])
-        } else {
-            below[cols + 1]
-        };
         let row_r = &mut head[s.at(r, 0)..][..cols];
         if measure {
             lanes[0] = lanes[0].max(pair_loop::<true>(row_r, below, below2, prev, cur, next));
@@ -181,8 +177,9 @@ fn ring_rows(ring: &mut [f64], w: usize, r: isize) -> (&[f64], &[f64], &mut [f64
     }
 }
 
-/// One column loop of a pair, two points per SSE2 instruction: the first iteration's row r + 1 at columns
-/// 0..cols into `next[1..=cols]` from `u`'s rows r (`row_r`), r + 1
+/// One column loop of a pair, two points per SSE2 instruction: the first
+/// iteration's row r + 1 at columns 0..cols into `next[1..=cols]` from
+/// `u`'s rows r (`row_r`), r + 1
 /// (`below`, columns -1..=cols) and r + 2 (`below2`), and the second
 /// iteration's row r into `row_r` from the ring's rows r - 1 (`prev`), r
 /// (`cur`) and the value just computed. Each value of `row_r` is read before
