@@ -294,7 +294,7 @@ async fn submit(targets: Vec<Target>, clients: usize, per_client: usize, common:
     let names: Vec<String> = targets.iter().map(|t| format!("{}-{}", common.name, t.slug())).collect();
     let running = Arc::new(AtomicBool::new(true));
     let collector = {
-        let (names, running) = (names.clone(), running.clone());
+        let running = running.clone();
         tokio::spawn(async move {
             let mut seen: Vec<std::collections::BTreeSet<i64>> = names.iter().map(|_| Default::default()).collect();
             loop {
