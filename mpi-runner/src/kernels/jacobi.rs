@@ -147,11 +147,7 @@ fn sweep_pair(u: &mut [f64], ring: &mut [f64], s: Shape, open: Sides<bool>, meas
         }
         // The first iteration's row r + 1: its edge columns here, the rest
         // in the column loop.
-        let first =
-            |c: isize| 0.25 * (u[s.at(r, c)] + u[s.at(r + 2, c)] + u[s.at(r + 1, c - 1)] + u[s.at(r + 1, c + 1)]);
-        let last = cols as isize;
-        next[0] = if open.west { first(-1) } else { u[s.at(r + 1, -1)] };
-        next[cols + 1] = if open.east { first(last) } else { u[s.at(r + 1, last)] };
+        edge_columns(u, next, s, r + 1, open);
         let (head, tail) = u.split_at_mut(s.at(r + 1, -(HALO as isize)));
         let below = &tail[HALO - 1..][..cols + 2];
         let below2 = &tail[s.width() + HALO..][..cols];
@@ -263,18 +259,23 @@ fn pair_loop<const MEASURE: bool>(
 /// cell, the edge's value where it lies on the grid's edge.
 #[inline(always)]
 fn first_of_pair(u: &[f64], out: &mut [f64], s: Shape, r: isize, open: Sides<bool>) {
-    let last = s.cols as isize;
     if (r < 0 && !open.north) || (r == s.rows as isize && !open.south) {
         out.copy_from_slice(&u[s.at(r, -1)..][..s.cols + 2]);
         return;
     }
-    stencil_row(out, &Row::of(u, s, r, -1, s.cols + 2));
-    if !open.west {
-        out[0] = u[s.at(r, -1)];
-    }
-    if !open.east {
-        out[s.cols + 1] = u[s.at(r, last)];
-    }
+    stencil_row(&mut out[1..=s.cols], &Row::of(u, s, r, 0, s.cols));
+    edge_columns(u, out, s, r, open);
+}
+
+/// Columns -1 and cols of row `r` of a pair's first iteration (`out[0]`
+/// and `out[cols + 1]`): computed toward a neighbour, the edge's value on
+/// the grid's edge.
+#[inline(always)]
+fn edge_columns(u: &[f64], out: &mut [f64], s: Shape, r: isize, open: Sides<bool>) {
+    let first = |c: isize| 0.25 * (u[s.at(r - 1, c)] + u[s.at(r + 1, c)] + u[s.at(r, c - 1)] + u[s.at(r, c + 1)]);
+    let last = s.cols as isize;
+    out[0] = if open.west { first(-1) } else { u[s.at(r, -1)] };
+    out[s.cols + 1] = if open.east { first(last) } else { u[s.at(r, last)] };
 }
 
 /// One row of the update, two points per SSE2 instruction. Plain stores:
