@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Launch cost of the health-report plugin (issues #4, #11): `srun -N3 -n3
 # true` with the plugin absent from plugstack.conf, present but off, and on,
-# on the configured nodes c1..c3 (delivery: odyssey-health-flush with the
-# cluster secret) and on three joined workers (delivery: the worker agent,
-# over mutual TLS), interleaved round by round so every case shares the
-# machine's state. Also: bytes spooled per task and the plugin's size.
+# on the configured nodes c1..c3 (delivery: each node's agent,
+# odyssey-health-flush --watch, with the cluster secret) and on three joined
+# workers (delivery: the worker agent, over mutual TLS), interleaved round
+# by round so every case shares the machine's state. Also: bytes spooled
+# per task and the plugin's size.
 #
 #   bash bench/spank-launch.sh [rounds=30]
 set -euo pipefail
@@ -14,13 +15,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 ROUNDS=${1:-30}
 bash "$CLUSTER" up >/dev/null
 PLUGIN=$ODYSSEY_STATE_DIR/lib/odyssey_spank.so
-[[ -f $PLUGIN ]] || fail "no plugin installed: run scripts/build.sh"
+CONF=$ODYSSEY_STATE_DIR/etc/plugstack.conf.d/odyssey-health.conf
+# A run stopped during an "absent" case left the line aside.
+if [[ -f $CONF.absent && ! -f $CONF ]]; then mv "$CONF.absent" "$CONF"; fi
+[[ -f $PLUGIN && -f $CONF ]] || fail "no plugin installed: run scripts/build.sh"
 [[ -x $REPO/target/release/odyssey-worker ]] || fail "no odyssey-worker: run scripts/build.sh"
-# The installed plugin and its flush program, reinstalled after each "absent".
-KEEP_DIR=$(mktemp -d)
-KEEP=$KEEP_DIR/libodyssey_spank.so
-cp "$PLUGIN" "$KEEP"
-[[ -x $ODYSSEY_STATE_DIR/lib/odyssey-health-flush ]] && cp "$ODYSSEY_STATE_DIR/lib/odyssey-health-flush" "$KEEP_DIR/"
+# "Absent": the plugin's plugstack.conf line moved out of the include's
+# reach (`*.conf`) for that case's launches, and back. The .so stays on
+# disk unused and the nodes' agents keep running, idle (a directory read
+# every 500 ms).
 # A bridge where plugstack.conf sends the reports, so "on" includes
 # delivery, with a worker endpoint for the workers.
 DATA=$ODYSSEY_STATE_DIR/bench-health-$$
@@ -39,8 +42,8 @@ cleanup() {
     scontrol delete nodename="$w" 2>/dev/null || true
   done
   kill "$BRIDGE_PID" 2>/dev/null || true
-  bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
-  rm -rf "$KEEP_DIR" "$DATA"
+  if [[ -f $CONF.absent ]]; then mv -f "$CONF.absent" "$CONF"; fi
+  rm -rf "$DATA"
 }
 trap cleanup EXIT
 for _ in $(seq 100); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -77,7 +80,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   kinds="nodes workers"
   ((round % 2)) && kinds="workers nodes"
   for case in ${ORDERS[round % 6]}; do
-    [[ $case == absent ]] && bash "$CLUSTER" plugin remove >/dev/null 2>&1
+    [[ $case == absent ]] && mv "$CONF" "$CONF.absent"
     for kind in $kinds; do
       case $case in
         absent | off) t=$(time_srun "$kind") ;;
@@ -85,16 +88,38 @@ for ((round = 1; round <= ROUNDS; round++)); do
       esac
       times[$kind.$case]+="$t "
     done
-    [[ $case == absent ]] && bash "$CLUSTER" plugin install "$KEEP" >/dev/null 2>&1
+    [[ $case == absent ]] && mv "$CONF.absent" "$CONF"
   done
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
+# Per round: this case's time over the same round's "absent" on the same
+# kind of node, minus one; the median of those ratios and its 95 %
+# confidence interval from order statistics (the sign test's, no assumption
+# about the noise's shape). Pairing within a round cancels the machine's
+# drift between rounds, which the ratio of two medians does not.
+paired() { # case-times absent-times
+  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{ print ($1 / $2 - 1) * 100 }' | sort -g |
+    awk '{ v[NR] = $1 } END {
+      n = NR; m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      half = 0.98 * sqrt(n); lo = int(n / 2 - half); hi = int(n / 2 + 1 + half + 0.999)
+      if (lo < 1) lo = 1; if (hi > n) hi = n
+      printf "%+.1f %% [%+.1f, %+.1f]", m, v[lo], v[hi] }'
+}
 cell() { # kind case
   local m base
   m=$(median "${times[$1.$2]}")
   base=$(median "${times[$1.absent]}")
-  if [[ $2 == absent ]]; then echo "$m ms"; else awk -v m="$m" -v b="$base" 'BEGIN { printf "%.1f ms (%+.1f %%)", m, (m / b - 1) * 100 }'; fi
+  if [[ $2 == absent ]]; then
+    echo "$m ms"
+  else
+    echo "$(awk -v m="$m" -v b="$base" 'BEGIN { printf "%.1f ms (%+.1f %%)", m, (m / b - 1) * 100 }'); per round $(paired "${times[$1.$2]}" "${times[$1.absent]}")"
+  fi
 }
+# Every launch time, for a later look: round, kind, case, microseconds.
+RAW=$ODYSSEY_STATE_DIR/log/spank-launch-$(date +%Y%m%dT%H%M%S).tsv
+for key in "${!times[@]}"; do
+  tr ' ' '\n' <<<"${times[$key]}" | grep . | awk -v k="${key%%.*}" -v c="${key#*.}" '{ print NR "\t" k "\t" c "\t" $1 }'
+done | sort -n >"$RAW"
 
 # Bytes per task: the spool files of one 3-task step.
 name=bench-spool-$$
@@ -104,7 +129,7 @@ mapfile -t files < <(find "$ODYSSEY_STATE_DIR"/nodes/c*/health-spool -name "$job
 bytes=$(cat "${files[@]}" | wc -c)
 task_bytes=$(cat "${files[@]}" | grep '"kind":"task"' | wc -c)
 
-echo "| case | median of $ROUNDS \`srun -N3 -n3 true\`: configured nodes (flush, secret) | joined workers (agent, mutual TLS) |"
+echo "| case | median of $ROUNDS \`srun -N3 -n3 true\`: configured nodes (node agent, secret) | joined workers (agent, mutual TLS) |"
 echo "|---|---|---|"
 echo "| plugin absent | $(cell nodes absent) | $(cell workers absent) |"
 echo "| plugin present, option off | $(cell nodes off) | $(cell workers off) |"
@@ -112,4 +137,5 @@ echo "| plugin on (--health-report=summary) | $(cell nodes on) | $(cell workers 
 echo
 sleep 2 # the last step's records on their way
 echo "records the bridge took: $(curl -fs http://127.0.0.1:18191/metrics | awk '/^bridge_health_reports_total\{outcome="accepted"\}/ { print $2 }'); from workers: $(sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE node LIKE 'sw%'" 2>/dev/null || echo '?')"
-echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$KEEP") bytes"
+echo "every launch time: $RAW"
+echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$PLUGIN") bytes"

@@ -187,3 +187,71 @@ fn jobs_run_with_the_plugin_removed() {
     assert!(conf.contains(" flush="), "{conf}");
     assert_eq!(cluster.ok("srun", &["-N1", "--health-report=off", "true"]), "");
 }
+
+/// Each configured node's agent (`odyssey-health-flush --watch`, started by
+/// `cluster up` and `plugin install`) delivers its spool: a step daemon
+/// leaves delivery to it while it holds its lock, even a paused one, and
+/// starts a flush of its own once the agent is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_agent_delivers_and_a_step_delivers_without_it() {
+    let _addr = HEALTH_ADDR.lock().await;
+    let (cluster, _guard) = TestCluster::exclusive();
+    cluster.spank_plugin();
+    let app = health_app(cluster).await;
+    let pid_file = cluster.state_dir.join("run/health-agent-c1.pid");
+    let agent = std::fs::read_to_string(&pid_file).expect("c1's agent pid file").trim().to_owned();
+    /// Whatever happens below, c1 gets its agent back (`up` starts a dead one).
+    struct Restore<'a>(&'a TestCluster, String);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.run("kill", &["-CONT", &self.1]);
+            let _ = self.0.cluster_script(&["up"]);
+        }
+    }
+    let _restore = Restore(cluster, agent.clone());
+    let step = |tag: &str| -> i64 {
+        let name = unique_name(tag);
+        let out =
+            cluster.run("srun", &[&format!("--job-name={name}"), "-w", "c1", "-N1", "--health-report=summary", "true"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        cluster.ok("squeue", &["-h", "-t", "all", "-n", &name, "-o", "%i"]).trim().parse().unwrap()
+    };
+    let spooled = |id: i64| cluster.state_dir.join(format!("nodes/c1/health-spool/{id}.0.jsonl"));
+
+    // Paused, the agent still holds its lock: the step starts no flush, so
+    // its records wait (a flush would have sent them within milliseconds of
+    // the step's end; two seconds is the bound of that negative check).
+    assert!(cluster.run("kill", &["-STOP", &agent]).status.success());
+    let held = step("agent-paused");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(spooled(held).exists(), "the step's file left the spool while its agent was paused");
+    assert!(stored(&app, held).await.is_empty(), "a flush delivered although the agent holds its lock");
+    // Resumed, the agent sends them at its next turn.
+    assert!(cluster.run("kill", &["-CONT", &agent]).status.success());
+    for _ in 0..100 {
+        if stored(&app, held).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored(&app, held).await.len(), 2, "the task and node records, from the agent");
+    assert!(!spooled(held).exists());
+
+    // Gone (its lock with it): the step daemon starts a flush, as before agents.
+    assert!(cluster.run("kill", &["-KILL", &agent]).status.success());
+    let alone = step("agent-gone");
+    for _ in 0..100 {
+        if stored(&app, alone).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored(&app, alone).await.len(), 2, "no agent, and no flush delivered the step's records");
+    let status = cluster.cluster_script(&["status"]);
+    assert!(!text(&status.stdout).contains(&format!("health agent pid {agent}")), "{}", text(&status.stdout));
+    // `up` brings the agent back.
+    cluster.up();
+    let status = text(&cluster.cluster_script(&["status"]).stdout);
+    let line = status.lines().find(|l| l.starts_with("node c1:")).unwrap_or_default().to_owned();
+    assert!(line.contains("health agent pid"), "{status}");
+}

@@ -23,6 +23,11 @@ pub struct Delivered {
     pub error: Option<String>,
 }
 
+/// How long a file whose last line has no end yet is taken for one being
+/// written (a step daemon appends a line in one write, which a reader can
+/// still see in part); after that, the piece is a corrupt line.
+pub const SETTLING: Duration = Duration::from_secs(10);
+
 /// The spool's pending step files, oldest first.
 pub fn pending(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
@@ -64,7 +69,7 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
     let files = pending(dir);
     for (idx, file) in files.iter().enumerate() {
         if started.elapsed() >= budget {
-            done.files_left = files.len() - idx;
+            done.files_left += files.len() - idx;
             done.error.get_or_insert_with(|| "time budget spent".into());
             keep(&files[idx..], &mut done);
             break;
@@ -76,11 +81,16 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
                 continue;
             }
         };
+        if !text.is_empty() && !text.ends_with('\n') && being_written(file) {
+            // Sent whole at the next run, not in two parts.
+            done.files_left += 1;
+            continue;
+        }
         let (body, good, bad) = clean(&text);
         done.corrupt_lines += bad;
         if good > 0 {
             if let Err(e) = send(&body) {
-                done.files_left = files.len() - idx;
+                done.files_left += files.len() - idx;
                 done.error = Some(e);
                 keep(&files[idx..], &mut done);
                 break;
@@ -96,6 +106,12 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
         done.records_sent += good;
     }
     done
+}
+
+/// Whether `file` changed within the last `SETTLING`.
+fn being_written(file: &Path) -> bool {
+    let modified = std::fs::metadata(file).and_then(|m| m.modified());
+    modified.is_ok_and(|at| at.elapsed().unwrap_or_default() < SETTLING)
 }
 
 /// Makes the files left for a later run durable. The step daemon that wrote
@@ -137,6 +153,29 @@ mod tests {
         let done = deliver_with(&dir, Duration::from_secs(5), |_| Err("refused".into()));
         assert_eq!((done.files_sent, done.files_left, done.error.as_deref()), (0, 1, Some("refused")));
         assert!(dir.join("2.0.jsonl").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_with_a_line_being_written_waits_for_the_next_run() {
+        let dir = std::env::temp_dir().join(format!("spool-test-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = r#"{"kind":"task","id":"a","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}"#;
+        let file = dir.join("1.0.jsonl");
+        std::fs::write(&file, format!("{line}\n{{\"kind\":\"no")).unwrap();
+        let mut sent = 0;
+        let done = deliver_with(&dir, Duration::from_secs(5), |_| {
+            sent += 1;
+            Ok(())
+        });
+        assert_eq!((sent, done.files_sent, done.files_left, done.corrupt_lines), (0, 0, 1, 0));
+        assert!(file.exists() && done.error.is_none());
+        // Still unfinished long after: the piece is a corrupt line, the rest goes.
+        let old = std::time::SystemTime::now() - SETTLING - Duration::from_secs(1);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+        let done = deliver_with(&dir, Duration::from_secs(5), |_| Ok(()));
+        assert_eq!((done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

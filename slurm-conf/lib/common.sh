@@ -49,13 +49,17 @@ check_installed() {
 }
 
 # ---------------------------------------------------------------- processes
-# A daemon of ours is a pid from our pid file whose command name matches.
+# A daemon of ours is a pid from our pid file whose command name matches,
+# and not a zombie: a daemon that died keeps its name until its parent (init
+# here, and in a container an init that reaps late) collects it.
 pid_alive() { # <pidfile> <comm>
-  local pid
+  local pid stat
   [[ -s $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   [[ -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$2" ]] || return 1
+  stat=$(<"/proc/$pid/stat") 2>/dev/null || return 1
+  [[ ${stat##*) } != Z* ]] || return 1
   echo "$pid"
 }
 

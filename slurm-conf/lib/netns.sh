@@ -161,6 +161,34 @@ start_slurmd() { # <index> <restart: 0|1>
     || { log_tail "slurmd-$name.log"; die "slurmd for $name did not start"; }
 }
 
+# The health plugin's delivery agent of each node: odyssey-health-flush
+# --watch in the node's network namespace (its address toward the bridge,
+# as on a real node), started when the plugin is installed and by `up`;
+# `down` stops it with the rest of the namespace.
+agent_lock() { echo "$RUN_DIR/health-agent-%n.lock"; }
+
+start_health_agents() {
+  local i name ns args
+  for ((i = 1; i <= N_NODES; i++)); do
+    name=$(node_name "$i") ns=$(node_ns "$i")
+    pid_alive "$RUN_DIR/health-agent-$name.pid" odyssey-health- >/dev/null && continue
+    ns_usable "$ns" || continue
+    mapfile -t args < <(health_agent_args "$name")
+    ((${#args[@]})) || return 0
+    nsenter --net="/run/netns/$ns" -- setsid "${args[@]}" </dev/null >>"$LOG_DIR/health-agent-$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/health-agent-$name.pid"
+  done
+}
+
+# By their lock files' directory, so an agent whose pid file was lost (a
+# stopped session) goes too.
+stop_health_agents() {
+  local pids
+  mapfile -t pids < <(pgrep -f -- "--watch --lock $RUN_DIR/health-agent-")
+  stop_pids "${pids[@]}"
+  rm -f "$RUN_DIR"/health-agent-*.pid
+}
+
 # pids of this cluster's slurmctld and slurmd, from their pid files.
 all_slurm_pids() {
   local i
@@ -203,6 +231,7 @@ cmd_up() {
   # runs, and `up` promises a healthy cluster. Resuming a node whose slurmd has
   # not registered yet is harmless: it turns idle when it does.
   resume_unhealthy_nodes
+  start_health_agents
   wait_idle
   say "$N_NODES nodes up; SLURM_CONF=$SLURM_CONF; shared filesystem $SHARED_DIR"
 }
@@ -266,6 +295,7 @@ cmd_status() {
     ns_usable "$ns" && net="netns $ns $(node_addr "$i")"
     pid=$(pid_alive "$RUN_DIR/slurmd-$name.pid" slurmd) && daemon="slurmd pid $pid"
     [[ $net == absent || $daemon == "not running" ]] && ok=1
+    pid=$(pid_alive "$RUN_DIR/health-agent-$name.pid" odyssey-health-) && daemon+=", health agent pid $pid"
     printf 'node %-6s %s, %s\n' "$name:" "$net" "$daemon"
   done
   worker_status

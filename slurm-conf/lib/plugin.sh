@@ -19,8 +19,10 @@ cmd_plugin() {
       strip --strip-debug -o "$target.new.$$" "$so"
       chmod 0755 "$target.new.$$"
       mv -f "$target.new.$$" "$target"
-      # odyssey-health-flush, built beside the .so: step daemons hand it
-      # delivery so they exit without waiting for the bridge.
+      # odyssey-health-flush, built beside the .so: each node's agent
+      # (`--watch`, started below) sends the node's spool; a step daemon that
+      # finds no agent running hands delivery to a flush of its own, so it
+      # exits without waiting for the bridge either way.
       local flush_src flush="" flush_arg=""
       flush_src=$(dirname "$so")/odyssey-health-flush
       if [[ -x $flush_src ]]; then
@@ -28,7 +30,7 @@ cmd_plugin() {
         strip --strip-debug -o "$flush.new.$$" "$flush_src"
         chmod 0755 "$flush.new.$$"
         mv -f "$flush.new.$$" "$flush"
-        flush_arg=" flush=$flush"
+        flush_arg=" flush=$flush agent=$(agent_lock)"
       fi
       # `required`, because SPANK ignores every error of an `optional`
       # plugin, including a rejected option value, so `--health-report=bogus`
@@ -44,10 +46,33 @@ cmd_plugin() {
       # its certificate there), the agent delivers over mutual TLS instead.
       echo "required $target spool=$spool url=$url secret=$HEALTH_SECRET timeout_ms=1000$flush_arg worker=/var/lib/odyssey-worker" >"$conf.new"
       mv -f "$conf.new" "$conf"
+      # Agents of the old build (or settings) make way for new ones.
+      stop_health_agents
+      start_health_agents
       say "plugin installed: $target" ;;
     remove)
+      stop_health_agents
       rm -f "$conf" "$target" "$STATE_DIR/lib/odyssey-health-flush"
       say "plugin removed" ;;
     *) die "usage: $PROG plugin install <path.so> | plugin remove" ;;
   esac
+}
+
+# One setting of the installed plugin's plugstack.conf line, empty if none.
+plugin_setting() { # <name>
+  local conf=$ETC_DIR/plugstack.conf.d/odyssey-health.conf
+  [[ -f $conf ]] || return 0
+  tr ' ' '\n' <"$conf" | sed -n "s/^$1=//p" | head -n 1
+}
+
+# The arguments of one node's delivery agent (odyssey-health-flush --watch)
+# from the installed plugin's settings; nothing when the plugin or its
+# flush program is not installed.
+health_agent_args() { # <node name>
+  local flush spool url secret lock
+  flush=$(plugin_setting flush) spool=$(plugin_setting spool) url=$(plugin_setting url)
+  secret=$(plugin_setting secret) lock=$(plugin_setting agent)
+  [[ -x $flush && -n $spool && -n $url && -n $secret && -n $lock ]] || return 0
+  printf '%s\n' "$flush" --watch --lock "${lock//%n/$1}" --spool "${spool//%n/$1}" --url "$url" \
+    --secret "$secret" --timeout-ms 1000
 }

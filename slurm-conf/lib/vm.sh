@@ -19,6 +19,39 @@ auth_info() { :; }
 # Where each node spools health records: the machine's own /var/spool.
 plugin_spool() { echo "/var/spool/odyssey-health/%n"; }
 
+# The health plugin's delivery agent: a systemd service on each compute
+# VM, for the VM's own node (its short host name).
+agent_lock() { echo "/run/odyssey-health-agent-%n.lock"; }
+
+start_health_agents() {
+  [[ $VM_ROLE == compute ]] || return 0
+  local args
+  mapfile -t args < <(health_agent_args "$(hostname -s)")
+  ((${#args[@]})) || return 0
+  cat >/etc/systemd/system/odyssey-health-agent.service <<UNIT
+[Unit]
+Description=Cloud Odyssey health records: this node's spool to the bridge
+After=network-online.target slurmd.service
+Wants=network-online.target
+
+[Service]
+ExecStart=${args[*]}
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now odyssey-health-agent.service >/dev/null
+}
+
+stop_health_agents() {
+  [[ -f /etc/systemd/system/odyssey-health-agent.service ]] || return 0
+  systemctl disable --now odyssey-health-agent.service >/dev/null 2>&1 || true
+  rm -f /etc/systemd/system/odyssey-health-agent.service
+}
+
 # One line per VM named in ODYSSEY_VM_NODES.
 node_lines() {
   local entry entries

@@ -4,8 +4,10 @@
 //! other than `off`, each step daemon writes one record per task (exit code
 //! or signal, wall time) and one per node (load, MemAvailable, free space of
 //! the working directory, step start and end) to a local spool, and the
-//! node's pending records go to the bridge (from `odyssey-health-flush`, the
-//! worker agent, or this step daemon); what cannot be sent is made durable.
+//! node's pending records go to the bridge (from the node's agent:
+//! `odyssey-health-flush --watch` or a joined worker's `odyssey-worker`; else
+//! from a flush the step daemon starts, or the step daemon itself); what
+//! cannot be sent is made durable.
 //! The step sees the mode as `ODYSSEY_HEALTH_REPORT`.
 //!
 //! Task callbacks run in processes forked from slurmstepd, so nothing here
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 
 use slurm_spank::{spank_log_error, spank_log_info, Context, Plugin, SpankHandle};
 
+/// Whether a node's delivery agent runs (its lock).
+pub mod agent;
 /// Sending spooled records to the bridge (also `odyssey-health-flush`).
 pub mod deliver;
 /// The plugin's symbols for SLURM's loader, and the option's registration.
@@ -61,6 +65,10 @@ struct OdysseyHealth {
     /// as a worker (the directory holds its certificate), the agent sends
     /// the spool over mutual TLS, and the plugin only spools.
     worker: Option<PathBuf>,
+    /// The lock file of a node's delivery agent (`agent=...`, `%n` the
+    /// node): while `odyssey-health-flush --watch` holds it, the plugin only
+    /// spools and starts no flush.
+    agent: Option<String>,
     /// The mode for this job step, settled in `init_post_opt`.
     mode: Mode,
     /// Set in `init_post_opt` of a step daemon that reports.
@@ -107,9 +115,6 @@ impl OdysseyHealth {
     /// slows the job by more than two timeouts: an unreachable bridge leaves
     /// the files for the next step on this node or `odyssey-health-flush`.
     fn deliver(&self, step: &Step) {
-        if self.joined_worker() {
-            return;
-        }
         let (Some(url), Some(secret_path)) = (&self.url, &self.secret) else { return };
         let secret = match std::fs::read(secret_path) {
             Ok(secret) => secret,
@@ -138,9 +143,6 @@ impl OdysseyHealth {
     /// there is no flush program or it cannot start. A flush killed with the
     /// step loses nothing: the records stay spooled for the next delivery.
     fn deliver_from_step(&self, step: &Step) {
-        if self.joined_worker() {
-            return;
-        }
         let (Some(flush), Some(url), Some(secret)) = (&self.flush, &self.url, &self.secret) else {
             return self.deliver(step);
         };
@@ -177,10 +179,13 @@ impl OdysseyHealth {
         }
     }
 
-    /// Whether this node joined as a worker: its agent (`odyssey-worker`)
-    /// delivers, with the worker's certificate. One stat per step.
-    fn joined_worker(&self) -> bool {
+    /// Whether a process already running on this node delivers: the agent
+    /// of a machine that joined as a worker (`odyssey-worker`, with its
+    /// certificate), or `odyssey-health-flush --watch` holding its lock.
+    /// One stat, or one open and one lock query, per step.
+    fn agent_delivers(&self, node: &str) -> bool {
         self.worker.as_ref().is_some_and(|dir| dir.join("cert.pem").exists())
+            || self.agent.as_deref().is_some_and(|pattern| agent::running(&agent::lock_path(pattern, node)))
     }
 
     /// Appends a record; a spool failure goes to the SLURM log and never
@@ -222,13 +227,14 @@ unsafe impl Plugin for OdysseyHealth {
                 Some(("secret", value)) if value.starts_with('/') => self.secret = Some(PathBuf::from(value)),
                 Some(("flush", value)) if value.starts_with('/') => self.flush = Some(PathBuf::from(value)),
                 Some(("worker", value)) if value.starts_with('/') => self.worker = Some(PathBuf::from(value)),
+                Some(("agent", value)) if value.starts_with('/') => self.agent = Some(value.to_owned()),
                 Some(("timeout_ms", value)) => {
                     self.timeout_ms =
                         Some(value.parse().map_err(|_| format!("plugstack.conf argument {arg:?}: not milliseconds"))?)
                 }
                 _ => {
                     return Err(format!(
-                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, flush=/path, worker=/path, timeout_ms=N)"
+                        "unknown plugstack.conf argument {arg:?} (expected default=MODE, spool=/path/%n, url=http://..., secret=/path, flush=/path, worker=/path, agent=/path/%n.lock, timeout_ms=N)"
                     )
                     .into())
                 }
@@ -350,17 +356,17 @@ unsafe impl Plugin for OdysseyHealth {
             tasks_ok: step.summaries.iter().filter(|t| t.outcome.ok()).count() as u32,
             at: report::now(),
         };
-        // A process of its own delivers (the worker agent, or
-        // odyssey-health-flush), off the step's path, and makes durable what
-        // it cannot send (`spool::deliver_with`); delivering here, the step
+        // A process of its own delivers (the node's agent, or a flush
+        // started here), off the step's path, and makes durable what it
+        // cannot send (`spool::deliver_with`); delivering here, the step
         // daemon makes the file durable itself first.
-        let durability = if self.joined_worker() || self.flush.is_some() {
-            spool::Durability::Buffered
-        } else {
-            spool::Durability::Sync
-        };
+        let by_agent = self.agent_delivers(&step.node);
+        let durability =
+            if by_agent || self.flush.is_some() { spool::Durability::Buffered } else { spool::Durability::Sync };
         self.spool(&step.file, &Record::Node(record), durability);
-        self.deliver_from_step(&step);
+        if !by_agent {
+            self.deliver_from_step(&step);
+        }
         Ok(())
     }
 
