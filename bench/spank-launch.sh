@@ -52,11 +52,15 @@ echo "bench-admin-password" | "$REPO/target/release/bridge" --data-dir "$DATA" -
 ADMIN=$(curl -fsS -X POST "$API/v1/auth/login" -H 'content-type: application/json' \
   -d '{"name": "bench-admin", "password": "bench-admin-password"}' | jq -r .access_token)
 for w in "${WORKERS[@]}"; do
+  # Records an earlier run's workers of the same name left behind: jobs of
+  # another bridge, which this one cannot place on the new worker.
+  rm -rf "$ODYSSEY_STATE_DIR/nodes/$w/health-spool"
   token=$(curl -fsS -X POST "$API/v1/workers/tokens" -H "authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' -d '{}' | jq -r .token)
   bash "$CLUSTER" join "$w" --bridge "$API" --token "$token" >"$DATA/join-$w.log" 2>&1 || fail "worker $w did not join: $(tail -n 3 "$DATA/join-$w.log")"
 done
 cd "$SHARED_DIR/scratch"
+STARTED=$(date +%s)
 
 now_ns() { date +%s%N; }
 time_srun() { # kind args...: microseconds of one srun
@@ -135,7 +139,12 @@ echo "| plugin absent | $(cell nodes absent) | $(cell workers absent) |"
 echo "| plugin present, option off | $(cell nodes off) | $(cell workers off) |"
 echo "| plugin on (--health-report=summary) | $(cell nodes on) | $(cell workers on) |"
 echo
-sleep 2 # the last step's records on their way
-echo "records the bridge took: $(curl -fs http://127.0.0.1:18191/metrics | awk '/^bridge_health_reports_total\{outcome="accepted"\}/ { print $2 }'); from workers: $(sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE node LIKE 'sw%'" 2>/dev/null || echo '?')"
+# "On" includes delivery only if the records arrived: wait (bounded) until
+# every node's spool is empty, then count this run's records per kind
+# (three tasks and three nodes per step; one more step on c1..c3 above).
+pending() { find "$ODYSSEY_STATE_DIR"/nodes/{c1,c2,c3,sw1,sw2,sw3}/health-spool -maxdepth 1 -name '*.jsonl' 2>/dev/null | wc -l; }
+for _ in $(seq 150); do (($(pending) == 0)) && break; sleep 0.2; done
+stored() { sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE node LIKE '$1' AND at >= $STARTED"; }
+echo "records stored: configured nodes $(stored 'c%') of $((ROUNDS * 6 + 6)), workers $(stored 'sw%') of $((ROUNDS * 6)); spool files still pending: $(pending)"
 echo "every launch time: $RAW"
 echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$PLUGIN") bytes"

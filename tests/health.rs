@@ -166,6 +166,38 @@ async fn a_corrupt_spool_file_is_reported_and_skipped() {
     std::fs::remove_dir_all(spool).unwrap();
 }
 
+/// A file the bridge refuses for what it holds (here: larger than the
+/// bridge takes in one request, 413) moves to `refused/` and does not hold
+/// up the files behind it, which once waited behind it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_spool_file_moves_aside_and_the_rest_are_delivered() {
+    let _addr = HEALTH_ADDR.lock().await;
+    let (cluster, _guard) = TestCluster::ensure();
+    let app = health_app(cluster).await;
+    let spool = cluster.state_dir.join("bridge-tests").join(unique_name("refused-spool"));
+    std::fs::create_dir_all(&spool).unwrap();
+    let record = |job: u64, task: u64| {
+        json!({"id": format!("{job}.0.c9.task{task}"), "kind": "task", "job_id": job, "step_id": 0, "node": "c9",
+               "task": task, "exit_code": 0, "signal": null, "at": bridge::store::now()})
+        .to_string()
+    };
+    // More than the bridge's 1 MiB body limit, and older than the next file.
+    let big: String = (0..9000).map(|t| record(990002, t) + "\n").collect();
+    assert!(big.len() > 1024 * 1024);
+    std::fs::write(spool.join("990002.0.jsonl"), big).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options().write(true).open(spool.join("990002.0.jsonl")).unwrap().set_modified(old).unwrap();
+    std::fs::write(spool.join("990003.0.jsonl"), record(990003, 0) + "\n").unwrap();
+    let out = flush_spool(cluster, &spool);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 files refused, kept in refused/"), "{}", text(&out.stdout));
+    assert!(spool.join("refused/990002.0.jsonl").exists());
+    assert!(spool.join("sent/990003.0.jsonl").exists());
+    assert!(stored(&app, 990002).await.is_empty());
+    assert_eq!(stored(&app, 990003).await.len(), 1);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
 /// Without the plugin in plugstack.conf, jobs run as before and the option
 /// is simply unknown.
 #[test]

@@ -1,8 +1,10 @@
 //! A node's spool of health records (one JSON-lines file per job step, as
 //! the SPANK plugin writes them) and the loop that sends it: every pending
 //! file, oldest first, sent within a time budget; a file moves to `sent/`
-//! once the bridge took it, anything else is made durable (fsync) and left
-//! for the next run (the bridge ignores records it already has). The sender is the caller's: the plugin
+//! once the bridge took it, to `refused/` when the bridge refused what it
+//! holds (resending it could never succeed, and it must not hold up the
+//! files behind it), anything else is made durable (fsync) and left for the
+//! next run (the bridge ignores records it already has). The sender is the caller's: the plugin
 //! signs with the cluster's secret, a joined worker's agent uses its
 //! certificate.
 
@@ -11,11 +13,38 @@ use std::time::{Duration, Instant};
 
 use crate::records::Record;
 
+/// Why a batch was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bridge refused the records themselves (a record about another
+    /// node, a job it cannot place there, a batch too large): the file
+    /// moves to `refused/`, and the run goes on with the next one.
+    Records(String),
+    /// Anything else (no answer, an overloaded or failing bridge, the
+    /// sender's credentials): this file and the rest wait for the next run.
+    Later(String),
+}
+
+impl Refusal {
+    /// From the bridge's HTTP status: 400, 403, 413 and 422 are about the
+    /// batch; 401 (signature, clock skew), 408, 429 and 5xx are not.
+    pub fn from_status(status: u16, message: String) -> Refusal {
+        match status {
+            400 | 403 | 413 | 422 => Refusal::Records(message),
+            _ => Refusal::Later(message),
+        }
+    }
+}
+
 /// What one run did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delivered {
     pub files_sent: usize,
     pub records_sent: usize,
+    /// Files the bridge refused, moved to `refused/` (the first reason in
+    /// `refusal`).
+    pub files_refused: usize,
+    pub refusal: Option<String>,
     /// Lines that were not records: reported and skipped.
     pub corrupt_lines: usize,
     pub files_left: usize,
@@ -62,8 +91,9 @@ pub fn clean(text: &str) -> (String, usize, usize) {
 }
 
 /// Sends every pending file of `dir` with `send` (one batch of JSON lines
-/// per file) until `budget` is spent or a send fails.
-pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> Result<(), String>) -> Delivered {
+/// per file) until `budget` is spent or a send fails for a reason other
+/// than the records (`Refusal::Later`).
+pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> Result<(), Refusal>) -> Delivered {
     let started = Instant::now();
     let mut done = Delivered::default();
     let files = pending(dir);
@@ -88,22 +118,30 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
         }
         let (body, good, bad) = clean(&text);
         done.corrupt_lines += bad;
-        if good > 0 {
-            if let Err(e) = send(&body) {
+        let outcome = if good > 0 { send(&body) } else { Ok(()) };
+        let to = match outcome {
+            Ok(()) => {
+                done.files_sent += 1;
+                done.records_sent += good;
+                "sent"
+            }
+            Err(Refusal::Records(why)) => {
+                done.files_refused += 1;
+                done.refusal.get_or_insert(format!("{}: {why}", file.display()));
+                "refused"
+            }
+            Err(Refusal::Later(e)) => {
                 done.files_left += files.len() - idx;
                 done.error = Some(e);
                 keep(&files[idx..], &mut done);
                 break;
             }
-        }
-        let sent_dir = dir.join("sent");
-        let moved = std::fs::create_dir_all(&sent_dir)
-            .and_then(|()| std::fs::rename(file, sent_dir.join(file.file_name().unwrap_or_default())));
+        };
+        let moved = std::fs::create_dir_all(dir.join(to))
+            .and_then(|()| std::fs::rename(file, dir.join(to).join(file.file_name().unwrap_or_default())));
         if let Err(e) = moved {
-            done.error.get_or_insert_with(|| format!("move {} to sent/: {e}", file.display()));
+            done.error.get_or_insert_with(|| format!("move {} to {to}/: {e}", file.display()));
         }
-        done.files_sent += 1;
-        done.records_sent += good;
     }
     done
 }
@@ -150,9 +188,50 @@ mod tests {
         assert_eq!(bodies, vec![format!("{}\n", line("a"))]);
         assert!(dir.join("sent/1.0.jsonl").exists());
         std::fs::write(dir.join("2.0.jsonl"), format!("{}\n", line("b"))).unwrap();
-        let done = deliver_with(&dir, Duration::from_secs(5), |_| Err("refused".into()));
-        assert_eq!((done.files_sent, done.files_left, done.error.as_deref()), (0, 1, Some("refused")));
+        let done = deliver_with(&dir, Duration::from_secs(5), |_| Err(Refusal::Later("no answer".into())));
+        assert_eq!((done.files_sent, done.files_left, done.error.as_deref()), (0, 1, Some("no answer")));
         assert!(dir.join("2.0.jsonl").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_file_moves_aside_and_the_files_behind_it_go() {
+        let dir = std::env::temp_dir().join(format!("spool-test-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |job: u32| {
+            format!(
+                r#"{{"kind":"task","id":"{job}.0.c1.task0","job_id":{job},"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#
+            )
+        };
+        for job in [1, 2, 3] {
+            std::fs::write(dir.join(format!("{job}.0.jsonl")), format!("{}\n", line(job))).unwrap();
+            // Oldest first: distinct modification times.
+            let at = std::time::SystemTime::now() - Duration::from_secs(100 - u64::from(job));
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(format!("{job}.0.jsonl")))
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        let mut sent = Vec::new();
+        let done = deliver_with(&dir, Duration::from_secs(5), |body| {
+            if body.contains("\"job_id\":1,") {
+                return Err(Refusal::from_status(403, "job 1 did not run on worker c1".into()));
+            }
+            sent.push(body.to_owned());
+            Ok(())
+        });
+        assert_eq!((done.files_sent, done.files_refused, done.files_left), (2, 1, 0));
+        assert!(done.refusal.as_deref().unwrap().ends_with("1.0.jsonl: job 1 did not run on worker c1"));
+        assert!(done.error.is_none());
+        assert!(dir.join("refused/1.0.jsonl").exists() && dir.join("sent/3.0.jsonl").exists());
+        assert_eq!(sent.len(), 2);
+        // A bridge away, or one that does not take the sender's signature, is no refusal of the records.
+        for status in [401, 408, 429, 500, 503] {
+            assert!(matches!(Refusal::from_status(status, String::new()), Refusal::Later(_)), "{status}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

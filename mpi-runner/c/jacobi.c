@@ -93,6 +93,17 @@ static double sweep_with_change(const double *u, double *restrict next, shape s)
     return largest(lanes);
 }
 
+/* Columns -1 and cols of row r of a pair's first iteration (out[0] and
+ * out[cols + 1]): computed toward a neighbour, the edge's value on the
+ * grid's edge. */
+static inline void edge_columns(const double *u, double *out, shape s, long r, sides open) {
+    long last = (long)s.cols;
+#define FIRST(c) (0.25 * (u[at(s, r - 1, c)] + u[at(s, r + 1, c)] + u[at(s, r, (c) - 1)] + u[at(s, r, (c) + 1)]))
+    out[0] = open.west ? FIRST(-1) : u[at(s, r, -1)];
+    out[s.cols + 1] = open.east ? FIRST(last) : u[at(s, r, last)];
+#undef FIRST
+}
+
 /* Row r (-1..rows) of a pair's first iteration, columns -1..cols, into out:
  * computed inside, the edge's value on the grid's edge. */
 static void first_of_pair(const double *u, double *restrict out, shape s, long r, sides open) {
@@ -100,9 +111,8 @@ static void first_of_pair(const double *u, double *restrict out, shape s, long r
         memcpy(out, u + at(s, r, -1), (s.cols + 2) * sizeof(double));
         return;
     }
-    stencil_row(out, u + at(s, r - 1, -1), u + at(s, r + 1, -1), u + at(s, r, -2), u + at(s, r, 0), s.cols + 2);
-    if (!open.west) out[0] = u[at(s, r, -1)];
-    if (!open.east) out[s.cols + 1] = u[at(s, r, (long)s.cols)];
+    stencil_row(out + 1, u + at(s, r - 1, 0), u + at(s, r + 1, 0), u + at(s, r, -1), u + at(s, r, 1), s.cols);
+    edge_columns(u, out, s, r, open);
 }
 
 /* One column loop of a pair: the first iteration's row r + 1 (columns
@@ -171,11 +181,7 @@ static double sweep_pair(double *u, double *ring, shape s, sides open, int measu
                 stencil_row(row_r, prev + 1, next + 1, cur, cur + 2, cols);
             continue;
         }
-        next[0] = open.west ? 0.25 * (u[at(s, r, -1)] + u[at(s, r + 2, -1)] + u[at(s, r + 1, -2)] + u[at(s, r + 1, 0)])
-                            : u[at(s, r + 1, -1)];
-        next[cols + 1] = open.east ? 0.25 * (u[at(s, r, (long)cols)] + u[at(s, r + 2, (long)cols)] +
-                                             u[at(s, r + 1, (long)cols - 1)] + u[at(s, r + 1, (long)cols + 1)])
-                                   : u[at(s, r + 1, (long)cols)];
+        edge_columns(u, next, s, r + 1, open);
         const double *below = u + at(s, r + 1, -1), *below2 = u + at(s, r + 2, 0);
         if (measure) {
             double m = pair_loop(1, row_r, below, below2, prev, cur, next, cols);

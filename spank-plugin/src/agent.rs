@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg};
@@ -31,12 +32,18 @@ pub fn lock_path(pattern: &str, node: &str) -> std::path::PathBuf {
 /// Takes the agent's lock, held while the returned file stays open; an
 /// error when another process holds it (one agent per node).
 pub fn hold(path: &Path) -> Result<File, String> {
+    // 0600: a lock only root can take. A user who could open the file could
+    // hold a read lock on it and keep the agent from starting (steps would
+    // then start flushes of their own; nothing is lost, but no agent runs).
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    // An older file keeps its mode through create(): set it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", path.display()))?;
     match fcntl(file.as_raw_fd(), FcntlArg::F_OFD_SETLK(&whole_file(libc::F_WRLCK as libc::c_short))) {
         Ok(_) => Ok(file),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
@@ -71,8 +78,16 @@ mod tests {
         let path = lock_path(dir.join("%n.lock").to_str().unwrap(), "c1");
         assert_eq!(path, dir.join("c1.lock"));
         assert!(!running(&path), "no file is no agent");
+        std::fs::write(&path, "").unwrap();
+        assert!(!running(&path), "a file nobody locks is no agent");
+        // A read lock, which anyone who can open the file could take, is no agent's.
+        let reader = File::open(&path).unwrap();
+        fcntl(reader.as_raw_fd(), FcntlArg::F_OFD_SETLK(&whole_file(libc::F_RDLCK as libc::c_short))).unwrap();
+        assert!(!running(&path), "a read lock taken for an agent");
+        drop(reader);
         let held = hold(&path).unwrap();
         assert!(running(&path));
+        assert_eq!(path.metadata().unwrap().permissions().mode() & 0o777, 0o600, "only root may lock it");
         // A second agent for the same node is refused; asking took nothing.
         assert!(hold(&path).unwrap_err().contains("another agent"));
         assert!(running(&path));

@@ -21,6 +21,7 @@ pub struct Target {
 }
 
 pub use odyssey_health_wire::sign;
+use odyssey_health_wire::spool::Refusal;
 pub use odyssey_health_wire::spool::{clean, Delivered};
 
 /// Sends every pending file of `dir` until the budget runs out or the
@@ -37,7 +38,13 @@ pub fn deliver(dir: &Path, target: &Target) -> Delivered {
             .set(odyssey_health_wire::SIGNATURE_HEADER, &signature)
             .send_string(body)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                ureq::Error::Status(status, answer) => {
+                    let detail = answer.into_string().unwrap_or_default();
+                    Refusal::from_status(status, format!("{status}: {}", detail.trim()))
+                }
+                other => Refusal::Later(other.to_string()),
+            })
     })
 }
 

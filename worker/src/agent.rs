@@ -126,8 +126,14 @@ pub fn start(worker: &Worker, settings: &Settings) -> anyhow::Result<()> {
 
 /// Sends the health plugin's spool for this node over mutual TLS.
 fn ship_health(endpoint: &Endpoint, spool: &Path) -> odyssey_health_wire::spool::Delivered {
+    use odyssey_health_wire::spool::Refusal;
     odyssey_health_wire::spool::deliver_with(spool, Duration::from_secs(10), |body| {
-        endpoint.post_lines("/worker/v1/health-reports", body).map(|_| ()).map_err(|e| format!("{e:#}"))
+        endpoint.post_lines("/worker/v1/health-reports", body).map(|_| ()).map_err(|e| {
+            match e.downcast_ref::<crate::api::Refused>() {
+                Some(refused) => Refusal::from_status(refused.status, refused.message.clone()),
+                None => Refusal::Later(format!("{e:#}")),
+            }
+        })
     })
 }
 
@@ -205,6 +211,9 @@ pub fn run(worker: &Worker, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         let done = ship_health(&endpoint, &spool);
+        if let Some(why) = done.refusal {
+            eprintln!("odyssey-worker: health records: {} files refused, kept in refused/: {why}", done.files_refused);
+        }
         if let Some(e) = done.error {
             eprintln!("odyssey-worker: health records: {} files left: {e}", done.files_left);
         }

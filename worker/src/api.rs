@@ -18,8 +18,28 @@ fn send(request: RequestBuilder, what: &str) -> anyhow::Result<Value> {
         return Ok(body);
     }
     let detail = body.get("detail").and_then(Value::as_str).unwrap_or("no detail");
-    anyhow::bail!("{what}: {} {}: {detail}", status.as_u16(), status.canonical_reason().unwrap_or(""))
+    Err(Refused {
+        status: status.as_u16(),
+        message: format!("{what}: {} {}: {detail}", status.as_u16(), status.canonical_reason().unwrap_or("")),
+    }
+    .into())
 }
+
+/// An answer other than success, with its status (callers that tell a
+/// refused request from an unreachable bridge look for it in the error).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// The public API, for `join`.
 pub fn public(ca_file: Option<&std::path::Path>) -> anyhow::Result<Client> {

@@ -81,10 +81,14 @@ fn run() -> Result<ExitCode, String> {
 }
 
 fn summary(done: &Delivered) -> String {
-    format!(
+    let mut line = format!(
         "sent {} records in {} files; {} corrupt lines skipped; {} files left",
         done.records_sent, done.files_sent, done.corrupt_lines, done.files_left
-    )
+    );
+    if let Some(why) = &done.refusal {
+        line.push_str(&format!("; {} files refused, kept in refused/ ({why})", done.files_refused));
+    }
+    line
 }
 
 /// The agent: a delivery run every `interval`, until the process is
@@ -108,7 +112,7 @@ fn watch_spool(
     let mut last_error: Option<String> = None;
     loop {
         let done = deliver(spool, target);
-        if done.corrupt_lines > 0 {
+        if done.corrupt_lines > 0 || done.files_refused > 0 {
             println!("{}", summary(&done));
         }
         if done.error != last_error {
