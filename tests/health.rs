@@ -26,6 +26,15 @@ fn flush_spool(cluster: &TestCluster, spool: &std::path::Path) -> std::process::
     )
 }
 
+/// Dates a hand-written spool file (task records only, no node record)
+/// `seconds` back, past the spool's settling time, so a deliverer takes it
+/// for a step that ended long ago.
+fn settle(file: &std::path::Path, seconds: u64) {
+    assert!(Duration::from_secs(seconds) > odyssey_health_wire::spool::SETTLING);
+    let at = std::time::SystemTime::now() - Duration::from_secs(seconds);
+    std::fs::File::options().write(true).open(file).unwrap().set_modified(at).unwrap();
+}
+
 async fn stored(app: &TestApp, slurm_job_id: i64) -> Vec<serde_json::Value> {
     let store = bridge::store::Store::open(&app.data_dir.join("bridge.db")).unwrap();
     let records = store.read(move |conn| bridge::store::health::for_job(conn, slurm_job_id, 0.0)).await.unwrap();
@@ -159,6 +168,8 @@ async fn a_corrupt_spool_file_is_reported_and_skipped() {
                       "task": 0, "exit_code": 0, "signal": null, "at": bridge::store::now()});
     std::fs::write(spool.join("990001.0.jsonl"), format!("{{\"id\": \"half a line\n{}garbage\n{good}\n", '\u{0}'))
         .unwrap();
+    // A step that ended long ago (no node record): past the spool's settling time.
+    settle(&spool.join("990001.0.jsonl"), 60);
     let out = flush_spool(cluster, &spool);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "sent 1 records in 1 files; 2 corrupt lines skipped; 0 files left\n");
@@ -185,9 +196,9 @@ async fn a_refused_spool_file_moves_aside_and_the_rest_are_delivered() {
     let big: String = (0..9000).map(|t| record(990002, t) + "\n").collect();
     assert!(big.len() > 1024 * 1024);
     std::fs::write(spool.join("990002.0.jsonl"), big).unwrap();
-    let old = std::time::SystemTime::now() - Duration::from_secs(60);
-    std::fs::File::options().write(true).open(spool.join("990002.0.jsonl")).unwrap().set_modified(old).unwrap();
+    settle(&spool.join("990002.0.jsonl"), 60);
     std::fs::write(spool.join("990003.0.jsonl"), record(990003, 0) + "\n").unwrap();
+    settle(&spool.join("990003.0.jsonl"), 30);
     let out = flush_spool(cluster, &spool);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("1 files refused, kept in refused/"), "{}", text(&out.stdout));

@@ -52,9 +52,12 @@ pub struct Delivered {
     pub error: Option<String>,
 }
 
-/// How long a file whose last line has no end yet is taken for one being
-/// written (a step daemon appends a line in one write, which a reader can
-/// still see in part); after that, the piece is a corrupt line.
+/// A step's file is complete once its last line is the node record, which
+/// the step daemon appends last. Until then it is left alone: the step
+/// daemon opens the file for each record, and a file renamed to `sent/`
+/// between that open and its write would take the record with it. A file
+/// left unchanged this long without its node record (a step daemon that
+/// died) goes as it is, a piece of a line counted as corrupt.
 pub const SETTLING: Duration = Duration::from_secs(10);
 
 /// The spool's pending step files, oldest first.
@@ -90,19 +93,35 @@ pub fn clean(text: &str) -> (String, usize, usize) {
     (body, good, bad)
 }
 
-/// Sends every pending file of `dir` with `send` (one batch of JSON lines
-/// per file) until `budget` is spent or a send fails for a reason other
-/// than the records (`Refusal::Later`).
+/// Most bytes of records in one request: a quarter of the bridge's default
+/// body limit (1 MiB), so that batches stay far from it.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// One complete step file, read and cleaned, waiting in a batch.
+struct Ready {
+    file: PathBuf,
+    body: String,
+    records: usize,
+}
+
+/// Sends every pending step file of `dir` with `send`, as many files per
+/// request as fit in `MAX_BATCH_BYTES` (one request per file cost the bridge
+/// and the node's cores more than the records did), until `budget` is spent
+/// or a send fails for a reason other than the records (`Refusal::Later`).
+/// A batch refused for its records goes again one file at a time, so that
+/// only the refused files move aside.
 pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> Result<(), Refusal>) -> Delivered {
     let started = Instant::now();
     let mut done = Delivered::default();
     let files = pending(dir);
+    let mut batch: Vec<Ready> = Vec::new();
+    let mut batch_bytes = 0;
     for (idx, file) in files.iter().enumerate() {
         if started.elapsed() >= budget {
-            done.files_left += files.len() - idx;
             done.error.get_or_insert_with(|| "time budget spent".into());
-            keep(&files[idx..], &mut done);
-            break;
+            let left: Vec<PathBuf> = batch.into_iter().map(|r| r.file).chain(files[idx..].iter().cloned()).collect();
+            keep(&left, &mut done);
+            return done;
         }
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -111,39 +130,91 @@ pub fn deliver_with(dir: &Path, budget: Duration, mut send: impl FnMut(&str) -> 
                 continue;
             }
         };
-        if !text.is_empty() && !text.ends_with('\n') && being_written(file) {
-            // Sent whole at the next run, not in two parts.
+        if !complete(&text) && being_written(file) {
             done.files_left += 1;
             continue;
         }
-        let (body, good, bad) = clean(&text);
+        let (body, records, bad) = clean(&text);
         done.corrupt_lines += bad;
-        let outcome = if good > 0 { send(&body) } else { Ok(()) };
-        let to = match outcome {
-            Ok(()) => {
-                done.files_sent += 1;
-                done.records_sent += good;
-                "sent"
-            }
-            Err(Refusal::Records(why)) => {
-                done.files_refused += 1;
-                done.refusal.get_or_insert(format!("{}: {why}", file.display()));
-                "refused"
-            }
-            Err(Refusal::Later(e)) => {
-                done.files_left += files.len() - idx;
-                done.error = Some(e);
-                keep(&files[idx..], &mut done);
-                break;
-            }
-        };
-        let moved = std::fs::create_dir_all(dir.join(to))
-            .and_then(|()| std::fs::rename(file, dir.join(to).join(file.file_name().unwrap_or_default())));
-        if let Err(e) = moved {
-            done.error.get_or_insert_with(|| format!("move {} to {to}/: {e}", file.display()));
+        if records == 0 {
+            done.files_sent += 1;
+            move_to(dir, file, "sent", &mut done);
+            continue;
         }
+        if !batch.is_empty() && batch_bytes + body.len() > MAX_BATCH_BYTES {
+            if let Err(left) = ship(dir, std::mem::take(&mut batch), &mut send, &mut done) {
+                let left: Vec<PathBuf> = left.into_iter().chain(files[idx..].iter().cloned()).collect();
+                keep(&left, &mut done);
+                return done;
+            }
+            batch_bytes = 0;
+        }
+        batch_bytes += body.len();
+        batch.push(Ready { file: file.clone(), body, records });
+    }
+    if let Err(left) = ship(dir, batch, &mut send, &mut done) {
+        keep(&left, &mut done);
     }
     done
+}
+
+/// Sends one batch and moves its files; the files left for a later run
+/// when the bridge could not take it (`Refusal::Later`, in `done.error`).
+fn ship<F: FnMut(&str) -> Result<(), Refusal>>(
+    dir: &Path,
+    batch: Vec<Ready>,
+    send: &mut F,
+    done: &mut Delivered,
+) -> Result<(), Vec<PathBuf>> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let body: String = batch.iter().map(|r| r.body.as_str()).collect();
+    match send(&body) {
+        Ok(()) => {
+            for ready in batch {
+                done.files_sent += 1;
+                done.records_sent += ready.records;
+                move_to(dir, &ready.file, "sent", done);
+            }
+            Ok(())
+        }
+        Err(Refusal::Records(why)) if batch.len() == 1 => {
+            done.files_refused += 1;
+            done.refusal.get_or_insert(format!("{}: {why}", batch[0].file.display()));
+            move_to(dir, &batch[0].file, "refused", done);
+            Ok(())
+        }
+        Err(Refusal::Records(_)) => {
+            let mut rest = batch.into_iter();
+            while let Some(ready) = rest.next() {
+                if let Err(mut left) = ship(dir, vec![ready], send, done) {
+                    left.extend(rest.map(|r| r.file));
+                    return Err(left);
+                }
+            }
+            Ok(())
+        }
+        Err(Refusal::Later(e)) => {
+            done.error = Some(e);
+            Err(batch.into_iter().map(|r| r.file).collect())
+        }
+    }
+}
+
+/// Moves a delivered (`sent`) or refused (`refused`) file out of the way.
+fn move_to(dir: &Path, file: &Path, to: &str, done: &mut Delivered) {
+    let moved = std::fs::create_dir_all(dir.join(to))
+        .and_then(|()| std::fs::rename(file, dir.join(to).join(file.file_name().unwrap_or_default())));
+    if let Err(e) = moved {
+        done.error.get_or_insert_with(|| format!("move {} to {to}/: {e}", file.display()));
+    }
+}
+
+/// Whether a step's file ends with its node record (`SETTLING`).
+fn complete(text: &str) -> bool {
+    text.ends_with('\n')
+        && text.lines().next_back().is_some_and(|last| matches!(Record::parse(last.as_bytes()), Ok(Record::Node(_))))
 }
 
 /// Whether `file` changed within the last `SETTLING`.
@@ -157,6 +228,7 @@ fn being_written(file: &Path) -> bool {
 /// the bridge took needs none: the records are the bridge's to keep from
 /// then on, so the disk is flushed only for what stays on the node.
 fn keep(files: &[PathBuf], done: &mut Delivered) {
+    done.files_left += files.len();
     for file in files {
         if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
             done.error.get_or_insert_with(|| format!("fsync {}: {e}", file.display()));
@@ -168,6 +240,14 @@ fn keep(files: &[PathBuf], done: &mut Delivered) {
 mod tests {
     use super::*;
 
+    /// Writes a step file of a step daemon that ended long ago (no node
+    /// record needed), `age` seconds past settling.
+    fn settled(file: &Path, text: &str, age: u64) {
+        std::fs::write(file, text).unwrap();
+        let at = std::time::SystemTime::now() - SETTLING - Duration::from_secs(age);
+        std::fs::File::options().write(true).open(file).unwrap().set_modified(at).unwrap();
+    }
+
     #[test]
     fn sent_files_move_and_a_failed_send_keeps_the_rest() {
         let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
@@ -178,7 +258,7 @@ mod tests {
                 r#"{{"kind":"task","id":"{id}","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#
             )
         };
-        std::fs::write(dir.join("1.0.jsonl"), format!("{}\nnot json\n", line("a"))).unwrap();
+        settled(&dir.join("1.0.jsonl"), &format!("{}\nnot json\n", line("a")), 1);
         let mut bodies = Vec::new();
         let done = deliver_with(&dir, Duration::from_secs(5), |b| {
             bodies.push(b.to_owned());
@@ -187,7 +267,7 @@ mod tests {
         assert_eq!((done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 1));
         assert_eq!(bodies, vec![format!("{}\n", line("a"))]);
         assert!(dir.join("sent/1.0.jsonl").exists());
-        std::fs::write(dir.join("2.0.jsonl"), format!("{}\n", line("b"))).unwrap();
+        settled(&dir.join("2.0.jsonl"), &format!("{}\n", line("b")), 1);
         let done = deliver_with(&dir, Duration::from_secs(5), |_| Err(Refusal::Later("no answer".into())));
         assert_eq!((done.files_sent, done.files_left, done.error.as_deref()), (0, 1, Some("no answer")));
         assert!(dir.join("2.0.jsonl").exists());
@@ -205,15 +285,8 @@ mod tests {
             )
         };
         for job in [1, 2, 3] {
-            std::fs::write(dir.join(format!("{job}.0.jsonl")), format!("{}\n", line(job))).unwrap();
             // Oldest first: distinct modification times.
-            let at = std::time::SystemTime::now() - Duration::from_secs(100 - u64::from(job));
-            std::fs::File::options()
-                .write(true)
-                .open(dir.join(format!("{job}.0.jsonl")))
-                .unwrap()
-                .set_modified(at)
-                .unwrap();
+            settled(&dir.join(format!("{job}.0.jsonl")), &format!("{}\n", line(job)), 10 - u64::from(job));
         }
         let mut sent = Vec::new();
         let done = deliver_with(&dir, Duration::from_secs(5), |body| {
@@ -236,25 +309,87 @@ mod tests {
     }
 
     #[test]
-    fn a_file_with_a_line_being_written_waits_for_the_next_run() {
+    fn files_go_together_up_to_the_batch_size() {
+        let dir = std::env::temp_dir().join(format!("spool-test-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |job: usize, pad: usize| {
+            format!(
+                r#"{{"kind":"task","id":"{job}.0.c1.task{pad}","job_id":{job},"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}}"#
+            )
+        };
+        for job in 1..=5 {
+            settled(&dir.join(format!("{job}.0.jsonl")), &format!("{}\n", line(job, 0)), 10 - job as u64);
+        }
+        let mut bodies = Vec::new();
+        let done = deliver_with(&dir, Duration::from_secs(5), |b| {
+            bodies.push(b.to_owned());
+            Ok(())
+        });
+        assert_eq!((done.files_sent, done.records_sent, bodies.len()), (5, 5, 1), "five small files, one request");
+        assert_eq!(bodies[0].lines().count(), 5);
+        // Files of a third of the batch size each: three requests for seven files
+        // (3 + 3 + 1: the fourth file would cross the size).
+        let big = |job: usize| {
+            (0..).map(move |t| line(job, t) + "\n").scan(0, |n, l| {
+                *n += l.len();
+                (*n <= MAX_BATCH_BYTES / 3).then_some(l)
+            })
+        };
+        for job in 11..=17 {
+            settled(&dir.join(format!("{job}.0.jsonl")), &big(job).collect::<String>(), 30 - job as u64);
+        }
+        let mut sizes = Vec::new();
+        let done = deliver_with(&dir, Duration::from_secs(5), |b| {
+            sizes.push(b.len());
+            Ok(())
+        });
+        assert_eq!(done.files_sent, 7);
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= MAX_BATCH_BYTES), "{sizes:?}");
+        // The bridge away: every file of the batch stays.
+        settled(&dir.join("21.0.jsonl"), &format!("{}\n", line(21, 0)), 2);
+        settled(&dir.join("22.0.jsonl"), &format!("{}\n", line(22, 0)), 1);
+        let done = deliver_with(&dir, Duration::from_secs(5), |_| Err(Refusal::Later("away".into())));
+        assert_eq!((done.files_sent, done.files_left), (0, 2));
+        assert!(dir.join("21.0.jsonl").exists() && dir.join("22.0.jsonl").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_step_file_goes_once_its_node_record_is_written_or_it_settled() {
         let dir = std::env::temp_dir().join(format!("spool-test-torn-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let line = r#"{"kind":"task","id":"a","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}"#;
+        let task = r#"{"kind":"task","id":"1.0.c1.task0","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}"#;
+        let node = r#"{"kind":"node","id":"1.0.c1.node","job_id":1,"step_id":0,"node":"c1","load":[0.1,0.1,0.1],"mem_available_bytes":1,"workdir_free_bytes":1,"step_start":1,"step_end":2,"tasks":1,"tasks_ok":1,"at":2}"#;
+        let run = |dir: &Path| {
+            let mut sent = 0;
+            let done = deliver_with(dir, Duration::from_secs(5), |_| {
+                sent += 1;
+                Ok(())
+            });
+            (sent, done)
+        };
+        // Tasks written, the node record not yet: the step daemon may be
+        // between its open and its write.
         let file = dir.join("1.0.jsonl");
-        std::fs::write(&file, format!("{line}\n{{\"kind\":\"no")).unwrap();
-        let mut sent = 0;
-        let done = deliver_with(&dir, Duration::from_secs(5), |_| {
-            sent += 1;
-            Ok(())
-        });
+        std::fs::write(&file, format!("{task}\n")).unwrap();
+        let (sent, done) = run(&dir);
         assert_eq!((sent, done.files_sent, done.files_left, done.corrupt_lines), (0, 0, 1, 0));
         assert!(file.exists() && done.error.is_none());
-        // Still unfinished long after: the piece is a corrupt line, the rest goes.
-        let old = std::time::SystemTime::now() - SETTLING - Duration::from_secs(1);
-        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
-        let done = deliver_with(&dir, Duration::from_secs(5), |_| Ok(()));
-        assert_eq!((done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 1));
+        // The node record half written: still waiting.
+        std::fs::write(&file, format!("{task}\n{}", &node[..40])).unwrap();
+        assert_eq!(run(&dir).0, 0);
+        // Complete: it goes.
+        std::fs::write(&file, format!("{task}\n{node}\n")).unwrap();
+        let (sent, done) = run(&dir);
+        assert_eq!((sent, done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 2, 0));
+        // A step daemon that died mid-line: once settled, the file goes as
+        // it is, the piece counted as a corrupt line.
+        settled(&dir.join("2.0.jsonl"), &format!("{task}\n{{\"kind\":\"no"), 1);
+        let (sent, done) = run(&dir);
+        assert_eq!((sent, done.files_sent, done.records_sent, done.corrupt_lines), (1, 1, 1, 1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

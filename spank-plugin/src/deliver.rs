@@ -71,6 +71,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let line = r#"{"kind":"task","id":"1.0.c1.task0","job_id":1,"step_id":0,"node":"c1","task":0,"exit_code":0,"signal":null,"at":1}"#;
         std::fs::write(dir.join("1.0.jsonl"), format!("{line}\n")).unwrap();
+        // Without its node record, a file goes once it settled.
+        let old = std::time::SystemTime::now() - odyssey_health_wire::spool::SETTLING * 2;
+        std::fs::File::options().write(true).open(dir.join("1.0.jsonl")).unwrap().set_modified(old).unwrap();
         // Port 9 (discard) on loopback: nothing listens, the connect fails fast.
         let target = Target {
             url: "http://127.0.0.1:9/v1/health-reports".into(),
