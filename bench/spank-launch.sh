@@ -61,6 +61,20 @@ for w in "${WORKERS[@]}"; do
 done
 cd "$SHARED_DIR/scratch"
 STARTED=$(date +%s)
+# CPU time (user + system, in clock ticks) of the processes that deliver:
+# the bench's bridge, the node agents, the worker agents.
+cpu_ticks() { # pids...
+  local pid total=0
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] && total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+node_agents() { pgrep -f -- "--watch --lock $ODYSSEY_STATE_DIR/run/health-agent-" || true; }
+worker_agents() { local w; for w in "${WORKERS[@]}"; do cat "$ODYSSEY_STATE_DIR/workers/$w/agent.pid" 2>/dev/null; done; }
+mapfile -t NODE_AGENTS < <(node_agents)
+mapfile -t WORKER_AGENTS < <(worker_agents)
+CPU0=("$(cpu_ticks "$BRIDGE_PID")" "$(cpu_ticks "${NODE_AGENTS[@]}")" "$(cpu_ticks "${WORKER_AGENTS[@]}")")
 
 now_ns() { date +%s%N; }
 time_srun() { # kind args...: microseconds of one srun
@@ -145,6 +159,9 @@ echo
 pending() { find "$ODYSSEY_STATE_DIR"/nodes/{c1,c2,c3,sw1,sw2,sw3}/health-spool -maxdepth 1 -name '*.jsonl' 2>/dev/null | wc -l; }
 for _ in $(seq 150); do (($(pending) == 0)) && break; sleep 0.2; done
 stored() { sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE node LIKE '$1' AND at >= $STARTED"; }
+CPU1=("$(cpu_ticks "$BRIDGE_PID")" "$(cpu_ticks "${NODE_AGENTS[@]}")" "$(cpu_ticks "${WORKER_AGENTS[@]}")")
+ms_per_step() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.2f ms", t * 1000 / hz / n }'; }
+echo "delivery's CPU per reporting step (user + system): the bridge $(ms_per_step $((CPU1[0] - CPU0[0])) $((2 * ROUNDS))), node agents $(ms_per_step $((CPU1[1] - CPU0[1])) "$ROUNDS"), worker agents $(ms_per_step $((CPU1[2] - CPU0[2])) "$ROUNDS")"
 echo "records stored: configured nodes $(stored 'c%') of $((ROUNDS * 6 + 6)), workers $(stored 'sw%') of $((ROUNDS * 6)); spool files still pending: $(pending)"
 echo "every launch time: $RAW"
 echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$PLUGIN") bytes"

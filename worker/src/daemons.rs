@@ -28,11 +28,18 @@ pub struct NodeConfig {
 /// munged's default socket, when slurm.conf's AuthInfo names none.
 const DEFAULT_MUNGE_SOCKET: &str = "/run/munge/munge.socket.2";
 
-/// The pid in `file` if that process runs `comm`.
+/// The pid in `file` if that process runs `comm`. A zombie does not run: a
+/// daemon killed with its machine keeps its name until its parent collects
+/// it, which an init in a container can do late, and a slurmd taken for
+/// running would never be started again (a rejoin then waited in vain).
 pub fn alive(file: &Path, comm: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     let running = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (running.trim() == comm).then_some(pid)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name in parentheses, which may itself
+    // hold ") ".
+    let zombie = stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'));
+    (running.trim() == comm && !zombie).then_some(pid)
 }
 
 /// SIGTERM, up to `grace`, then SIGKILL.
@@ -162,4 +169,30 @@ pub fn sinfo_state(config: &NodeConfig) -> Option<String> {
         Command::new("sinfo").env("SLURM_CONF", &conf).args(["-h", "-n", &config.node, "-o", "%T"]).output().ok()?;
     let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     (output.status.success() && !state.is_empty()).then_some(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_daemon_not_yet_collected_is_not_alive() {
+        let dir = std::env::temp_dir().join(format!("alive-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid_file = dir.join("sleep.pid");
+        std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        assert_eq!(alive(&pid_file, "sleep"), Some(child.id() as i32));
+        assert_eq!(alive(&pid_file, "slurmd"), None, "another program's pid");
+        // Killed and not collected: a zombie, still named sleep.
+        child.kill().unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        while !std::fs::read_to_string(&stat).unwrap().contains(") Z") {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap().trim(), "sleep");
+        assert_eq!(alive(&pid_file, "sleep"), None);
+        child.wait().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
