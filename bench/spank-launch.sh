@@ -61,6 +61,10 @@ for w in "${WORKERS[@]}"; do
 done
 cd "$SHARED_DIR/scratch"
 STARTED=$(date +%s)
+# One line per launch that failed (its time still counts: a bench that
+# hid failures would flatter the case they hit).
+FAILED=$DATA/failed-launches
+: >"$FAILED"
 # CPU time (user + system, in clock ticks) of the processes that deliver:
 # the bench's bridge, the node agents, the worker agents.
 cpu_ticks() { # pids...
@@ -81,11 +85,11 @@ time_srun() { # kind args...: microseconds of one srun
   local t0 t1 where
   case $1 in
     nodes) where=(-w "c[1-3]") ;;
-    workers) where=(--constraint=worker) ;;
+    workers) where=(-w "sw[1-3]") ;;
   esac
   shift
   t0=$(now_ns)
-  srun -N3 -n3 "${where[@]}" "$@" true >/dev/null 2>&1
+  srun -N3 -n3 "${where[@]}" "$@" true >/dev/null 2>&1 || echo x >>"$FAILED"
   t1=$(now_ns)
   echo $(((t1 - t0) / 1000))
 }
@@ -162,6 +166,7 @@ stored() { sqlite3 "$DATA/bridge.db" "SELECT COUNT(*) FROM health_records WHERE 
 CPU1=("$(cpu_ticks "$BRIDGE_PID")" "$(cpu_ticks "${NODE_AGENTS[@]}")" "$(cpu_ticks "${WORKER_AGENTS[@]}")")
 ms_per_step() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.2f ms", t * 1000 / hz / n }'; }
 echo "delivery's CPU per reporting step (user + system): the bridge $(ms_per_step $((CPU1[0] - CPU0[0])) $((2 * ROUNDS))), node agents $(ms_per_step $((CPU1[1] - CPU0[1])) "$ROUNDS"), worker agents $(ms_per_step $((CPU1[2] - CPU0[2])) "$ROUNDS")"
+echo "failed launches: $(wc -l <"$FAILED")"
 echo "records stored: configured nodes $(stored 'c%') of $((ROUNDS * 6 + 6)), workers $(stored 'sw%') of $((ROUNDS * 6)); spool files still pending: $(pending)"
 echo "every launch time: $RAW"
 echo "spooled for one 3-task step: $bytes bytes ($((task_bytes / 3)) bytes per task record); plugin size $(stat -c %s "$PLUGIN") bytes"
