@@ -49,6 +49,7 @@ fn main() {
         .allowlist_function("slurm_get_errno")
         .allowlist_type("will_run_response_msg_t")
         .allowlist_function("slurm_load_jobs")
+        .allowlist_function("slurm_load_job")
         .allowlist_function("slurm_free_job_info_msg")
         .allowlist_type("job_info_msg_t")
         .allowlist_var("INFINITE")

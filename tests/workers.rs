@@ -350,6 +350,13 @@ async fn issue_11_attacks_on_joining_and_on_the_worker_endpoint_are_refused_and_
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("did not run on worker w2"), "{body}");
+    // A job SLURM never had (or forgot) is refused too, not an error of SLURM's.
+    let (status, body) = status_and_body(
+        w2.post(&reports).body(task_record(2_000_000_000, "w2", "2000000000.0.w2.forged")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("SLURM job 2000000000 did not run on worker w2"), "{body}");
     let stored = store
         .read(|conn| {
             Ok(conn

@@ -72,10 +72,9 @@ async fn authorize(state: &AppState, records: &[Record], reporter: &Reporter) ->
 
 /// Whether SLURM ran `job` on `node`: the poller's picture, else the
 /// job's nodes in the store, else the nodes SLURM gave recent jobs
-/// (`JobNodes`), refilled on a miss from one listing of every job slurmctld
-/// holds (libslurm where it is loaded: no process; else one squeue), so
-/// that a batch about many jobs the bridge never saw running (short srun
-/// steps on workers) costs one question to SLURM, not one per job.
+/// (`JobNodes`), else SLURM's own record of that one job (`job_nodes`:
+/// libslurm where loaded, one small RPC and no process; else one `scontrol
+/// show job`), once per job however many workers report on it.
 async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError> {
     let running = state.nodes.borrow().nodes.iter().any(|n| n.info.name == node && n.running_jobs.contains(&job));
     if running {
@@ -90,18 +89,16 @@ async fn ran_on(state: &AppState, job: i64, node: &str) -> Result<bool, ApiError
             return Ok(true);
         }
     }
-    let queue = state
-        .slurm
-        .squeue_all()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot ask SLURM where job {job} ran: {e}")))?;
-    for entry in queue.iter() {
-        if let Some(list) = entry.nodes.as_ref().filter(|_| !state.job_nodes.contains(entry.job_id)) {
-            state.job_nodes.put(entry.job_id, crate::slurm::hostlist::expand(list));
+    match state.slurm.job_nodes(job).await {
+        Ok(Some(list)) => {
+            let nodes = crate::slurm::hostlist::expand(&list);
+            let found = nodes.iter().any(|n| n == node);
+            state.job_nodes.put(job, nodes);
+            Ok(found)
         }
+        Ok(None) => Ok(false),
+        Err(e) => Err(ApiError::Unavailable(format!("cannot ask SLURM where job {job} ran: {e}"))),
     }
-    // Not in SLURM's list (forgotten, or never given nodes): not placeable.
-    Ok(state.job_nodes.get(job).is_some_and(|list| list.iter().any(|n| n == node)))
 }
 
 async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Ingested>, ApiError> {
@@ -178,8 +175,8 @@ pub(super) async fn accept(state: &AppState, body: &[u8], reporter: Reporter) ->
     Ok(Json(Ingested { accepted, duplicates }))
 }
 
-/// The nodes SLURM gave recent jobs, from its job listing: a step on N
-/// workers is checked N times within a second, with one listing.
+/// The nodes SLURM gave recent jobs, as SLURM said: a step on N workers is
+/// checked N times within a second, with one question.
 /// Bounded (`JobNodes::CAPACITY`, oldest out first), far below the point
 /// where SLURM reuses a job id.
 #[derive(Default)]
@@ -193,10 +190,6 @@ impl JobNodes {
 
     pub fn get(&self, job: i64) -> Option<Vec<String>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).0.get(&job).cloned()
-    }
-
-    pub fn contains(&self, job: i64) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.contains_key(&job)
     }
 
     pub fn put(&self, job: i64, nodes: Vec<String>) {

@@ -73,6 +73,8 @@ enum Call {
     Submit { submission: Box<Submission>, dry_run: bool, reply: mpsc::SyncSender<Result<SbatchOutcome, SlurmError>> },
     /// Every job slurmctld holds (the poller's round), as the bridge.
     LoadJobs { reply: mpsc::SyncSender<Result<Queue, SlurmError>> },
+    /// One job, as the bridge.
+    LoadJob { job: u32, reply: mpsc::SyncSender<Result<Option<QueueEntry>, SlurmError>> },
 }
 
 /// `slurm_init` may run once per process: the first `load` decides.
@@ -151,6 +153,13 @@ impl Libslurm {
         self.ask(Call::LoadJobs { reply }, answer, timeout).await
     }
 
+    /// One job as slurmctld holds it (`slurm_load_job`: one small RPC, no
+    /// process); `None` once slurmctld has forgotten it.
+    pub async fn load_job(&self, job: u32, timeout: Duration) -> Result<Option<QueueEntry>, SlurmError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.ask(Call::LoadJob { job, reply }, answer, timeout).await
+    }
+
     /// Hands `call` to the pool and waits for its answer within `timeout`.
     async fn ask<T: Send + 'static>(
         &self,
@@ -191,6 +200,7 @@ impl Libslurm {
                     answer(&log, reply, || self.call(&submission, dry_run));
                 }
                 Call::LoadJobs { reply } => answer(&log, reply, || self.load_queue()),
+                Call::LoadJob { job, reply } => answer(&log, reply, || load_one(job)),
             }
         }
     }
@@ -278,6 +288,35 @@ impl Libslurm {
             env.push((format!("SLURM_SPANK_{name}"), mode.as_str().to_owned()));
         }
         env
+    }
+}
+
+/// `slurm_load_job` for one job id, converted as the queue's records are.
+fn load_one(job: u32) -> Result<Option<QueueEntry>, SlurmError> {
+    let mut msg: *mut ffi::job_info_msg_t = std::ptr::null_mut();
+    // SAFETY: libslurm allocates the answer, read below and then freed.
+    let rc = unsafe { ffi::slurm_load_job(&mut msg, job, 0) };
+    if rc != 0 || msg.is_null() {
+        // SAFETY: errno of the calling thread.
+        let errno = unsafe { ffi::slurm_get_errno() };
+        if errno == ffi::slurm_err_t::ESLURM_INVALID_JOB_ID as i32 {
+            return Ok(None);
+        }
+        return Err(load_failure(errno));
+    }
+    // SAFETY: record_count records at job_array, alive until the free. An
+    // array job answers with its tasks: the one with this id is kept.
+    unsafe {
+        let answer = &*msg;
+        let records = if answer.job_array.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(answer.job_array, answer.record_count as usize)
+        };
+        let mut names = HashMap::new();
+        let found = records.iter().find(|r| r.job_id == job).map(|r| queue_entry(r, &mut names)).transpose();
+        ffi::slurm_free_job_info_msg(msg);
+        found
     }
 }
 

@@ -305,6 +305,17 @@ impl Slurm {
         }
     }
 
+    /// The nodes SLURM gave one job, `None` once SLURM has forgotten it or
+    /// while it has none: through libslurm where it is loaded (one small
+    /// RPC, no process), else `scontrol show job`.
+    pub async fn job_nodes(&self, slurm_job_id: i64) -> Result<Option<String>, SlurmError> {
+        if let Some(libslurm) = &self.libslurm {
+            let Ok(job) = u32::try_from(slurm_job_id) else { return Ok(None) };
+            return Ok(libslurm.load_job(job, self.timeout).await?.and_then(|entry| entry.nodes));
+        }
+        Ok(self.show_job(slurm_job_id).await?.and_then(|detail| detail.nodes))
+    }
+
     /// How long slurmctld keeps a finished job (`MinJobAge`): a job that
     /// reached SLURM less than this long ago is still listed by squeue.
     pub async fn min_job_age(&self) -> Result<Duration, SlurmError> {
