@@ -170,7 +170,7 @@ fn ship<F: FnMut(&str) -> Result<(), Refusal>>(
         return Ok(());
     }
     let body: String = batch.iter().map(|r| r.body.as_str()).collect();
-    match send(&body) {
+    match send_in_parts(&body, send) {
         Ok(()) => {
             for ready in batch {
                 done.files_sent += 1;
@@ -200,6 +200,30 @@ fn ship<F: FnMut(&str) -> Result<(), Refusal>>(
             Err(batch.into_iter().map(|r| r.file).collect())
         }
     }
+}
+
+/// Sends `body` in requests of at most `MAX_BATCH_BYTES`, split between
+/// lines (only a single file can be larger: a batch closes before it would
+/// grow past the size). A body past the bridge's limit would be refused, or
+/// its connection closed while it is still being written, which looks like
+/// a bridge away and would hold the spool for ever. Stops at the first
+/// failure; records sent before it are stored once, whatever comes next.
+fn send_in_parts<F: FnMut(&str) -> Result<(), Refusal>>(body: &str, send: &mut F) -> Result<(), Refusal> {
+    let mut start = 0;
+    while start < body.len() {
+        let rest = &body[start..];
+        let mut end = rest.len();
+        if end > MAX_BATCH_BYTES {
+            // The last line end within the size, or the first line whole.
+            end = rest[..MAX_BATCH_BYTES]
+                .rfind('\n')
+                .map(|i| i + 1)
+                .unwrap_or_else(|| rest.find('\n').map_or(rest.len(), |i| i + 1));
+        }
+        send(&rest[..end])?;
+        start += end;
+    }
+    Ok(())
 }
 
 /// Moves a delivered (`sent`) or refused (`refused`) file out of the way.
@@ -347,6 +371,18 @@ mod tests {
         assert_eq!(done.files_sent, 7);
         assert_eq!(sizes.len(), 3, "{sizes:?}");
         assert!(sizes.iter().all(|&n| n <= MAX_BATCH_BYTES), "{sizes:?}");
+        // One file larger than a request: sent in parts, each within the size, split between lines.
+        let huge: String = (0..).map(|t| line(31, t) + "\n").take(6000).collect();
+        assert!(huge.len() > 2 * MAX_BATCH_BYTES);
+        settled(&dir.join("31.0.jsonl"), &huge, 3);
+        let mut parts = Vec::new();
+        let done = deliver_with(&dir, Duration::from_secs(5), |b| {
+            parts.push(b.to_owned());
+            Ok(())
+        });
+        assert_eq!((done.files_sent, done.records_sent), (1, 6000));
+        assert!(parts.len() >= 3 && parts.iter().all(|p| p.len() <= MAX_BATCH_BYTES && p.ends_with('\n')));
+        assert_eq!(parts.concat(), huge);
         // The bridge away: every file of the batch stays.
         settled(&dir.join("21.0.jsonl"), &format!("{}\n", line(21, 0)), 2);
         settled(&dir.join("22.0.jsonl"), &format!("{}\n", line(22, 0)), 1);
