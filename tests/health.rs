@@ -210,6 +210,22 @@ async fn a_file_larger_than_a_request_goes_in_parts_and_the_rest_follow() {
     std::fs::remove_dir_all(spool).unwrap();
 }
 
+/// The agent's options without `--watch` are refused with one line, not
+/// ignored: a one-shot flush that was meant to be an agent would hold no
+/// lock, and every step would go on starting flushes of its own.
+#[test]
+fn agent_options_without_watch_are_refused() {
+    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/odyssey-health-flush");
+    assert!(binary.exists(), "{} is missing: run scripts/build.sh", binary.display());
+    let base = ["--spool", "/nonexistent", "--url", "http://127.0.0.1:9/", "--secret", "/nonexistent"];
+    for extra in [&["--lock", "/tmp/agent.lock"][..], &["--interval-ms", "100"][..]] {
+        let out = std::process::Command::new(&binary).args(base).args(extra).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("need --watch") && err.trim().lines().count() == 1, "{extra:?}: {err}");
+    }
+}
+
 /// Without the plugin in plugstack.conf, jobs run as before and the option
 /// is simply unknown.
 #[test]

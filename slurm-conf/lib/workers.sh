@@ -60,7 +60,7 @@ worker_binary() {
 # cluster join NAME --bridge URL --token T [--ca-file F] [--features a,b]
 cmd_join() {
   need_root join
-  local name=${1:-} bridge="" token="" ca_file="" features="" bin dir addr ns veth mem log deadline
+  local name=${1:-} bridge="" token="" ca_file="" features="" bin dir addr ns veth mem log from deadline
   [[ -n $name ]] || die "usage: $PROG join NAME --bridge URL --token TOKEN [--ca-file FILE] [--features a,b]"
   shift
   while (($#)); do
@@ -106,8 +106,11 @@ cmd_join() {
   exec {lock}>&-
   { cat /etc/hosts; echo "$addr $name"; } >"$dir/hosts"
   mem=$(awk -v n="$((N_NODES + 1))" '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 / n }' /proc/meminfo)
+  # Kept across joins (an earlier join's failure stays readable); this
+  # join's lines are those after the mark.
   log=$LOG_DIR/worker-$name.log
-  : >"$log"
+  echo "=== $(date -u +%FT%TZ) joining $name at $addr" >>"$log"
+  from=$(($(stat -c %s "$log") + 1))
   # shellcheck disable=SC2016 # the inner shell's positional arguments
   nsenter --net="/run/netns/$ns" -- unshare --mount --uts --propagation private -- \
     /bin/sh -ec '
@@ -132,7 +135,7 @@ cmd_join() {
   echo "$!" >"$dir/agent.pid"
   disown
   deadline=$((SECONDS + UP_TIMEOUT))
-  while ! grep -q 'is idle in sinfo' "$log"; do
+  while ! tail -c "+$from" "$log" | grep -q 'is idle in sinfo'; do
     if ! kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; then
       tail -n 5 "$log" >&2
       die "worker $name did not join (log: $log)"

@@ -246,19 +246,14 @@ impl Libslurm {
             }
             return Err(load_failure(errno));
         }
-        // SAFETY: record_count records at job_array, alive until the free.
+        // SAFETY: msg is libslurm's answer, alive until the free.
         let converted = unsafe {
             let answer = &*msg;
-            let records = if answer.job_array.is_null() {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(answer.job_array, answer.record_count as usize)
-            };
             // slurmctld names each job's user; where it does not, one lookup
             // per user, not per job.
             let mut names = HashMap::new();
             let converted: Result<Vec<QueueEntry>, SlurmError> =
-                records.iter().map(|job| queue_entry(job, &mut names)).collect();
+                records(answer).iter().map(|job| queue_entry(job, &mut names)).collect();
             let at = answer.last_update;
             ffi::slurm_free_job_info_msg(msg);
             converted.map(|entries| (at, entries))
@@ -304,19 +299,27 @@ fn load_one(job: u32) -> Result<Option<QueueEntry>, SlurmError> {
         }
         return Err(load_failure(errno));
     }
-    // SAFETY: record_count records at job_array, alive until the free. An
-    // array job answers with its tasks: the one with this id is kept.
+    // SAFETY: msg is libslurm's answer, alive until the free. An array job
+    // answers with its tasks: the one with this id is kept.
     unsafe {
-        let answer = &*msg;
-        let records = if answer.job_array.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(answer.job_array, answer.record_count as usize)
-        };
         let mut names = HashMap::new();
-        let found = records.iter().find(|r| r.job_id == job).map(|r| queue_entry(r, &mut names)).transpose();
+        let found = records(&*msg).iter().find(|r| r.job_id == job).map(|r| queue_entry(r, &mut names)).transpose();
         ffi::slurm_free_job_info_msg(msg);
         found
+    }
+}
+
+/// The job records of a `slurm_load_job(s)` answer.
+///
+/// # Safety
+/// `answer` is libslurm's, not yet freed: `record_count` records at
+/// `job_array` (null when there are none); the slice lives as long as it.
+unsafe fn records(answer: &ffi::job_info_msg_t) -> &[ffi::slurm_job_info_t] {
+    if answer.job_array.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller's promise above.
+        unsafe { std::slice::from_raw_parts(answer.job_array, answer.record_count as usize) }
     }
 }
 

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
     let (mut spool, mut url, mut secret, mut timeout_ms, mut budget_ms) = (None, None, None, 2000u64, 600_000u64);
-    let (mut watch, mut lock, mut interval_ms) = (false, None, 500u64);
+    let (mut watch, mut lock, mut interval_ms) = (false, None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
@@ -44,7 +44,8 @@ fn run() -> Result<ExitCode, String> {
             "--watch" => watch = true,
             "--lock" => lock = Some(PathBuf::from(value("--lock")?)),
             "--interval-ms" => {
-                interval_ms = value("--interval-ms")?.parse().map_err(|_| "--interval-ms needs milliseconds")?
+                interval_ms =
+                    Some(value("--interval-ms")?.parse::<u64>().map_err(|_| "--interval-ms needs milliseconds")?)
             }
             "-h" | "--help" => {
                 println!(
@@ -55,6 +56,9 @@ fn run() -> Result<ExitCode, String> {
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
+    }
+    if !watch && (lock.is_some() || interval_ms.is_some()) {
+        return Err("--lock and --interval-ms are the agent's: they need --watch".into());
     }
     let spool = spool.ok_or("--spool is required")?;
     let secret_path = secret.ok_or("--secret is required")?;
@@ -67,6 +71,7 @@ fn run() -> Result<ExitCode, String> {
     };
     if watch {
         let lock = lock.ok_or("--watch needs --lock FILE (step daemons look there for a running agent)")?;
+        let interval_ms = interval_ms.unwrap_or(500);
         if interval_ms == 0 {
             return Err("--interval-ms must be at least 1".into());
         }
