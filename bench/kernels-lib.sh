@@ -1,11 +1,13 @@
 # shellcheck shell=bash
 # Shared by bench/kernels.sh, bench/twin-variants.sh and bench/scaling.sh
-# (sourced, not run): scripts/lib.sh, the cluster up with odyssey-mpi and
+# (sourced, not run): scripts/lib.sh, stats.sh, the cluster up with odyssey-mpi and
 # the C twins installed, the shell in the shared scratch directory, the
 # machine line each report starts with, and the helpers the three use.
 
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=stats.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stats.sh"
 
 bash "$CLUSTER" up >/dev/null
 BIN=$SHARED_DIR/bin

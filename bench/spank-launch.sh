@@ -11,6 +11,8 @@
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=stats.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stats.sh"
 
 ROUNDS=${1:-30}
 bash "$CLUSTER" up >/dev/null
@@ -115,17 +117,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
 # Per round: this case's time over the same round's "absent" on the same
-# kind of node, minus one; the median of those ratios and its 95 %
-# confidence interval from order statistics (the sign test's, no assumption
-# about the noise's shape). Pairing within a round cancels the machine's
-# drift between rounds, which the ratio of two medians does not.
+# kind of node, minus one, in per cent: median and 95 % interval.
 paired() { # case-times absent-times
-  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{ print ($1 / $2 - 1) * 100 }' | sort -g |
-    awk '{ v[NR] = $1 } END {
-      n = NR; m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-      half = 0.98 * sqrt(n); lo = int(n / 2 - half); hi = int(n / 2 + 1 + half + 0.999)
-      if (lo < 1) lo = 1; if (hi > n) hi = n
-      printf "%+.1f %% [%+.1f, %+.1f]", m, v[lo], v[hi] }'
+  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{ print ($1 / $2 - 1) * 100 }' |
+    sign_interval | awk '{ printf "%+.1f %% [%+.1f, %+.1f]", $1, $2, $3 }'
 }
 cell() { # kind case
   local m base
