@@ -326,9 +326,11 @@ const LANES: usize = 4;
 /// the points j with j mod 4 = k): a select per element vectorises, where
 /// one scalar maximum (a floating-point reduction) would not. Explicit SSE2
 /// as in `stencil_row`: LLVM vectorised the plain form only partly (scalar
-/// sums, then shuffles into pairs for the maximum), which made the
-/// measuring sweep, one iteration in ten, about 4 % of a 1024 run at one
-/// rank slower than gcc's (issue #16). The same sums in the same order.
+/// sums, then shuffles into pairs for the maximum; gcc no better), and a
+/// 1024 grid measuring every iteration ran 1.5x slower at one rank (issue
+/// #16). It serves an iteration that measures alone (each one with
+/// `--check-every 1`), a measuring pass's last row at the grid's south
+/// edge, and the serial reference. The same sums in the same order.
 #[inline(always)]
 fn measuring_row(out: &mut [f64], row: &Row, lanes: &mut [f64; LANES]) {
     let Row { up, down, mid } = *row;
