@@ -34,19 +34,25 @@ typedef struct {
     int north, south, west, east;
 } sides;
 
+/* The SSE2 pieces every row loop uses, two points per instruction: one place
+ * for the order of the stencil's sums (the scalar form's, left to right) and
+ * for the change's maximum (max(d, lane) is d > lane ? d : lane). */
+static inline __attribute__((always_inline)) __m128d average(__m128d a, __m128d b, __m128d c, __m128d d) {
+    return _mm_mul_pd(_mm_set1_pd(0.25), _mm_add_pd(_mm_add_pd(_mm_add_pd(a, b), c), d));
+}
+static inline __attribute__((always_inline)) __m128d most_change(__m128d new, __m128d old, __m128d lane) {
+    return _mm_max_pd(_mm_andnot_pd(_mm_set1_pd(-0.0), _mm_sub_pd(new, old)), lane);
+}
+
 /* One row of the update, two points per SSE2 instruction, plain stores. */
 static inline __attribute__((always_inline)) void stencil_row(double *restrict out, const double *up,
                                                                const double *down, const double *left,
                                                                const double *right, size_t n) {
     size_t j = 0;
 #ifndef VARIANT_AUTOVEC
-    const __m128d quarter = _mm_set1_pd(0.25);
-    for (; j + 2 <= n; j += 2) {
-        __m128d sum = _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(up + j), _mm_loadu_pd(down + j)),
-                                            _mm_loadu_pd(left + j)),
-                                 _mm_loadu_pd(right + j));
-        _mm_storeu_pd(out + j, _mm_mul_pd(quarter, sum));
-    }
+    for (; j + 2 <= n; j += 2)
+        _mm_storeu_pd(out + j, average(_mm_loadu_pd(up + j), _mm_loadu_pd(down + j), _mm_loadu_pd(left + j),
+                                       _mm_loadu_pd(right + j)));
 #endif
     for (; j < n; j++) out[j] = 0.25 * (up[j] + down[j] + left[j] + right[j]);
 }
@@ -62,16 +68,12 @@ static inline __attribute__((always_inline)) void measuring_row(double *restrict
                                                                  size_t n, double lanes[LANES]) {
     size_t j = 0;
 #ifndef VARIANT_AUTOVEC
-    const __m128d quarter = _mm_set1_pd(0.25), sign = _mm_set1_pd(-0.0);
     __m128d lane[2] = {_mm_loadu_pd(lanes), _mm_loadu_pd(lanes + 2)};
     for (; j + LANES <= n; j += LANES)
         for (size_t k = 0; k < LANES; k += 2) {
-            __m128d v = _mm_mul_pd(quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(up + j + k),
-                                                                              _mm_loadu_pd(down + j + k)),
-                                                                   _mm_loadu_pd(left + j + k)),
-                                                        _mm_loadu_pd(right + j + k)));
-            __m128d d = _mm_andnot_pd(sign, _mm_sub_pd(v, _mm_loadu_pd(centre + j + k)));
-            lane[k / 2] = _mm_max_pd(d, lane[k / 2]); /* d > lane ? d : lane */
+            __m128d v = average(_mm_loadu_pd(up + j + k), _mm_loadu_pd(down + j + k), _mm_loadu_pd(left + j + k),
+                                _mm_loadu_pd(right + j + k));
+            lane[k / 2] = most_change(v, _mm_loadu_pd(centre + j + k), lane[k / 2]);
             _mm_storeu_pd(out + j + k, v);
         }
     _mm_storeu_pd(lanes, lane[0]);
@@ -150,18 +152,13 @@ static inline __attribute__((always_inline)) double pair_loop(int measure, doubl
     size_t j = 0;
     double most = 0.0;
 #ifndef VARIANT_AUTOVEC
-    const __m128d quarter = _mm_set1_pd(0.25), sign = _mm_set1_pd(-0.0);
     __m128d lanes = _mm_setzero_pd();
     for (; j + 2 <= n; j += 2) {
-        __m128d first = _mm_mul_pd(
-            quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(row_r + j), _mm_loadu_pd(below2 + j)),
-                                           _mm_loadu_pd(below + j)),
-                                _mm_loadu_pd(below + j + 2)));
+        __m128d first = average(_mm_loadu_pd(row_r + j), _mm_loadu_pd(below2 + j), _mm_loadu_pd(below + j),
+                                _mm_loadu_pd(below + j + 2));
         _mm_storeu_pd(next + j + 1, first);
-        __m128d second = _mm_mul_pd(
-            quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(_mm_loadu_pd(prev + j + 1), first), _mm_loadu_pd(cur + j)),
-                                _mm_loadu_pd(cur + j + 2)));
-        if (measure) lanes = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(second, _mm_loadu_pd(cur + j + 1))), lanes);
+        __m128d second = average(_mm_loadu_pd(prev + j + 1), first, _mm_loadu_pd(cur + j), _mm_loadu_pd(cur + j + 2));
+        if (measure) lanes = most_change(second, _mm_loadu_pd(cur + j + 1), lanes);
         _mm_storeu_pd(row_r + j, second);
     }
     double two[2];

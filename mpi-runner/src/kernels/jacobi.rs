@@ -101,6 +101,49 @@ impl<'a> Row<'a> {
     }
 }
 
+/// The SSE2 pieces every row loop uses, two points per instruction: one
+/// place for the order of the stencil's sums, on which the bit-identity with
+/// the scalar (serial) sweep rests, and for the change's maximum.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::*;
+
+    /// Elements j and j + 1 of `s`.
+    ///
+    /// # Safety
+    /// `j + 1 < s.len()`.
+    #[inline(always)]
+    pub unsafe fn at(s: &[f64], j: usize) -> __m128d {
+        // SAFETY: the caller's promise above; an unaligned load.
+        unsafe { _mm_loadu_pd(s.as_ptr().add(j)) }
+    }
+
+    /// Writes `v` to elements j and j + 1 of `s`.
+    ///
+    /// # Safety
+    /// `j + 1 < s.len()`.
+    #[inline(always)]
+    pub unsafe fn put(s: &mut [f64], j: usize, v: __m128d) {
+        // SAFETY: the caller's promise above; an unaligned store.
+        unsafe { _mm_storeu_pd(s.as_mut_ptr().add(j), v) }
+    }
+
+    /// `0.25 * (a + b + c + d)`, summed left to right as the scalar form.
+    #[inline(always)]
+    pub fn average(a: __m128d, b: __m128d, c: __m128d, d: __m128d) -> __m128d {
+        // SAFETY: SSE2 is part of every x86-64 processor.
+        unsafe { _mm_mul_pd(_mm_set1_pd(0.25), _mm_add_pd(_mm_add_pd(_mm_add_pd(a, b), c), d)) }
+    }
+
+    /// `|new - old|` where it is above `lane`, else `lane` (max(d, lane)
+    /// is `if d > lane { d } else { lane }`, the scalar form's select).
+    #[inline(always)]
+    pub fn most(new: __m128d, old: __m128d, lane: __m128d) -> __m128d {
+        // SAFETY: SSE2 is part of every x86-64 processor.
+        unsafe { _mm_max_pd(_mm_andnot_pd(_mm_set1_pd(-0.0), _mm_sub_pd(new, old)), lane) }
+    }
+}
+
 /// One Jacobi sweep over the interior of `u` into `next`.
 pub fn sweep(u: &[f64], next: &mut [f64], s: Shape) {
     for r in 0..s.rows as isize {
@@ -200,11 +243,9 @@ fn pair_loop<const MEASURE: bool>(
     // the slices read at j + 2 and written at j + 1); unaligned loads and
     // stores.
     let mut most = unsafe {
-        use std::arch::x86_64::*;
-        let quarter = _mm_set1_pd(0.25);
-        let sign = _mm_set1_pd(-0.0);
+        use sse2::{at, average, most, put};
+        use std::arch::x86_64::{__m128d, _mm_setzero_pd};
         let mut lanes = _mm_setzero_pd();
-        let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
         // The right neighbours at j + 2 are the left ones of the next two
         // points: loaded once (LLVM does not see that the stores between
         // leave them alone; gcc reuses them by itself).
@@ -212,19 +253,14 @@ fn pair_loop<const MEASURE: bool>(
         // Two points at j.
         let mut step = |j: usize, lanes: &mut __m128d| {
             let (below_right, cur_right) = (at(below, j + 2), at(cur, j + 2));
-            let first = _mm_mul_pd(
-                quarter,
-                _mm_add_pd(_mm_add_pd(_mm_add_pd(at(row_r, j), at(below2, j)), below_left), below_right),
-            );
-            _mm_storeu_pd(next.as_mut_ptr().add(j + 1), first);
-            let second =
-                _mm_mul_pd(quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(at(prev, j + 1), first), cur_left), cur_right));
+            let first = average(at(row_r, j), at(below2, j), below_left, below_right);
+            put(next, j + 1, first);
+            let second = average(at(prev, j + 1), first, cur_left, cur_right);
             (below_left, cur_left) = (below_right, cur_right);
             if MEASURE {
-                // max(d, lane) is `if d > lane { d } else { lane }`.
-                *lanes = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(second, at(cur, j + 1))), *lanes);
+                *lanes = most(second, at(cur, j + 1), *lanes);
             }
-            _mm_storeu_pd(row_r.as_mut_ptr().add(j), second);
+            put(row_r, j, second);
         };
         // Four points per round: two per round left the loop's own
         // instructions a fifth of the work (gcc unrolls it so by itself).
@@ -238,7 +274,7 @@ fn pair_loop<const MEASURE: bool>(
             j += 2;
         }
         let mut two = [0.0f64; 2];
-        _mm_storeu_pd(two.as_mut_ptr(), lanes);
+        put(&mut two, 0, lanes);
         two[0].max(two[1])
     };
     #[cfg(not(target_arch = "x86_64"))]
@@ -290,21 +326,17 @@ fn stencil_row(out: &mut [f64], row: &Row) {
     let scalar = |j: usize| 0.25 * (up[j] + down[j] + mid[j] + mid[j + 2]);
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_add_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_storeu_pd};
+        use sse2::{at, average, put};
         let mut j = 0;
-        // SAFETY: every access is below n (n + 2 for mid; checked above);
-        // loads and stores are unaligned ones.
+        // SAFETY: every access is below n (n + 2 for mid; checked above).
         unsafe {
-            let quarter = _mm_set1_pd(0.25);
-            let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
             // The right neighbours of two points are the left ones of the
             // next two: loaded once (LLVM does not see that the store
             // between leaves them alone; gcc reuses them by itself).
             let mut left = at(mid, 0);
             while j + 2 <= n {
                 let right = at(mid, j + 2);
-                let sum = _mm_add_pd(_mm_add_pd(_mm_add_pd(at(up, j), at(down, j)), left), right);
-                _mm_storeu_pd(out.as_mut_ptr().add(j), _mm_mul_pd(quarter, sum));
+                put(out, j, average(at(up, j), at(down, j), left, right));
                 left = right;
                 j += 2;
             }
@@ -339,22 +371,19 @@ fn measuring_row(out: &mut [f64], row: &Row, lanes: &mut [f64; LANES]) {
     let mut j = 0;
     #[cfg(target_arch = "x86_64")]
     // SAFETY: every access is below n (n + 2 for mid; checked above), and
-    // `lanes` holds four; loads and stores are unaligned ones.
+    // `lanes` holds four.
     unsafe {
-        use std::arch::x86_64::*;
-        let quarter = _mm_set1_pd(0.25);
-        let sign = _mm_set1_pd(-0.0);
-        let at = |s: &[f64], j: usize| _mm_loadu_pd(s.as_ptr().add(j));
+        use sse2::{at, average, most, put};
+        use std::arch::x86_64::__m128d;
         // Lanes 0 and 1, and 2 and 3.
         let (mut low, mut high) = (at(&lanes[..], 0), at(&lanes[..], 2));
         let mut left = at(mid, 0);
         // Two points at j; their change's maximum with `lane`.
         let mut step = |j: usize, lane: &mut __m128d| {
             let right = at(mid, j + 2);
-            let v = _mm_mul_pd(quarter, _mm_add_pd(_mm_add_pd(_mm_add_pd(at(up, j), at(down, j)), left), right));
-            // max(d, lane) is `if d > lane { d } else { lane }`.
-            *lane = _mm_max_pd(_mm_andnot_pd(sign, _mm_sub_pd(v, at(mid, j + 1))), *lane);
-            _mm_storeu_pd(out.as_mut_ptr().add(j), v);
+            let v = average(at(up, j), at(down, j), left, right);
+            *lane = most(v, at(mid, j + 1), *lane);
+            put(out, j, v);
             left = right;
         };
         while j + LANES <= n {
@@ -362,8 +391,8 @@ fn measuring_row(out: &mut [f64], row: &Row, lanes: &mut [f64; LANES]) {
             step(j + 2, &mut high);
             j += LANES;
         }
-        _mm_storeu_pd(lanes.as_mut_ptr(), low);
-        _mm_storeu_pd(lanes.as_mut_ptr().add(2), high);
+        put(lanes, 0, low);
+        put(lanes, 2, high);
     }
     #[cfg(not(target_arch = "x86_64"))]
     while j + LANES <= n {
