@@ -58,7 +58,7 @@ for kernel in "${KERNELS[@]}"; do
     done
     rt=$(best "${rust[@]}") ct=$(best "${c[@]}")
     [[ $ranks == 1 ]] && rust1=$rt c1=$ct
-    read -r m lo hi < <(paste <(printf '%s\n' "${rust[@]}") <(printf '%s\n' "${c[@]}") | awk '{ print $1 / $2 }' | sign_interval)
+    read -r m lo hi < <(paired_ratio "${rust[*]}" "${c[*]}")
     printf '| %s ranks on %s nodes | %.4f s | %.4f s | %s | %.3f [%.3f, %.3f] | %s | %s |' "$ranks" "$nodes" "$rt" "$ct" \
       "$(ratio "$rt" "$ct")" "$m" "$lo" "$hi" "$(calc "$rust1 / ($ranks * $rt)")" "$(calc "$c1 / ($ranks * $ct)")"
     if [[ $kernel == jacobi ]]; then

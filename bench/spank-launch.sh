@@ -119,8 +119,7 @@ median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { m 
 # Per round: this case's time over the same round's "absent" on the same
 # kind of node, minus one, in per cent: median and 95 % interval.
 paired() { # case-times absent-times
-  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{ print ($1 / $2 - 1) * 100 }' |
-    sign_interval | awk '{ printf "%+.1f %% [%+.1f, %+.1f]", $1, $2, $3 }'
+  paired_ratio "$1" "$2" | awk '{ printf "%+.1f %% [%+.1f, %+.1f]", ($1 - 1) * 100, ($2 - 1) * 100, ($3 - 1) * 100 }'
 }
 cell() { # kind case
   local m base

@@ -15,3 +15,10 @@ sign_interval() {
     if (lo < 1) lo = 1; if (hi > n) hi = n
     print m, v[lo], v[hi] }'
 }
+
+# `paired_ratio "A's times" "B's times"`: A's time over B's round by round
+# (two space-separated lists in the same round order), as sign_interval
+# gives it: "median low high".
+paired_ratio() {
+  paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) | awk '{ print $1 / $2 }' | sign_interval
+}

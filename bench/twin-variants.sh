@@ -108,8 +108,7 @@ for kernel in "${KERNELS[@]}"; do
           echo -e "$kernel\t$case\t$nodes x $ranks\thead\t$round\t$p\t$t" >>"$RAW"
         done
       done
-      read -r m lo hi < <(paste <(printf '%s\n' "${rust_times[@]}") <(printf '%s\n' "${c_times[@]}") |
-        awk '{ print $1 / $2 }' | sign_interval)
+      read -r m lo hi < <(paired_ratio "${rust_times[*]}" "${c_times[*]}")
       printf ' %s | %.3f [%.3f, %.3f] | %s |\n' "$fastest" "$m" "$lo" "$hi" \
         "$(ratio "$(best "${rust_times[@]}")" "$(best "${c_times[@]}")")"
       unset times
